@@ -1,0 +1,1 @@
+"""Local infrastructure helpers (single-node Kafka for tests, demo and CI)."""

@@ -1,0 +1,160 @@
+"""``argos``: the command line of ArgOS Memory Stream.
+
+Run ``argos --help``, or ``argos COMMAND --help`` for one command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.settings import Settings
+
+app = typer.Typer(
+    help="ArgOS Memory Stream: agents publish memories to Kafka; workers embed and store them in "
+    "Milvus; agents recall them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+broker_app = typer.Typer(help="A local single-node Kafka broker (KRaft) for development.")
+app.add_typer(broker_app, name="broker")
+console = Console()
+
+DataDir = Annotated[Path, typer.Option(help="Broker state folder.")]
+
+
+def _kafka_dir() -> Path:
+    from infra.local_kafka import DEFAULT_DATA_DIR
+
+    return DEFAULT_DATA_DIR
+
+
+@broker_app.command("start")
+def broker_start(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
+    """Fetch Kafka's jars (cached), start the broker in the background, print its address."""
+    from infra.local_kafka import start_detached
+
+    console.print(start_detached(data_dir or _kafka_dir()))
+
+
+@broker_app.command("stop")
+def broker_stop(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
+    """Stop the local broker started by `argos broker start`."""
+    from infra.local_kafka import stop_detached
+
+    stopped = stop_detached(data_dir or _kafka_dir())
+    console.print("stopped" if stopped else "no broker was running")
+
+
+@broker_app.command("status")
+def broker_status(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
+    """Print the local broker's address, or exit 1 if it is not running."""
+    from infra.local_kafka import status
+
+    found = status(data_dir or _kafka_dir())
+    if not found:
+        console.print("not running")
+        raise typer.Exit(1)
+    console.print(found)
+
+
+@app.command()
+def worker(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default ARGOS_WEB_PORT).")] = None,
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+) -> None:
+    """Run a worker: the ingest, embed and store stages and the recall API."""
+    from pipelines.worker import run_worker
+
+    settings = Settings()
+    if port is not None:
+        settings = settings.model_copy(update={"web_port": port})
+    run_worker(settings, loglevel=loglevel)
+
+
+@app.command()
+def publish(
+    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 20,
+    events: Annotated[int, typer.Option(help="Events to publish.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = 0,
+    namespace: Annotated[str, typer.Option(help="World / tenant.")] = "sim",
+    file: Annotated[
+        Path | None, typer.Option(help="Publish the JSON lines of this file instead ('-': stdin).")
+    ] = None,
+) -> None:
+    """Publish memory events: a simulated population's, or JSON lines from a file."""
+    from pipelines.publisher import MemoryPublisher
+    from pipelines.simulation import Population
+    from pipelines.worker import resolve_bootstrap
+
+    settings = resolve_bootstrap(Settings())
+    assert settings.kafka_bootstrap_servers  # noqa: S101 - resolve_bootstrap guarantees it
+    n = 0
+    with MemoryPublisher(settings.kafka_bootstrap_servers, settings.topic("memory.events")) as pub:
+        if file is not None:
+            lines = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
+            for line in lines:
+                if line.strip():
+                    pub.publish(json.loads(line))
+                    n += 1
+        else:
+            n = pub.publish_many(Population(agents, seed, namespace).events(events))
+    console.print(f"published {n} events to {settings.topic('memory.events')}")
+
+
+@app.command()
+def recall(
+    query: Annotated[str, typer.Argument(help="What to remember, in words.")],
+    agent: Annotated[str, typer.Option(help="Agent id.")],
+    namespace: Annotated[str, typer.Option(help="World / tenant.")] = "sim",
+    k: Annotated[int, typer.Option(help="How many memories.")] = 5,
+    url: Annotated[str, typer.Option(help="A worker's base URL.")] = "http://127.0.0.1:6066",
+) -> None:
+    """Ask a worker what an agent remembers that is like QUERY."""
+    from pipelines.client import MemoryClient
+
+    with MemoryClient(url) as client:
+        resp = client.recall(namespace, agent, query, k=k)
+    print_recall(resp)
+
+
+def print_recall(resp: object) -> None:
+    from schemas import RecallResponse
+
+    assert isinstance(resp, RecallResponse)  # noqa: S101 - internal contract
+    table = Table(title=f"{resp.agent_id} remembers, like “{resp.query}” ({resp.took_ms:.0f} ms)")
+    table.add_column("score", justify="right")
+    table.add_column("type")
+    table.add_column("when")
+    table.add_column("memory")
+    for h in resp.hits:
+        table.add_row(f"{h.score:.3f}", h.type.value, h.event_time[:16], h.content)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 20,
+    events: Annotated[int, typer.Option(help="Good events to publish.")] = 3000,
+    bad: Annotated[int, typer.Option(help="Malformed events mixed in (dead-lettered).")] = 30,
+    rate: Annotated[float, typer.Option(help="Events/s to publish (0 = as fast as possible).")] = 0,
+    keep: Annotated[bool, typer.Option(help="Leave the broker and worker running.")] = False,
+) -> None:
+    """The whole pipeline on this machine: broker, worker, simulated agents, then recalls."""
+    from pipelines.demo import run_demo
+
+    run_demo(agents=agents, events=events, bad=bad, rate=rate, keep=keep, console=console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

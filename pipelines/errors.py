@@ -1,0 +1,51 @@
+"""One exception root for the whole pipeline.
+
+::
+
+    ArgosError
+    ├── PoisonEventError          the event itself is bad: dead-letter it with the reason, go on
+    │   ├── InvalidEventError     not UTF-8, not JSON, wrong fields or ranges
+    │   └── SchemaVersionUnsupported
+    ├── RetryableError            the world is briefly broken: back off and try again
+    │   └── StoreUnavailableError Milvus did not answer
+    └── ConfigurationError        the operator must change something: fail fast with what to do
+        └── EmbedderUnavailableError
+"""
+
+from __future__ import annotations
+
+
+class ArgosError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class PoisonEventError(ArgosError):
+    """An event that can never be processed; it goes to ``argos.deadletter`` with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvalidEventError(PoisonEventError):
+    """Bad bytes, bad JSON or bad fields."""
+
+
+class SchemaVersionUnsupported(PoisonEventError):
+    """The event names a schema version this build does not read."""
+
+
+class RetryableError(ArgosError):
+    """A transient failure: the caller backs off and retries."""
+
+
+class StoreUnavailableError(RetryableError):
+    """The vector store did not answer."""
+
+
+class ConfigurationError(ArgosError):
+    """A setting or an install step is wrong; the message says what to do."""
+
+
+class EmbedderUnavailableError(ConfigurationError):
+    """The chosen embedding backend is not installed or its model files are missing."""

@@ -1,0 +1,70 @@
+"""Ingest stage core: validate raw Kafka records; refuse bad ones with a reason.
+
+Nothing is dropped: every record comes out either as a valid ``MemoryEvent`` or as a
+``DeadLetter`` that carries the reason and the original bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pipelines.errors import InvalidEventError, PoisonEventError, SchemaVersionUnsupported
+from schemas import DeadLetter, MemoryEvent, SchemaVersionError, parse_memory_event
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A Kafka record as the stage saw it."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = "argos.memory.events"
+    partition: int | None = None
+    offset: int | None = None
+
+
+def validate(raw: bytes | None) -> MemoryEvent:
+    """Parse one record value into a ``MemoryEvent``, or raise a ``PoisonEventError``.
+
+    >>> validate(b'{"schema_version": 2}')
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.SchemaVersionUnsupported: unsupported schema_version 2; supported: [1]
+    """
+    if raw is None:
+        raise InvalidEventError("record has no value (a tombstone is not a memory event)")
+    try:
+        return parse_memory_event(raw)
+    except SchemaVersionError as exc:
+        raise SchemaVersionUnsupported(str(exc)) from None
+    except ValueError as exc:
+        raise InvalidEventError(str(exc)) from None
+
+
+def dead_letter(rec: RawRecord, exc: PoisonEventError, stage: str, now: float) -> DeadLetter:
+    return DeadLetter.of(
+        reason=exc.reason,
+        error=type(exc).__name__,
+        stage=stage,
+        source_topic=rec.topic,
+        source_partition=rec.partition,
+        source_offset=rec.offset,
+        key=rec.key,
+        original=rec.value or b"",
+        refused_ts=now,
+    )
+
+
+def ingest_batch(
+    records: Iterable[RawRecord], now: float
+) -> tuple[list[MemoryEvent], list[tuple[RawRecord, DeadLetter]]]:
+    """Split a batch into valid events and dead letters (each with the record it came from)."""
+    good: list[MemoryEvent] = []
+    bad: list[tuple[RawRecord, DeadLetter]] = []
+    for rec in records:
+        try:
+            good.append(validate(rec.value))
+        except PoisonEventError as exc:
+            bad.append((rec, dead_letter(rec, exc, "ingest", now)))
+    return good, bad

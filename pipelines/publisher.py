@@ -1,0 +1,101 @@
+"""``MemoryPublisher``: the Python SDK agents use to publish memory events.
+
+Built on kafka-python: keyed by ``agent_id`` (so an agent's memories stay ordered on one
+partition), ``acks=all``, batched with a short linger. Events are validated before they leave, so
+a bug in an agent shows up at its call site, not only in the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from kafka import KafkaProducer
+
+from pipelines.errors import ConfigurationError, InvalidEventError
+from schemas import MemoryEvent, parse_memory_event
+
+DEFAULT_TOPIC = "argos.memory.events"
+
+
+class MemoryPublisher:
+    """Publish memory events to Kafka.
+
+    >>> # with MemoryPublisher("127.0.0.1:9092") as pub:
+    >>> #     pub.publish({"schema_version": 1, "memory_id": "m1", ...})
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str = DEFAULT_TOPIC,
+        *,
+        linger_ms: int = 20,
+        batch_size: int = 256 * 1024,
+        validate: bool = True,
+        **producer_config: Any,
+    ) -> None:
+        if not bootstrap_servers:
+            raise ConfigurationError("MemoryPublisher needs bootstrap_servers (host:port,...)")
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.validate = validate
+        self.published = 0
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers.split(","),
+            acks="all",
+            linger_ms=linger_ms,
+            batch_size=batch_size,
+            retries=5,
+            max_in_flight_requests_per_connection=1,
+            **producer_config,
+        )
+
+    def publish(self, event: MemoryEvent | dict[str, Any]) -> Any:
+        """Send one event; returns kafka-python's future (``.get()`` waits for the ack)."""
+        if isinstance(event, dict):
+            if not self.validate:
+                key = str(event.get("agent_id", "")).encode()
+                return self.publish_raw(key, json.dumps(event).encode())
+            try:
+                event = parse_memory_event(event)
+            except ValueError as exc:
+                raise InvalidEventError(str(exc)) from None
+        fut = self._producer.send(
+            self.topic, key=event.agent_id.encode(), value=event.to_json_bytes()
+        )
+        self.published += 1
+        return fut
+
+    def publish_raw(self, key: bytes | None, value: bytes) -> Any:
+        """Send bytes as they are (no validation): for other producers' payloads and tests."""
+        fut = self._producer.send(self.topic, key=key, value=value)
+        self.published += 1
+        return fut
+
+    def publish_many(self, events: Iterable[MemoryEvent | dict[str, Any]]) -> int:
+        n = 0
+        for ev in events:
+            self.publish(ev)
+            n += 1
+        return n
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float | None = 30) -> None:
+        self._producer.flush(timeout=timeout)
+        self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> MemoryPublisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

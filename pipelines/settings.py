@@ -1,0 +1,69 @@
+"""The one settings object. Every field reads an environment variable (named beside it)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of a worker, the publisher, the CLI and the demo.
+
+    Environment variables use the ``ARGOS_`` prefix (``ARGOS_EMBEDDER=onnx``), except the two
+    that the ecosystem already names: ``KAFKA_BOOTSTRAP_SERVERS`` and ``MILVUS_URI``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ARGOS_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ARGOS_KAFKA_BOOTSTRAP_SERVERS"),
+        description="KAFKA_BOOTSTRAP_SERVERS: an existing cluster; unset = the local broker.",
+    )
+    topic_prefix: str = Field(
+        "argos", pattern=r"^[A-Za-z0-9._-]+$", description="ARGOS_TOPIC_PREFIX: topic namespace."
+    )
+    topic_partitions: int = Field(4, ge=1, description="ARGOS_TOPIC_PARTITIONS")
+    app_id: str = Field("argos-memory", description="ARGOS_APP_ID: Faust app / consumer group.")
+    # Milvus
+    milvus_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MILVUS_URI", "ARGOS_MILVUS_URI"),
+        description="MILVUS_URI: a Milvus server; unset = Milvus Lite in data_dir.",
+    )
+    collection: str = Field("argos_memories", description="ARGOS_COLLECTION")
+    # Embedding
+    embedder: Literal["auto", "onnx", "torch", "hashing"] = Field(
+        "auto",
+        description="ARGOS_EMBEDDER: auto = torch if sentence-transformers is installed, else onnx.",
+    )
+    embed_threads: int = Field(0, ge=0, description="ARGOS_EMBED_THREADS: 0 = all cores.")
+    embed_batch: int = Field(64, ge=1, le=1024, description="ARGOS_EMBED_BATCH")
+    # Stream batching
+    take_max: int = Field(256, ge=1, description="ARGOS_TAKE_MAX: events per stage batch.")
+    take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")
+    # Worker
+    data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
+    web_host: str = Field("127.0.0.1", description="ARGOS_WEB_HOST")
+    web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")
+    session_timeout: float = Field(
+        10.0, gt=0, description="ARGOS_SESSION_TIMEOUT: Kafka consumer session timeout (s)."
+    )
+
+    def topic(self, suffix: str) -> str:
+        """Full topic name, e.g. ``topic("memory.events")`` -> ``argos.memory.events``."""
+        return f"{self.topic_prefix}.{suffix}"
+
+    @property
+    def milvus_target(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

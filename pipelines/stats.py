@@ -1,0 +1,26 @@
+"""Counters a worker keeps about its own stages (served at ``/stats``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StageStats:
+    """Events seen by each stage since the worker started (not durable; Milvus is the truth)."""
+
+    started_ts: float = field(default_factory=time.time)
+    ingested: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+    embedded: int = 0
+    stored: int = 0
+    store_retries: int = 0
+    batches: int = 0
+    last_store_latency_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        d = asdict(self)
+        d["uptime_s"] = round(time.time() - self.started_ts, 3)
+        return d

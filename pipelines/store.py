@@ -1,0 +1,317 @@
+"""Store stage core: the vector store (Milvus; Lite by default) and its in-memory twin.
+
+Writes are upserts keyed by ``memory_id`` (``auto_id=False``), so a replay of the same events
+never makes duplicates. Milvus Lite runs inside the worker process (one process per data file).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipelines.errors import ConfigurationError, StoreUnavailableError
+from schemas import EmbeddedMemory, MemoryType
+
+MAX_VARCHAR = 65535
+
+
+@dataclass(frozen=True)
+class StoredMemory:
+    """One row of the memory collection."""
+
+    memory_id: str
+    agent_id: str
+    namespace: str
+    type: str
+    content: str
+    importance: float
+    event_ts: float
+    event_time: str
+    vector: np.ndarray = field(repr=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_embedded(cls, rec: EmbeddedMemory) -> StoredMemory:
+        ev = rec.event
+        extra = ev.model_dump(
+            mode="json",
+            include={"emotion", "position", "tags", "steps"},
+            exclude_none=True,
+        )
+        extra["model"] = rec.model
+        extra["ingest_ts"] = rec.ingest_ts
+        return cls(
+            memory_id=ev.memory_id,
+            agent_id=ev.agent_id,
+            namespace=ev.namespace,
+            type=ev.type.value,
+            content=ev.content,
+            importance=ev.importance,
+            event_ts=ev.event_ts,
+            event_time=ev.event_time.isoformat(),
+            vector=rec.vector(),
+            extra=extra,
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    memory: StoredMemory
+    score: float
+
+
+class VectorStore(Protocol):
+    """Where memories live; the conformance tests run against every implementation."""
+
+    dim: int
+
+    def upsert(self, rows: Sequence[StoredMemory]) -> int: ...
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        namespace: str,
+        agent_id: str,
+        k: int,
+        types: Sequence[MemoryType] | None = None,
+    ) -> list[Hit]: ...
+
+    def count(self, namespace: str | None = None) -> int: ...
+
+    def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]: ...
+
+    def close(self) -> None: ...
+
+
+def dedupe_last(rows: Sequence[StoredMemory]) -> list[StoredMemory]:
+    """Keep the last row per ``memory_id`` (a batch may hold a replayed event twice).
+
+    >>> v = np.zeros(2, dtype=np.float32)
+    >>> a = StoredMemory("m", "a", "n", "episodic", "x", 0.5, 0.0, "", v)
+    >>> b = StoredMemory("m", "a", "n", "episodic", "y", 0.5, 0.0, "", v)
+    >>> [r.content for r in dedupe_last([a, b])]
+    ['y']
+    """
+    return list({r.memory_id: r for r in rows}.values())
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value)  # a double-quoted, escaped string literal for Milvus filters
+
+
+def _filter(namespace: str | None, agent_id: str | None, types: Sequence[MemoryType] | None) -> str:
+    parts = []
+    if namespace is not None:
+        parts.append(f"namespace == {_quote(namespace)}")
+    if agent_id is not None:
+        parts.append(f"agent_id == {_quote(agent_id)}")
+    if types:
+        parts.append(f"type in [{', '.join(_quote(t.value) for t in types)}]")
+    return " and ".join(parts)
+
+
+_OUTPUT = ["memory_id", "agent_id", "namespace", "type", "content", "importance", "event_ts",
+           "event_time", "extra"]
+
+
+class MilvusStore:
+    """Milvus (Lite file or server URI) behind the ``VectorStore`` protocol."""
+
+    def __init__(self, uri: str, collection: str = "argos_memories", dim: int = 384) -> None:
+        from pymilvus import MilvusClient
+
+        self.uri = uri
+        self.collection = collection
+        self.dim = dim
+        if uri.endswith(".db"):
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._client = MilvusClient(uri=uri)
+        except Exception as exc:  # pymilvus raises many types; say which store failed
+            raise StoreUnavailableError(f"cannot open Milvus at {uri}: {exc}") from exc
+        self._lock = threading.Lock()
+        if self._client.has_collection(collection):
+            self._check_dim()
+        else:
+            self._create()
+        self._client.load_collection(collection)  # a reopened collection starts released
+
+    def _create(self) -> None:
+        from pymilvus import DataType
+
+        collection, dim = self.collection, self.dim
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("memory_id", DataType.VARCHAR, max_length=128, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("namespace", DataType.VARCHAR, max_length=128)
+        schema.add_field("agent_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("type", DataType.VARCHAR, max_length=16)
+        schema.add_field("content", DataType.VARCHAR, max_length=MAX_VARCHAR)
+        schema.add_field("importance", DataType.FLOAT)
+        schema.add_field("event_ts", DataType.DOUBLE)
+        schema.add_field("event_time", DataType.VARCHAR, max_length=64)
+        schema.add_field("extra", DataType.JSON)
+        index = self._client.prepare_index_params()
+        index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
+        index.add_index(field_name="agent_id", index_type="INVERTED")
+        index.add_index(field_name="namespace", index_type="INVERTED")
+        self._client.create_collection(collection, schema=schema, index_params=index)
+
+    def _check_dim(self) -> None:
+        desc = self._client.describe_collection(self.collection)
+        for f in desc.get("fields", []):
+            if f.get("name") == "vector":
+                have = int(f.get("params", {}).get("dim", self.dim))
+                if have != self.dim:
+                    raise ConfigurationError(
+                        f"collection {self.collection!r} holds {have}-d vectors but the embedder "
+                        f"makes {self.dim}-d ones; use another ARGOS_COLLECTION"
+                    )
+
+    def upsert(self, rows: Sequence[StoredMemory]) -> int:
+        rows = dedupe_last(rows)
+        if not rows:
+            return 0
+        data = [
+            {
+                "memory_id": r.memory_id,
+                "vector": r.vector.tolist(),
+                "namespace": r.namespace,
+                "agent_id": r.agent_id,
+                "type": r.type,
+                "content": r.content,
+                "importance": r.importance,
+                "event_ts": r.event_ts,
+                "event_time": r.event_time,
+                "extra": r.extra,
+            }
+            for r in rows
+        ]
+        try:
+            with self._lock:
+                self._client.upsert(self.collection, data)
+        except Exception as exc:
+            raise StoreUnavailableError(f"upsert of {len(rows)} rows failed: {exc}") from exc
+        return len(rows)
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        namespace: str,
+        agent_id: str,
+        k: int,
+        types: Sequence[MemoryType] | None = None,
+    ) -> list[Hit]:
+        try:
+            with self._lock:
+                res = self._client.search(
+                    self.collection,
+                    data=[np.asarray(vector, dtype=np.float32).tolist()],
+                    filter=_filter(namespace, agent_id, types),
+                    limit=k,
+                    output_fields=_OUTPUT,
+                    search_params={"metric_type": "COSINE"},
+                )
+        except Exception as exc:
+            raise StoreUnavailableError(f"search failed: {exc}") from exc
+        hits = []
+        for h in res[0] if res else []:
+            ent = h.get("entity", h)
+            hits.append(Hit(self._row(ent, None), float(h["distance"])))
+        return hits
+
+    @staticmethod
+    def _row(ent: dict[str, Any], vector: Any) -> StoredMemory:
+        return StoredMemory(
+            memory_id=ent["memory_id"],
+            agent_id=ent["agent_id"],
+            namespace=ent["namespace"],
+            type=ent["type"],
+            content=ent["content"],
+            importance=float(ent["importance"]),
+            event_ts=float(ent["event_ts"]),
+            event_time=ent["event_time"],
+            vector=np.asarray(vector if vector is not None else [], dtype=np.float32),
+            extra=dict(ent.get("extra") or {}),
+        )
+
+    def count(self, namespace: str | None = None) -> int:
+        try:
+            with self._lock:
+                res = self._client.query(
+                    self.collection,
+                    filter=_filter(namespace, None, None),
+                    output_fields=["count(*)"],
+                )
+        except Exception as exc:
+            raise StoreUnavailableError(f"count failed: {exc}") from exc
+        return int(res[0]["count(*)"]) if res else 0
+
+    def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]:
+        if not memory_ids:
+            return []
+        with self._lock:
+            res = self._client.get(self.collection, ids=list(memory_ids), output_fields=[
+                *_OUTPUT, "vector"])
+        return [self._row(r, r.get("vector")) for r in res]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class InMemoryStore:
+    """Numpy twin of ``MilvusStore`` for unit tests of pure logic (same conformance suite)."""
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+        self._rows: dict[str, StoredMemory] = {}
+
+    def upsert(self, rows: Sequence[StoredMemory]) -> int:
+        rows = dedupe_last(rows)
+        for r in rows:
+            if r.vector.shape != (self.dim,):
+                raise ValueError(f"vector shape {r.vector.shape}, store dim {self.dim}")
+            self._rows[r.memory_id] = r
+        return len(rows)
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        namespace: str,
+        agent_id: str,
+        k: int,
+        types: Sequence[MemoryType] | None = None,
+    ) -> list[Hit]:
+        wanted = {t.value for t in types} if types else None
+        rows = [
+            r
+            for r in self._rows.values()
+            if r.namespace == namespace
+            and r.agent_id == agent_id
+            and (wanted is None or r.type in wanted)
+        ]
+        if not rows:
+            return []
+        mat = np.stack([r.vector for r in rows])
+        q = np.asarray(vector, dtype=np.float32)
+        scores = mat @ q / np.maximum(np.linalg.norm(mat, axis=1) * np.linalg.norm(q), 1e-12)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(rows[i], float(scores[i])) for i in top]
+
+    def count(self, namespace: str | None = None) -> int:
+        return sum(1 for r in self._rows.values() if namespace is None or r.namespace == namespace)
+
+    def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]:
+        return [self._rows[m] for m in memory_ids if m in self._rows]
+
+    def close(self) -> None:
+        self._rows.clear()

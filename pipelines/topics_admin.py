@@ -1,0 +1,54 @@
+"""Create the pipeline's topics with their partitions and retention before a worker starts.
+
+Faust subscribes to its source topics by name; a topic that does not exist yet is only picked up
+after a metadata refresh and a rebalance, and broker auto-creation (off in most production
+clusters) would give it the broker's defaults. So workers create what the registry names first.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from pipelines.settings import Settings
+from schemas import TOPICS
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
+    """Create every registry topic that is missing; returns the names created."""
+    assert settings.kafka_bootstrap_servers  # noqa: S101 - callers resolve it first
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
+    try:
+        existing = set(admin.list_topics())
+        wanted = []
+        for t in TOPICS.values():
+            name = settings.topic(t.suffix)
+            if name in existing:
+                continue
+            wanted.append(
+                NewTopic(
+                    name,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=replication_factor,
+                    topic_configs={
+                        "cleanup.policy": t.cleanup_policy,
+                        "retention.ms": str(t.retention_ms),
+                    },
+                )
+            )
+        created = []
+        for nt in wanted:  # one by one: another worker may create the same topic concurrently
+            try:
+                admin.create_topics([nt])
+                created.append(nt.name)
+            except TopicAlreadyExistsError:
+                pass
+        if created:
+            log.info("created topics %s", created)
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,76 @@
+"""HTTP API on the worker (Faust web): recall, stats, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from faust import web
+from pydantic import ValidationError
+
+from pipelines.errors import StoreUnavailableError
+from pipelines.recall import recall
+from schemas import RecallRequest
+
+if TYPE_CHECKING:
+    from pipelines.app import Pipeline
+
+
+def register_routes(pipe: Pipeline) -> None:
+    app = pipe.app
+    recall_pool = ThreadPoolExecutor(1, thread_name_prefix="recall")
+
+    @app.page("/recall")
+    class RecallView(web.View):
+        """POST a RecallRequest as JSON; get a RecallResponse."""
+
+        async def post(self, request: web.Request, **kwargs: Any) -> web.Response:
+            body = await self.read_request_content(request)
+            try:
+                req = RecallRequest.model_validate_json(body)
+            except ValidationError as exc:
+                errs = [
+                    {"loc": ".".join(map(str, e["loc"])), "msg": e["msg"]}
+                    for e in exc.errors(include_url=False)
+                ]
+                return self.json({"error": "invalid recall request", "details": errs}, status=400)
+            loop = asyncio.get_running_loop()
+            try:
+                resp = await loop.run_in_executor(
+                    recall_pool, recall, req, pipe.embedder, pipe.store
+                )
+            except StoreUnavailableError as exc:
+                return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
+            return self.json(json.loads(resp.model_dump_json()))
+
+    @app.page("/stats")
+    class StatsView(web.View):
+        """Stage counters of this worker, and how many memories the store holds."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
+            namespace = request.query.get("namespace")
+            loop = asyncio.get_running_loop()
+            try:
+                count = await loop.run_in_executor(pipe.store_pool, pipe.store.count, namespace)
+            except StoreUnavailableError as exc:
+                return self.json({"error": str(exc), **pipe.stats.as_dict()}, status=503)
+            return self.json(
+                {
+                    **pipe.stats.as_dict(),
+                    "store_count": count,
+                    "embedder": pipe.embedder.name,
+                    "namespace": namespace,
+                }
+            )
+
+    @app.page("/ready")
+    class ReadyView(web.View):
+        """200 once the worker has its partitions assigned and is not rebalancing."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
+            assigned = len(app.consumer.assignment()) if app.consumer else 0
+            ready = assigned > 0 and not app.rebalancing
+            body = {"ready": ready, "assigned_partitions": assigned, "rebalancing": app.rebalancing}
+            return self.json(body, status=200 if ready else 503)

@@ -1,0 +1,41 @@
+"""Run one worker process: the Faust app with its stages and web API."""
+
+from __future__ import annotations
+
+import logging
+
+from pipelines.errors import ConfigurationError
+from pipelines.settings import Settings
+
+
+def resolve_bootstrap(settings: Settings) -> Settings:
+    """Fill in the local broker's address when ``KAFKA_BOOTSTRAP_SERVERS`` is not set."""
+    if settings.kafka_bootstrap_servers:
+        return settings
+    from infra.local_kafka import DEFAULT_DATA_DIR, status
+
+    found = status(DEFAULT_DATA_DIR)
+    if not found:
+        raise ConfigurationError(
+            "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS, or start the local one with "
+            "`argos broker start`"
+        )
+    return settings.model_copy(update={"kafka_bootstrap_servers": found})
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Start the worker and block until it is stopped (SIGINT/SIGTERM stop it cleanly)."""
+    import faust
+
+    from pipelines.app import create_app
+    from pipelines.topics_admin import ensure_topics
+
+    settings = resolve_bootstrap(settings)
+    ensure_topics(settings)
+    logging.getLogger("faust").setLevel(loglevel.upper())
+    pipe = create_app(settings)
+    worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        pipe.store.close()

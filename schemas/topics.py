@@ -1,0 +1,61 @@
+"""Topic registry: every Kafka topic of the pipeline, its key, contract and retention.
+
+Names here are suffixes: a deployment puts its prefix in front (``argos`` by default, so
+``memory.events`` is the topic ``argos.memory.events``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    suffix: str
+    key: str
+    contract: str
+    cleanup_policy: str
+    retention_ms: int
+    description: str
+
+
+_WEEK = 7 * 24 * 3600 * 1000
+_FOREVER = -1
+
+TOPICS: dict[str, Topic] = {
+    t.suffix: t
+    for t in (
+        Topic(
+            "memory.events",
+            "agent_id",
+            "memory_event.v1.json",
+            "delete",
+            _FOREVER,
+            "Memory events as agents publish them (raw bytes; validated by ingest).",
+        ),
+        Topic(
+            "memory.valid",
+            "agent_id",
+            "memory_event.v1.json",
+            "delete",
+            _WEEK,
+            "Events that passed ingest validation, normalised.",
+        ),
+        Topic(
+            "memory.embedded",
+            "agent_id",
+            "embedded_memory.v1.json",
+            "delete",
+            _WEEK,
+            "Validated events with their embedding; consumed by store (and later clustering).",
+        ),
+        Topic(
+            "deadletter",
+            "agent_id (original key)",
+            "deadletter.v1.json",
+            "delete",
+            _FOREVER,
+            "Refused events with the reason and the original bytes.",
+        ),
+    )
+}
