@@ -1,0 +1,64 @@
+"""Shared fixtures: one real Kafka broker per test session, workers per module.
+
+The broker is the project's own (``infra.local_kafka``), started from Kafka's jars; set
+``KAFKA_BOOTSTRAP_SERVERS`` to run the suite against an existing cluster instead. There is no
+fallback and no skip: without a broker the integration tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local_kafka import LocalKafka
+from pipelines.processes import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    bootstrap = broker.start()
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def start_worker(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start a worker on fresh topics (own prefix, group, data folder) and wait ready."""
+    started: list[WorkerProcess] = []
+
+    def _start(
+        topic_prefix: str | None = None, data_dir: Path | None = None, **kwargs: object
+    ) -> WorkerProcess:
+        prefix = topic_prefix or unique("t")
+        w = WorkerProcess(
+            kafka_bootstrap,
+            data_dir or tmp_path_factory.mktemp("worker"),
+            topic_prefix=prefix,
+            app_id=f"{prefix}-app",
+            embedder=str(kwargs.pop("embedder", "onnx")),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        w.start()
+        started.append(w)
+        return w
+
+    yield _start
+    for w in started:
+        w.stop()

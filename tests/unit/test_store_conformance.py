@@ -1,0 +1,75 @@
+"""One conformance suite for every VectorStore: the numpy twin and real Milvus Lite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.store import InMemoryStore, MilvusStore, StoredMemory, VectorStore
+from schemas import MemoryType
+
+DIM = 8
+
+
+def _row(mid: str, agent: str, ns: str, vec: list[float], kind: str = "episodic") -> StoredMemory:
+    v = np.asarray(vec + [0.0] * (DIM - len(vec)), dtype=np.float32)
+    return StoredMemory(mid, agent, ns, kind, f"text of {mid}", 0.5, 1.0, "2026-01-01T00:00:00",
+                        v / np.linalg.norm(v), {"tags": ["x"]})
+
+
+@pytest.fixture(params=["memory", "milvus"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    s: VectorStore
+    if request.param == "memory":
+        s = InMemoryStore(dim=DIM)
+    else:
+        s = MilvusStore(str(tmp_path / "m.db"), "conformance", dim=DIM)
+    yield s
+    s.close()
+
+
+def test_upsert_is_idempotent(store: VectorStore) -> None:
+    rows = [_row("a", "ag", "ns", [1, 0]), _row("b", "ag", "ns", [0, 1])]
+    store.upsert(rows)
+    store.upsert(rows)
+    store.upsert([_row("a", "ag", "ns", [1, 1])])
+    assert store.count() == 2 and store.count("ns") == 2 and store.count("other") == 0
+
+
+def test_batch_with_duplicate_ids_keeps_last(store: VectorStore) -> None:
+    store.upsert([_row("a", "ag", "ns", [1, 0]), _row("a", "ag", "ns", [0, 1])])
+    assert store.count() == 1
+    hit = store.search(np.eye(DIM, dtype=np.float32)[1], namespace="ns", agent_id="ag", k=1)[0]
+    assert hit.memory.memory_id == "a" and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_search_filters_namespace_agent_and_type(store: VectorStore) -> None:
+    store.upsert([
+        _row("n1-a1", "a1", "n1", [1, 0]),
+        _row("n1-a1-s", "a1", "n1", [1, 0.1], "semantic"),
+        _row("n1-a2", "a2", "n1", [1, 0]),
+        _row("n2-a1", "a1", "n2", [1, 0]),
+    ])
+    q = np.eye(DIM, dtype=np.float32)[0]
+    hits = store.search(q, namespace="n1", agent_id="a1", k=10)
+    assert [h.memory.memory_id for h in hits] == ["n1-a1", "n1-a1-s"]
+    assert hits[0].score >= hits[1].score
+    only = store.search(q, namespace="n1", agent_id="a1", k=10, types=[MemoryType.semantic])
+    assert [h.memory.memory_id for h in only] == ["n1-a1-s"]
+    assert store.search(q, namespace="n3", agent_id="a1", k=10) == []
+
+
+def test_filter_values_are_escaped(store: VectorStore) -> None:
+    store.upsert([_row("q", "a", "ns", [1])])
+    q = np.eye(DIM, dtype=np.float32)[0]
+    assert store.search(q, namespace='ns" or namespace != "', agent_id="a", k=5) == []
+
+
+def test_get_returns_rows_with_vectors(store: VectorStore) -> None:
+    store.upsert([_row("g", "a", "ns", [0, 0, 1])])
+    [row] = store.get(["g", "missing"])
+    assert row.content == "text of g" and row.extra["tags"] == ["x"]
+    assert np.allclose(row.vector, np.eye(DIM)[2], atol=1e-6)
