@@ -346,6 +346,11 @@ class LocalKafka:
 
     def _choose_ports(self, *, fresh: bool) -> None:
         if self.requested_port is not None:
+            if not _port_is_free(self.requested_port):
+                raise KafkaStartError(
+                    f"cannot start local Kafka in {self.data_dir}: port {self.requested_port} "
+                    f"on {HOST} is already in use"
+                )
             self.port = self.requested_port
             self.controller_port = _free_ports(1, exclude={self.port})[0]
             return
@@ -485,7 +490,8 @@ class LocalKafka:
                     f"broker on {self.bootstrap_servers} did not answer a metadata request "
                     f"within {timeout:.0f}s"
                 )
-            if _answers(self.bootstrap_servers, min(remaining, 10.0)):
+            # Short probes so that a JVM that dies meanwhile is noticed within seconds.
+            if _answers(self.bootstrap_servers, min(remaining, 5.0)):
                 return
             time.sleep(0.2)
 
@@ -494,9 +500,11 @@ class LocalKafka:
             raise self._start_error(f"the broker JVM exited with code {self._proc.returncode}")
 
     def _start_error(self, reason: str) -> KafkaStartError:
+        errors = _error_summary(_tail_file(self.stdout_file, 400))
         return KafkaStartError(
             f"local Kafka in {self.data_dir} failed to start: {reason}\n"
-            f"--- last lines of {self.stdout_file} ---\n{_tail_file(self.stdout_file, 40)}\n"
+            + (f"--- errors reported by the broker ---\n{errors}\n" if errors else "")
+            + f"--- last lines of {self.stdout_file} ---\n{_tail_file(self.stdout_file, 40)}\n"
             f"--- last lines of {self.server_log} ---\n{_tail_file(self.server_log, 25)}"
         )
 
@@ -594,6 +602,16 @@ def _read_text(path: Path) -> str:
 
 def _tail_text(text: str, lines: int) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _error_summary(log_text: str, limit: int = 12) -> str:
+    """The ERROR lines and the ``Caused by:`` chain of a JVM log, without the stack frames."""
+    picked: list[str] = []
+    for line in log_text.splitlines():
+        line = line.strip()
+        if (" ERROR " in line or line.startswith("Caused by:")) and line not in picked:
+            picked.append(line)
+    return "\n".join(picked[-limit:])
 
 
 def _tail_file(path: Path, lines: int) -> str:

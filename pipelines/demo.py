@@ -1,0 +1,135 @@
+"""``argos demo``: broker, worker, simulated agents publishing, progress, then recalls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from pipelines.settings import Settings
+from pipelines.simulation import Population, malformed_events
+
+DEMO_DIR = Path(".data/demo")
+QUERIES = [
+    "I was scared by a wild animal",
+    "trading goods for tools",
+    "singing and celebrating with friends",
+    "how do I build a shelter",
+]
+
+
+def _publish(pub: MemoryPublisher, pop: Population, events: int, bad: int, rate: float,
+             stop: threading.Event) -> None:
+    bad_payloads = list(malformed_events(bad, seed=pop.seed, namespace=pop.namespace))
+    every = max(events // max(bad, 1), 1)
+    t0 = time.monotonic()
+    for i, ev in enumerate(pop.events(events)):
+        if stop.is_set():
+            break
+        pub.publish(ev)
+        if bad_payloads and i % every == every - 1:
+            pub.publish_raw(b"demo-bad", bad_payloads.pop())
+        if rate > 0:
+            ahead = (i + 1) / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    for raw in bad_payloads:
+        pub.publish_raw(b"demo-bad", raw)
+    pub.flush()
+
+
+def run_demo(
+    *, agents: int, events: int, bad: int, rate: float, keep: bool, console: Console
+) -> None:
+    settings = Settings()
+    namespace = "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    broker_dir = DEMO_DIR / "kafka"
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        from infra.local_kafka import start_detached
+
+        with console.status("starting a local Kafka broker (first run fetches its jars)..."):
+            bootstrap = start_detached(broker_dir)
+    console.print(f"[bold]Kafka[/] {bootstrap}")
+    worker = WorkerProcess(
+        bootstrap,
+        DEMO_DIR / "worker",
+        topic_prefix=settings.topic_prefix,
+        app_id=settings.app_id,
+        port=settings.web_port,
+        embedder=settings.embedder,
+    )
+    with console.status("starting a worker (ingest → embed → store, recall API)..."):
+        client = worker.start()
+    stats = client.stats()
+    console.print(f"[bold]Worker[/] {worker.url}  embedder={stats['embedder']}  log={worker.log_path}")
+    try:
+        _run(client, bootstrap, settings, namespace, agents, events, bad, rate, console)
+    finally:
+        if keep:
+            console.print(f"left running: worker {worker.url} (pid {worker.proc.pid if worker.proc else '?'}),"
+                          f" broker {bootstrap}; stop with `argos broker stop --data-dir {broker_dir}`")
+        else:
+            worker.stop()
+            if not settings.kafka_bootstrap_servers:
+                from infra.local_kafka import stop_detached
+
+                stop_detached(broker_dir)
+
+
+def _run(client: MemoryClient, bootstrap: str, settings: Settings, namespace: str, agents: int,
+         events: int, bad: int, rate: float, console: Console) -> None:
+    pop = Population(agents, seed=7, namespace=namespace)
+    dead0 = int(client.stats()["dead_lettered"])
+    stop = threading.Event()
+    pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
+    thread = threading.Thread(target=_publish, args=(pub, pop, events, bad, rate, stop),
+                              daemon=True)
+    columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+    t0 = time.monotonic()
+    with Progress(*columns, console=console) as progress:
+        p_pub = progress.add_task("published", total=events + bad, rate="")
+        p_sto = progress.add_task("stored", total=events, rate="")
+        p_dlq = progress.add_task("dead-lettered", total=bad, rate="")
+        thread.start()
+        stored = dead = 0
+        deadline = time.monotonic() + max(600.0, events / 20)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            s = client.stats(namespace)
+            stored, dead = int(s["store_count"]), int(s["dead_lettered"]) - dead0
+            elapsed = time.monotonic() - t0
+            progress.update(p_pub, completed=pub.published,
+                            rate=f"{pub.published / elapsed:7.0f} ev/s")
+            progress.update(p_sto, completed=stored, rate=f"{stored / elapsed:7.0f} ev/s")
+            progress.update(p_dlq, completed=dead, rate="")
+            if not thread.is_alive() and stored >= events and dead >= bad:
+                break
+        stop.set()
+    thread.join()
+    pub.close()
+    elapsed = time.monotonic() - t0
+    lost = events + bad - stored - dead
+    console.print(
+        f"[bold]{pub.published}[/] published, [bold green]{stored}[/] stored, "
+        f"[bold yellow]{dead}[/] dead-lettered, [bold]{lost}[/] missing, "
+        f"in {elapsed:.1f}s ({stored / elapsed:.0f} memories/s end to end)"
+    )
+    from pipelines.cli import print_recall
+
+    for i, query in enumerate(QUERIES):
+        agent = pop.agents[i % len(pop.agents)].agent_id
+        print_recall(client.recall(namespace, agent, query, k=4))
+    table = Table(title="worker counters")
+    for key, value in client.stats(namespace).items():
+        table.add_row(key, str(value))
+    console.print(table)
