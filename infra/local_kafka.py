@@ -80,6 +80,12 @@ JAR_MARKER = ".complete"
 MAIN_CLASS = "kafka.Kafka"
 
 
+#: Brokers started by start_detached() in this process, kept so that the Popen objects are
+#: never garbage-collected while the JVM runs (no "still running" ResourceWarning) and so that
+#: stop_detached() from the same process can reap them.
+_DETACHED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class KafkaStartError(RuntimeError):
     """The broker could not be prepared, started or reached in time."""
 
@@ -320,8 +326,8 @@ class LocalKafka:
     def _start_locked(self, timeout: float, *, stop_at_exit: bool) -> None:
         """Start while holding the data-dir lock (a single retry if an auto-picked port got
         taken between picking it and the JVM binding it)."""
+        java = find_java()  # before the jar fetch: fail fast without Java
         libs = ensure_jars(self.cache_dir)
-        java = find_java()
         _remove_runtime_files(self.data_dir, None)
         attempts = 1 if self.requested_port is not None else 2
         for attempt in range(1, attempts + 1):
@@ -391,7 +397,6 @@ class LocalKafka:
             "num.network.threads": "2",
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "2",
-            "log.retention.hours": "24",
         }
         lines = ["# Written by infra/local_kafka.py on every start; edits are overwritten."]
         lines += [f"{key}={value}" for key, value in props.items()]
@@ -549,9 +554,11 @@ def start_detached(
                 f"{_tail_file(data_dir / STDOUT_FILE, 40)}"
             )
         if pid is not None:  # alive, but we cannot tell its address: replace it
-            _terminate(pid, 30, None)
+            _terminate(pid, 30, _DETACHED.pop(pid, None))
         kafka = LocalKafka(data_dir, port=port, heap=heap, cache_dir=cache_dir)
         kafka._start_locked(timeout, stop_at_exit=False)
+        if kafka._proc is not None:
+            _DETACHED[kafka._proc.pid] = kafka._proc
         return kafka.bootstrap_servers
 
 
@@ -563,7 +570,7 @@ def stop_detached(data_dir: Path, timeout: float = 30) -> bool:
     with _file_lock(data_dir / LOCK_FILE):
         pid = _live_pid(data_dir)
         if pid is not None:
-            _terminate(pid, timeout, None)
+            _terminate(pid, timeout, _DETACHED.pop(pid, None))
         _remove_runtime_files(data_dir, None)
         return pid is not None
 

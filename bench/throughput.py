@@ -1,0 +1,131 @@
+"""Throughput: the model's raw encode rate (the ceiling) vs end-to-end events/s, same texts.
+
+For each embedding backend installed (ONNX int8; torch fp32 when ``.[torch]`` is installed):
+1. ceiling: ``embed_many`` over the texts in this process, with the pipeline's batch size;
+2. pipeline: a fresh worker (own topics, group and Milvus Lite file) on the real broker; all
+   events are published at once and the clock runs from the first publish until the store holds
+   every one of them;
+3. the ceiling again, so drift on a shared machine shows (the mean of the two is used).
+
+    python -m bench.throughput [--events 6000] [--backends onnx,torch]
+
+Writes ``bench/results/throughput.json`` (key ``pipeline_to_ceiling_ratio`` for the default
+backend) and ``bench/results/throughput.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.machine import describe
+from infra.local_kafka import LocalKafka
+from pipelines.embed import load_embedder, torch_available
+from pipelines.embed_stage import text_of
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from pipelines.settings import Settings
+from pipelines.simulation import Population
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def ceiling(backend: str, texts: list[str], batch: int) -> float:
+    emb = load_embedder(backend, threads=0, batch_size=batch)
+    emb.embed_many(texts[:64])  # warm-up
+    t0 = time.perf_counter()
+    emb.embed_many(texts)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def pipeline(backend: str, bootstrap: str, events: list[Any], workdir: Path) -> dict[str, float]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    ns = events[0].namespace
+    worker = WorkerProcess(bootstrap, workdir / prefix, topic_prefix=prefix,
+                           app_id=f"{prefix}-app", embedder=backend)
+    client = worker.start()
+    try:
+        with MemoryPublisher(bootstrap, f"{prefix}.memory.events") as pub:
+            t0 = time.perf_counter()
+            pub.publish_many(events)
+            pub.flush()
+            t_pub = time.perf_counter() - t0
+            n = client.wait_stored(ns, len(events), timeout=1800, poll=0.1)
+            elapsed = time.perf_counter() - t0
+        if n != len(events):
+            raise RuntimeError(f"stored {n} of {len(events)}")
+        return {"events": len(events), "seconds": elapsed, "events_per_s": len(events) / elapsed,
+                "publish_seconds": t_pub, "stored": n}
+    finally:
+        worker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=6000)
+    ap.add_argument("--backends", default="")
+    args = ap.parse_args(argv)
+    backends = args.backends.split(",") if args.backends else (
+        ["onnx", "torch"] if torch_available() else ["onnx"])
+    settings = Settings()
+    events = list(Population(50, seed=1, namespace="bench").events(args.events))
+    texts = [text_of(e) for e in events]
+    out: dict[str, Any] = {"machine": describe(), "events": args.events,
+                           "batch": settings.embed_batch, "take_max": settings.take_max,
+                           "texts": "simulated agents' memories (pipelines.simulation, seed 1)",
+                           "backends": {}}
+    with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
+        for b in backends:
+            c1 = ceiling(b, texts, settings.embed_batch)
+            p = pipeline(b, kafka.bootstrap_servers, events, Path(tmp))
+            c2 = ceiling(b, texts, settings.embed_batch)
+            c = (c1 + c2) / 2
+            out["backends"][b] = {"ceiling_texts_per_s": [c1, c2], "ceiling_mean": c,
+                                  "pipeline": p, "ratio": p["events_per_s"] / c}
+            print(f"{b}: ceiling {c1:.0f}/{c2:.0f} texts/s, pipeline {p['events_per_s']:.0f} "
+                  f"events/s, ratio {p['events_per_s'] / c:.3f}", flush=True)
+    default = "torch" if "torch" in out["backends"] else "onnx"
+    out["default_backend"] = default
+    out["pipeline_to_ceiling_ratio"] = out["backends"][default]["ratio"]
+    if "torch" in out["backends"] and "onnx" in out["backends"]:
+        out["onnx_to_torch_ceiling"] = (out["backends"]["onnx"]["ceiling_mean"]
+                                        / out["backends"]["torch"]["ceiling_mean"])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, RESULTS / "throughput.png")
+    print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=1)[:2000])
+    return 0
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(out["backends"])
+    ceil = [out["backends"][n]["ceiling_mean"] for n in names]
+    pipe = [out["backends"][n]["pipeline"]["events_per_s"] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], ceil, 0.4, label="model encode (ceiling)")
+    ax.bar([x + 0.2 for x in xs], pipe, 0.4, label="pipeline publish → stored")
+    for x, n in zip(xs, names, strict=True):
+        r = out["backends"][n]["ratio"]
+        ax.text(x + 0.2, pipe[x], f"{r:.2f}×", ha="center", va="bottom")
+    ax.set_xticks(list(xs), names)
+    ax.set_ylabel("events (texts) per second")
+    m = out["machine"]
+    ax.set_title(f"{out['events']} events, {m['cores']} cores, {m['cpu'][:40]}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
