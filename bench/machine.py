@@ -8,8 +8,18 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ["faust-streaming", "aiokafka", "kafka-python", "pymilvus", "milvus-lite",
-            "onnxruntime", "tokenizers", "sentence-transformers", "torch", "numpy"]
+PACKAGES = [
+    "faust-streaming",
+    "aiokafka",
+    "kafka-python",
+    "pymilvus",
+    "milvus-lite",
+    "onnxruntime",
+    "tokenizers",
+    "sentence-transformers",
+    "torch",
+    "numpy",
+]
 
 
 def _cpu_model() -> str:

@@ -19,22 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from pipelines.embed import Embedder, load_embedder
-from pipelines.embed_stage import embed_events
-from pipelines.errors import ConfigurationError, InvalidEventError, StoreUnavailableError
-from pipelines.ingest import RawRecord, dead_letter, ingest_batch
+from pipelines.errors import ConfigurationError, StoreUnavailableError
+from pipelines.ingest import RawRecord
 from pipelines.settings import Settings
+from pipelines.stage_batches import BatchOut, ingest_and_embed, parse_embedded
 from pipelines.stats import StageStats
-from pipelines.store import MilvusStore, StoredMemory, VectorStore
-from schemas import DeadLetter, EmbeddedMemory, MemoryEvent
+from pipelines.store import MilvusStore, VectorStore
 
 log = logging.getLogger(__name__)
 
 EVENTS = "memory.events"
-VALID = "memory.valid"
 EMBEDDED = "memory.embedded"
 DEADLETTER = "deadletter"
 
@@ -89,6 +86,7 @@ def create_app(
         topic_replication_factor=1,
         producer_acks=-1,
         producer_linger=0.005,
+        producer_max_batch_size=1024 * 1024,  # embedded records are ~2 KB: few large requests
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(settings.session_timeout / 10, 0.5),
@@ -110,77 +108,81 @@ def create_app(
         embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
         store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     parts = settings.topic_partitions
     events_t = app.topic(settings.topic(EVENTS), partitions=parts, **raw)
-    valid_t = app.topic(settings.topic(VALID), partitions=parts, **raw)
     embedded_t = app.topic(settings.topic(EMBEDDED), partitions=parts, **raw)
-    dlq_t = app.topic(settings.topic(DEADLETTER), partitions=parts, **raw)
-    take_max, within = settings.take_max, settings.take_within
+    embedded_name, dlq_name = embedded_t.get_topic_name(), settings.topic(DEADLETTER)
+    take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
     stats = pipe.stats
-    loop_now = time.time
 
-    async def send_dead(items: Iterable[tuple[bytes | None, DeadLetter]]) -> list[Any]:
-        futs = []
-        for key, dl in items:
-            futs.append(await dlq_t.send(key=key, value=dl.model_dump_json().encode()))
-            stats.dead_lettered += 1
-        return futs
+    async def produce(topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> list[Any]:
+        """Hand records to the producer; returns the delivery futures (await before acking)."""
+        send = app.producer.send
+        return [await send(topic, key, value, None, None, None) for key, value in items]
 
-    @app.agent(events_t, concurrency=1, name="argos.ingest")
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(take_max, within=within):
-            good, bad = ingest_batch([_record(e) for e in batch], loop_now())
-            futs = [
-                await valid_t.send(key=ev.agent_id.encode(), value=ev.to_json_bytes())
-                for ev in good
-            ]
-            futs += await send_dead((rec.key, dl) for rec, dl in bad)
-            await _all(futs)
-            stats.ingested += len(batch)
-            stats.valid += len(good)
+    def timed(records: list[RawRecord], now: float) -> BatchOut:
+        t0 = time.perf_counter()
+        try:
+            return ingest_and_embed(records, pipe.embedder, now)
+        finally:
+            stats.embed_busy_s += time.perf_counter() - t0
 
-    @app.agent(valid_t, concurrency=1, name="argos.embed")
-    async def embed(stream: faust.StreamT[bytes]) -> None:
+    @app.agent(events_t, concurrency=1, name="argos.ingest_embed")
+    async def ingest_embed(stream: faust.StreamT[bytes]) -> None:
+        """Ingest and embed in one agent (a Kafka hop between them would cost more loop time
+        than validation itself), pipelined: while the model embeds one chunk, the stream
+        already gathers the next, so the model never waits for Faust to refill a batch.
+
+        Each chunk's acks are deferred (one extra reference on every message, released only
+        after the chunk's records are acknowledged by Kafka), so ``take_events`` returning does
+        not make an offset committable: a crash re-delivers every chunk still in flight."""
         loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(take_max, within=within):
-            now = loop_now()
-            events: list[MemoryEvent] = []
-            broken: list[tuple[bytes | None, DeadLetter]] = []
-            for e in batch:
-                try:
-                    events.append(MemoryEvent.model_validate_json(e.value))
-                except ValidationError as exc:
-                    err = InvalidEventError(f"not a valid memory event: {exc.errors()[0]['msg']}")
-                    broken.append((e.message.key, dead_letter(_record(e), err, "embed", now)))
-            embedded, refused = await loop.run_in_executor(
-                pipe.embed_pool, embed_events, events, pipe.embedder, now
-            )
-            for ev, err in refused:
-                rec = RawRecord(ev.to_json_bytes(), ev.agent_id.encode(), valid_t.get_topic_name())
-                broken.append((rec.key, dead_letter(rec, err, "embed", now)))
-            futs = [
-                await embedded_t.send(
-                    key=m.event.agent_id.encode(), value=m.model_dump_json().encode()
-                )
-                for m in embedded
-            ]
-            futs += await send_dead(broken)
-            await _all(futs)
-            stats.embedded += len(embedded)
+        inflight: asyncio.Queue[tuple[list[Any], asyncio.Future[BatchOut]]] = asyncio.Queue(
+            maxsize=2
+        )
+
+        async def finish_in_order() -> None:
+            while True:
+                events, fut = await inflight.get()
+                out = await fut
+                futs = await produce(embedded_name, out.forward)
+                futs += await produce(dlq_name, out.dead)
+                await _all(futs)
+                for e in events:
+                    e.ack()  # releases the extra reference: now safe to commit
+                stats.valid += out.valid
+                stats.embedded += len(out.forward)
+                stats.dead_lettered += len(out.dead)
+                stats.ingested += len(events)
+
+        finisher = asyncio.ensure_future(finish_in_order())
+        try:
+            async for batch in stream.take_events(chunk, within=within):
+                if finisher.done():
+                    finisher.result()  # re-raise: crash before anything else is acked
+                for e in batch:
+                    e.message.incref()
+                if not stats.first_event_ts:
+                    stats.first_event_ts = time.time()
+                records = [_record(e) for e in batch]
+                fut = loop.run_in_executor(pipe.embed_pool, timed, records, time.time())
+                await inflight.put((list(batch), fut))
+        finally:
+            finisher.cancel()
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(take_max, within=within):
-            rows: list[StoredMemory] = []
-            broken: list[tuple[bytes | None, DeadLetter]] = []
-            for e in batch:
-                try:
-                    rows.append(StoredMemory.from_embedded(EmbeddedMemory.model_validate_json(e.value)))
-                except (ValidationError, ValueError) as exc:
-                    err = InvalidEventError(f"not a valid embedded memory: {exc}")
-                    broken.append((e.message.key, dead_letter(_record(e), err, "store", loop_now())))
+            rows, dead = await loop.run_in_executor(
+                pipe.store_pool, parse_embedded, [_record(e) for e in batch], time.time()
+            )
             t0 = time.perf_counter()
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(StoreUnavailableError),
@@ -191,7 +193,10 @@ def create_app(
                 with attempt:
                     await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, rows)
             stats.last_store_latency_s = time.perf_counter() - t0
-            await _all(await send_dead(broken))
+            stats.store_busy_s += stats.last_store_latency_s
+            stats.last_stored_ts = time.time()
+            await _all(await produce(dlq_name, dead))
+            stats.dead_lettered += len(dead)
             stats.stored += len(rows)
             stats.batches += 1
 

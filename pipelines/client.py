@@ -52,13 +52,21 @@ class MemoryClient:
             k=k,
             types=[MemoryType(t) for t in types] if types else None,
         )
-        resp = self._http.post("/recall", content=req.model_dump_json(exclude_none=True),
-                               headers={"content-type": "application/json"})
+        resp = self._http.post(
+            "/recall",
+            content=req.model_dump_json(exclude_none=True),
+            headers={"content-type": "application/json"},
+        )
         return RecallResponse.model_validate(self._json(resp))
 
-    def stats(self, namespace: str | None = None) -> dict[str, Any]:
-        params = {"namespace": namespace} if namespace else None
-        return dict(self._json(self._http.get("/stats", params=params)))
+    def stats(self) -> dict[str, Any]:
+        """The worker's stage counters (cheap: no store query)."""
+        return dict(self._json(self._http.get("/stats")))
+
+    def count(self, namespace: str | None = None) -> int:
+        """How many memories the store holds (of ``namespace``): a query on Milvus."""
+        params = {"count": "1", **({"namespace": namespace} if namespace else {})}
+        return int(self._json(self._http.get("/stats", params=params))["store_count"])
 
     def ready(self) -> bool:
         try:
@@ -75,17 +83,30 @@ class MemoryClient:
         raise TimeoutError(f"worker at {self.base_url} not ready after {timeout:.0f}s")
 
     def wait_stored(
-        self, namespace: str, expected: int, timeout: float = 120.0, poll: float = 0.25
+        self, namespace: str, expected: int, timeout: float = 120.0, poll: float = 1.0
     ) -> int:
         """Poll until the store holds ``expected`` memories of ``namespace``; returns the count."""
         deadline = time.monotonic() + timeout
         count = -1
         while time.monotonic() < deadline:
-            count = int(self.stats(namespace)["store_count"])
+            count = self.count(namespace)
             if count >= expected:
                 return count
             time.sleep(poll)
         return count
+
+    def wait_counter(
+        self, name: str, expected: int, timeout: float = 120.0, poll: float = 0.1
+    ) -> int:
+        """Poll a stage counter (e.g. ``stored``) until it reaches ``expected``; returns it."""
+        deadline = time.monotonic() + timeout
+        value = -1
+        while time.monotonic() < deadline:
+            value = int(self.stats()[name])
+            if value >= expected:
+                return value
+            time.sleep(poll)
+        return value
 
     def close(self) -> None:
         self._http.close()

@@ -26,8 +26,9 @@ QUERIES = [
 ]
 
 
-def _publish(pub: MemoryPublisher, pop: Population, events: int, bad: int, rate: float,
-             stop: threading.Event) -> None:
+def _publish(
+    pub: MemoryPublisher, pop: Population, events: int, bad: int, rate: float, stop: threading.Event
+) -> None:
     bad_payloads = list(malformed_events(bad, seed=pop.seed, namespace=pop.namespace))
     every = max(events // max(bad, 1), 1)
     t0 = time.monotonic()
@@ -70,13 +71,18 @@ def run_demo(
     with console.status("starting a worker (ingest → embed → store, recall API)..."):
         client = worker.start()
     stats = client.stats()
-    console.print(f"[bold]Worker[/] {worker.url}  embedder={stats['embedder']}  log={worker.log_path}")
+    console.print(
+        f"[bold]Worker[/] {worker.url}  embedder={stats['embedder']}  log={worker.log_path}"
+    )
     try:
         _run(client, bootstrap, settings, namespace, agents, events, bad, rate, console)
     finally:
         if keep:
-            console.print(f"left running: worker {worker.url} (pid {worker.proc.pid if worker.proc else '?'}),"
-                          f" broker {bootstrap}; stop with `argos broker stop --data-dir {broker_dir}`")
+            pid = worker.proc.pid if worker.proc else "?"
+            console.print(
+                f"left running: worker {worker.url} (pid {pid}), broker {bootstrap}; "
+                f"stop with `kill {pid}` and `argos broker stop --data-dir {broker_dir}`"
+            )
         else:
             worker.stop()
             if not settings.kafka_bootstrap_servers:
@@ -85,16 +91,32 @@ def run_demo(
                 stop_detached(broker_dir)
 
 
-def _run(client: MemoryClient, bootstrap: str, settings: Settings, namespace: str, agents: int,
-         events: int, bad: int, rate: float, console: Console) -> None:
+def _run(
+    client: MemoryClient,
+    bootstrap: str,
+    settings: Settings,
+    namespace: str,
+    agents: int,
+    events: int,
+    bad: int,
+    rate: float,
+    console: Console,
+) -> None:
     pop = Population(agents, seed=7, namespace=namespace)
-    dead0 = int(client.stats()["dead_lettered"])
+    base = client.stats()
+    dead0, stored0 = int(base["dead_lettered"]), int(base["stored"])
     stop = threading.Event()
     pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
-    thread = threading.Thread(target=_publish, args=(pub, pop, events, bad, rate, stop),
-                              daemon=True)
-    columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+    thread = threading.Thread(
+        target=_publish, args=(pub, pop, events, bad, rate, stop), daemon=True
+    )
+    columns = (
+        TextColumn("{task.description:>14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
     t0 = time.monotonic()
     with Progress(*columns, console=console) as progress:
         p_pub = progress.add_task("published", total=events + bad, rate="")
@@ -105,11 +127,12 @@ def _run(client: MemoryClient, bootstrap: str, settings: Settings, namespace: st
         deadline = time.monotonic() + max(600.0, events / 20)
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            s = client.stats(namespace)
-            stored, dead = int(s["store_count"]), int(s["dead_lettered"]) - dead0
+            s = client.stats()
+            stored, dead = int(s["stored"]) - stored0, int(s["dead_lettered"]) - dead0
             elapsed = time.monotonic() - t0
-            progress.update(p_pub, completed=pub.published,
-                            rate=f"{pub.published / elapsed:7.0f} ev/s")
+            progress.update(
+                p_pub, completed=pub.published, rate=f"{pub.published / elapsed:7.0f} ev/s"
+            )
             progress.update(p_sto, completed=stored, rate=f"{stored / elapsed:7.0f} ev/s")
             progress.update(p_dlq, completed=dead, rate="")
             if not thread.is_alive() and stored >= events and dead >= bad:
@@ -118,6 +141,7 @@ def _run(client: MemoryClient, bootstrap: str, settings: Settings, namespace: st
     thread.join()
     pub.close()
     elapsed = time.monotonic() - t0
+    stored = client.count(namespace)  # the truth: what Milvus holds for this run's namespace
     lost = events + bad - stored - dead
     console.print(
         f"[bold]{pub.published}[/] published, [bold green]{stored}[/] stored, "
@@ -130,6 +154,6 @@ def _run(client: MemoryClient, bootstrap: str, settings: Settings, namespace: st
         agent = pop.agents[i % len(pop.agents)].agent_id
         print_recall(client.recall(namespace, agent, query, k=4))
     table = Table(title="worker counters")
-    for key, value in client.stats(namespace).items():
+    for key, value in client.stats().items():
         table.add_row(key, str(value))
     console.print(table)

@@ -15,7 +15,8 @@ import hashlib
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -65,16 +66,24 @@ def _threads(threads: int) -> int:
 
 
 class OnnxMiniLM:
-    """all-MiniLM-L6-v2, int8, on ONNX Runtime; batches are sorted by length to cut padding."""
+    """all-MiniLM-L6-v2, int8, on ONNX Runtime.
+
+    Texts are sorted by length before they are cut into forward passes (less padding), and the
+    passes run in parallel, one single-threaded ONNX run per core: measured here, that beats
+    one run with all cores (456 vs 403 texts/s on 2 cores) and degrades more gently when the
+    stream loop takes a core, since no run waits at a barrier for a descheduled thread.
+    """
 
     dim = DIM
 
-    def __init__(self, threads: int = 0, batch_size: int = 64) -> None:
+    def __init__(self, threads: int = 0, batch_size: int = 32) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise EmbedderUnavailableError(f"ONNX backend needs onnxruntime and tokenizers: {exc}")
+            raise EmbedderUnavailableError(
+                f"ONNX backend needs onnxruntime and tokenizers: {exc}"
+            ) from None
         self.threads = threads
         self.batch_size = batch_size
         self.name = f"{MODEL_NAME}-onnx-int8"
@@ -84,13 +93,17 @@ class OnnxMiniLM:
         tok.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
         self._tokenizer = tok
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = _threads(threads)
+        opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
+        # no busy-waiting between ops: the stream loop shares these cores with the model
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(
             str(model_file), opts, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
+        parallel = _threads(threads)
+        self._pool = ThreadPoolExecutor(parallel, "onnx") if parallel > 1 else None
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         encs = self._tokenizer.encode_batch(texts)
@@ -108,11 +121,15 @@ class OnnxMiniLM:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
+        parts = [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            out[idx] = self._encode_batch([texts[i] for i in idx])
+        run = self._pool.map if self._pool is not None and len(parts) > 1 else map
+        for idx, vecs in zip(parts, run(self._encode_indices(texts), parts), strict=True):
+            out[idx] = vecs
         return out
+
+    def _encode_indices(self, texts: Sequence[str]) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda idx: self._encode_batch([texts[i] for i in idx])
 
 
 class TorchMiniLM:
@@ -120,7 +137,7 @@ class TorchMiniLM:
 
     dim = DIM
 
-    def __init__(self, threads: int = 0, batch_size: int = 64) -> None:
+    def __init__(self, threads: int = 0, batch_size: int = 32) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import torch
@@ -184,7 +201,7 @@ def torch_available() -> bool:
     return importlib.util.find_spec("sentence_transformers") is not None
 
 
-def load_embedder(kind: str = "auto", threads: int = 0, batch_size: int = 64) -> Embedder:
+def load_embedder(kind: str = "auto", threads: int = 0, batch_size: int = 32) -> Embedder:
     """Build the embedder a setting names (``auto``, ``onnx``, ``torch`` or ``hashing``)."""
     if kind == "auto":
         kind = "torch" if torch_available() else "onnx"

@@ -36,9 +36,15 @@ def embed_events(
         vec = np.asarray(ev.embedding, dtype=np.float32)
         norm = float(np.linalg.norm(vec))
         if vec.shape[0] != embedder.dim:
-            refused.append((ev, InvalidEventError(
-                f"embedding has {vec.shape[0]} values; this pipeline's model makes {embedder.dim}"
-            )))
+            refused.append(
+                (
+                    ev,
+                    InvalidEventError(
+                        f"embedding has {vec.shape[0]} values; "
+                        f"this pipeline's model makes {embedder.dim}"
+                    ),
+                )
+            )
         elif norm == 0.0:
             refused.append((ev, InvalidEventError("embedding is the zero vector")))
         else:

@@ -40,12 +40,21 @@ class Settings(BaseSettings):
     # Embedding
     embedder: Literal["auto", "onnx", "torch", "hashing"] = Field(
         "auto",
-        description="ARGOS_EMBEDDER: auto = torch if sentence-transformers is installed, else onnx.",
+        description="ARGOS_EMBEDDER: auto = torch if sentence-transformers is installed, "
+        "else onnx.",
     )
     embed_threads: int = Field(0, ge=0, description="ARGOS_EMBED_THREADS: 0 = all cores.")
-    embed_batch: int = Field(64, ge=1, le=1024, description="ARGOS_EMBED_BATCH")
+    embed_batch: int = Field(
+        32, ge=1, le=1024, description="ARGOS_EMBED_BATCH: texts per model forward pass."
+    )
+    embed_chunk: int = Field(
+        256,
+        ge=1,
+        description="ARGOS_EMBED_CHUNK: events per model call; a call sorts its texts by length "
+        "before cutting forward passes, so larger chunks pad less.",
+    )
     # Stream batching
-    take_max: int = Field(256, ge=1, description="ARGOS_TAKE_MAX: events per stage batch.")
+    take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per stage batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")
     # Worker
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")

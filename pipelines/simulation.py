@@ -140,8 +140,10 @@ class Population:
         place = self._nearest_place(a)
         other = rng.choice([b.agent_id for b in self.agents if b is not a] or [a.agent_id])
         roll = rng.random()
-        kind = MemoryType.episodic if roll < 0.75 else (
-            MemoryType.semantic if roll < 0.92 else MemoryType.procedural
+        kind = (
+            MemoryType.episodic
+            if roll < 0.75
+            else (MemoryType.semantic if roll < 0.92 else MemoryType.procedural)
         )
         fmt = {"me": a.agent_id, "other": other, "place": place}
         step_list: list[str] | None = None

@@ -18,6 +18,10 @@ class StageStats:
     stored: int = 0
     store_retries: int = 0
     batches: int = 0
+    embed_busy_s: float = 0.0
+    store_busy_s: float = 0.0
+    first_event_ts: float = 0.0
+    last_stored_ts: float = 0.0
     last_store_latency_s: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:

@@ -117,8 +117,17 @@ def _filter(namespace: str | None, agent_id: str | None, types: Sequence[MemoryT
     return " and ".join(parts)
 
 
-_OUTPUT = ["memory_id", "agent_id", "namespace", "type", "content", "importance", "event_ts",
-           "event_time", "extra"]
+_OUTPUT = [
+    "memory_id",
+    "agent_id",
+    "namespace",
+    "type",
+    "content",
+    "importance",
+    "event_ts",
+    "event_time",
+    "extra",
+]
 
 
 class MilvusStore:
@@ -136,7 +145,7 @@ class MilvusStore:
             self._client = MilvusClient(uri=uri)
         except Exception as exc:  # pymilvus raises many types; say which store failed
             raise StoreUnavailableError(f"cannot open Milvus at {uri}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # Milvus Lite: one writer per collection
         if self._client.has_collection(collection):
             self._check_dim()
         else:
@@ -195,7 +204,7 @@ class MilvusStore:
             for r in rows
         ]
         try:
-            with self._lock:
+            with self._write_lock:
                 self._client.upsert(self.collection, data)
         except Exception as exc:
             raise StoreUnavailableError(f"upsert of {len(rows)} rows failed: {exc}") from exc
@@ -211,15 +220,14 @@ class MilvusStore:
         types: Sequence[MemoryType] | None = None,
     ) -> list[Hit]:
         try:
-            with self._lock:
-                res = self._client.search(
-                    self.collection,
-                    data=[np.asarray(vector, dtype=np.float32).tolist()],
-                    filter=_filter(namespace, agent_id, types),
-                    limit=k,
-                    output_fields=_OUTPUT,
-                    search_params={"metric_type": "COSINE"},
-                )
+            res = self._client.search(
+                self.collection,
+                data=[np.asarray(vector, dtype=np.float32).tolist()],
+                filter=_filter(namespace, agent_id, types),
+                limit=k,
+                output_fields=_OUTPUT,
+                search_params={"metric_type": "COSINE"},
+            )
         except Exception as exc:
             raise StoreUnavailableError(f"search failed: {exc}") from exc
         hits = []
@@ -245,12 +253,11 @@ class MilvusStore:
 
     def count(self, namespace: str | None = None) -> int:
         try:
-            with self._lock:
-                res = self._client.query(
-                    self.collection,
-                    filter=_filter(namespace, None, None),
-                    output_fields=["count(*)"],
-                )
+            res = self._client.query(
+                self.collection,
+                filter=_filter(namespace, None, None),
+                output_fields=["count(*)"],
+            )
         except Exception as exc:
             raise StoreUnavailableError(f"count failed: {exc}") from exc
         return int(res[0]["count(*)"]) if res else 0
@@ -258,9 +265,12 @@ class MilvusStore:
     def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]:
         if not memory_ids:
             return []
-        with self._lock:
-            res = self._client.get(self.collection, ids=list(memory_ids), output_fields=[
-                *_OUTPUT, "vector"])
+        try:
+            res = self._client.get(
+                self.collection, ids=list(memory_ids), output_fields=[*_OUTPUT, "vector"]
+            )
+        except Exception as exc:
+            raise StoreUnavailableError(f"get failed: {exc}") from exc
         return [self._row(r, r.get("vector")) for r in res]
 
     def close(self) -> None:

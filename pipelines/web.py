@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 def register_routes(pipe: Pipeline) -> None:
     app = pipe.app
     recall_pool = ThreadPoolExecutor(1, thread_name_prefix="recall")
+    count_pool = ThreadPoolExecutor(1, thread_name_prefix="count")
 
     @app.page("/recall")
     class RecallView(web.View):
@@ -47,23 +48,22 @@ def register_routes(pipe: Pipeline) -> None:
 
     @app.page("/stats")
     class StatsView(web.View):
-        """Stage counters of this worker, and how many memories the store holds."""
+        """Stage counters of this worker; with ``?count=1`` also how many memories the store
+        holds (of ``?namespace=``), which is a query on Milvus: poll it sparingly."""
 
         async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
             namespace = request.query.get("namespace")
-            loop = asyncio.get_running_loop()
-            try:
-                count = await loop.run_in_executor(pipe.store_pool, pipe.store.count, namespace)
-            except StoreUnavailableError as exc:
-                return self.json({"error": str(exc), **pipe.stats.as_dict()}, status=503)
-            return self.json(
-                {
-                    **pipe.stats.as_dict(),
-                    "store_count": count,
-                    "embedder": pipe.embedder.name,
-                    "namespace": namespace,
-                }
-            )
+            body: dict[str, Any] = {**pipe.stats.as_dict(), "embedder": pipe.embedder.name}
+            if request.query.get("count") in ("1", "true"):
+                loop = asyncio.get_running_loop()
+                try:
+                    body["store_count"] = await loop.run_in_executor(
+                        count_pool, pipe.store.count, namespace
+                    )
+                except StoreUnavailableError as exc:
+                    return self.json({"error": str(exc), **body}, status=503)
+                body["namespace"] = namespace
+            return self.json(body)
 
     @app.page("/ready")
     class ReadyView(web.View):

@@ -34,6 +34,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     ensure_topics(settings)
     logging.getLogger("faust").setLevel(loglevel.upper())
     pipe = create_app(settings)
+    pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

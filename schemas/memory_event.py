@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,7 +47,7 @@ class SchemaVersionError(ValueError):
     """The event names a ``schema_version`` this build does not understand."""
 
 
-class MemoryType(str, Enum):
+class MemoryType(StrEnum):
     """The three memory systems of the ArgOS seed."""
 
     episodic = "episodic"

@@ -8,7 +8,7 @@ from schemas.memory_event import Identifier, MemoryType, Text
 
 
 class RecallRequest(BaseModel):
-    """"What do I remember that is like ``query``?" for one agent in one namespace."""
+    """ "What do I remember that is like ``query``?" for one agent in one namespace."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="RecallRequest")
 

@@ -34,14 +34,6 @@ TOPICS: dict[str, Topic] = {
             "Memory events as agents publish them (raw bytes; validated by ingest).",
         ),
         Topic(
-            "memory.valid",
-            "agent_id",
-            "memory_event.v1.json",
-            "delete",
-            _WEEK,
-            "Events that passed ingest validation, normalised.",
-        ),
-        Topic(
             "memory.embedded",
             "agent_id",
             "embedded_memory.v1.json",

@@ -37,7 +37,7 @@ def _settle(client: MemoryClient, namespace: str, expected: int, timeout: float 
     """Wait for ``expected`` memories, then a little longer, so extra copies would show."""
     client.wait_stored(namespace, expected, timeout=timeout)
     time.sleep(2.0)
-    return int(client.stats(namespace)["store_count"])
+    return client.count(namespace)
 
 
 def test_good_events_stored_bad_events_dead_lettered(
@@ -65,8 +65,16 @@ def test_good_events_stored_bad_events_dead_lettered(
     assert all(dl.reason and dl.stage == "ingest" for dl in letters)
     assert sorted(dl.original() for dl in letters) == sorted(malformed_events(n_bad, 11, ns))
     reasons = " | ".join(dl.reason for dl in letters)
-    for expected in ("not UTF-8", "not JSON", "JSON object", "schema_version", "content",
-                     "importance", "surprise", "event_time"):
+    for expected in (
+        "not UTF-8",
+        "not JSON",
+        "JSON object",
+        "schema_version",
+        "content",
+        "importance",
+        "surprise",
+        "event_time",
+    ):
         assert expected in reasons
 
 
@@ -83,7 +91,7 @@ def test_replay_does_not_duplicate(worker: WorkerProcess, client: MemoryClient) 
     while int(client.stats()["stored"]) < before + len(events) and time.monotonic() < deadline:
         time.sleep(0.25)
     assert int(client.stats()["stored"]) >= before + len(events), "replay was not processed"
-    assert int(client.stats(ns)["store_count"]) == len(events)
+    assert client.count(ns) == len(events)
 
 
 def _event(ns: str, agent: str, i: int, content: str, kind: str = "episodic") -> MemoryEvent:
@@ -142,9 +150,12 @@ def test_recall_rejects_bad_requests_with_reasons(client: MemoryClient) -> None:
         client._json(client._http.post("/recall", content=b"{not json"))
     assert err.value.status == 400
     with pytest.raises(RecallError) as err:
-        client._json(client._http.post(
-            "/recall", content=json.dumps({"namespace": "x", "agent_id": "a", "query": "", "k": 0})
-        ))
+        client._json(
+            client._http.post(
+                "/recall",
+                content=json.dumps({"namespace": "x", "agent_id": "a", "query": "", "k": 0}),
+            )
+        )
     assert err.value.status == 400
     locs = {d["loc"] for d in err.value.body["details"]}
     assert {"query", "k"} <= locs

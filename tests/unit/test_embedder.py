@@ -15,8 +15,12 @@ def onnx() -> OnnxMiniLM:
 
 
 def test_onnx_vectors_are_unit_and_semantic(onnx: OnnxMiniLM) -> None:
-    texts = ["A wolf chased me through the forest", "I was hunted by a wild animal in the woods",
-             "The market sells fresh bread", ""]
+    texts = [
+        "A wolf chased me through the forest",
+        "I was hunted by a wild animal in the woods",
+        "The market sells fresh bread",
+        "",
+    ]
     v = onnx.embed_many(texts)
     assert v.shape == (4, DIM) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)

@@ -28,11 +28,24 @@ def test_committed_json_schema_matches_model(name: str) -> None:
 
 
 def test_public_api_is_locked() -> None:
-    assert sorted(schemas.__all__) == sorted([
-        "SUPPORTED_SCHEMA_VERSIONS", "TOPICS", "DeadLetter", "EmbeddedMemory", "Emotion",
-        "MemoryEvent", "MemoryType", "Position", "RecallHit", "RecallRequest", "RecallResponse",
-        "SchemaVersionError", "Topic", "parse_memory_event",
-    ])
+    assert sorted(schemas.__all__) == sorted(
+        [
+            "SUPPORTED_SCHEMA_VERSIONS",
+            "TOPICS",
+            "DeadLetter",
+            "EmbeddedMemory",
+            "Emotion",
+            "MemoryEvent",
+            "MemoryType",
+            "Position",
+            "RecallHit",
+            "RecallRequest",
+            "RecallResponse",
+            "SchemaVersionError",
+            "Topic",
+            "parse_memory_event",
+        ]
+    )
 
 
 def test_good_event_parses_with_defaults() -> None:

@@ -16,8 +16,18 @@ DIM = 8
 
 def _row(mid: str, agent: str, ns: str, vec: list[float], kind: str = "episodic") -> StoredMemory:
     v = np.asarray(vec + [0.0] * (DIM - len(vec)), dtype=np.float32)
-    return StoredMemory(mid, agent, ns, kind, f"text of {mid}", 0.5, 1.0, "2026-01-01T00:00:00",
-                        v / np.linalg.norm(v), {"tags": ["x"]})
+    return StoredMemory(
+        mid,
+        agent,
+        ns,
+        kind,
+        f"text of {mid}",
+        0.5,
+        1.0,
+        "2026-01-01T00:00:00",
+        v / np.linalg.norm(v),
+        {"tags": ["x"]},
+    )
 
 
 @pytest.fixture(params=["memory", "milvus"])
@@ -47,12 +57,14 @@ def test_batch_with_duplicate_ids_keeps_last(store: VectorStore) -> None:
 
 
 def test_search_filters_namespace_agent_and_type(store: VectorStore) -> None:
-    store.upsert([
-        _row("n1-a1", "a1", "n1", [1, 0]),
-        _row("n1-a1-s", "a1", "n1", [1, 0.1], "semantic"),
-        _row("n1-a2", "a2", "n1", [1, 0]),
-        _row("n2-a1", "a1", "n2", [1, 0]),
-    ])
+    store.upsert(
+        [
+            _row("n1-a1", "a1", "n1", [1, 0]),
+            _row("n1-a1-s", "a1", "n1", [1, 0.1], "semantic"),
+            _row("n1-a2", "a2", "n1", [1, 0]),
+            _row("n2-a1", "a1", "n2", [1, 0]),
+        ]
+    )
     q = np.eye(DIM, dtype=np.float32)[0]
     hits = store.search(q, namespace="n1", agent_id="a1", k=10)
     assert [h.memory.memory_id for h in hits] == ["n1-a1", "n1-a1-s"]

@@ -1,0 +1,62 @@
+"""Batch functions the stream agents run in worker threads: pure cores + (de)serialisation.
+
+They take raw Kafka records and return ready-to-send ``(key, value)`` byte pairs, so the event
+loop only moves bytes (every microsecond of Python on the loop is a microsecond the model waits
+for the GIL on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from pipelines.embed import Embedder
+from pipelines.embed_stage import embed_events
+from pipelines.errors import InvalidEventError
+from pipelines.ingest import RawRecord, dead_letter, ingest_batch
+from pipelines.store import StoredMemory
+from schemas import EmbeddedMemory
+
+KV = tuple[bytes | None, bytes]
+
+
+@dataclass
+class BatchOut:
+    """What one batch produced: records for the next topic, dead letters, counts."""
+
+    forward: list[KV] = field(default_factory=list)
+    dead: list[KV] = field(default_factory=list)
+    valid: int = 0
+
+
+def ingest_and_embed(records: Sequence[RawRecord], embedder: Embedder, now: float) -> BatchOut:
+    """Validate raw events (bad ones -> dead letters), embed the good ones in one model call."""
+    out = BatchOut()
+    good, bad = ingest_batch(records, now)
+    out.valid = len(good)
+    for rec, dl in bad:
+        out.dead.append((rec.key, dl.model_dump_json().encode()))
+    embedded, refused = embed_events(good, embedder, now)
+    for ev, err in refused:
+        rec = RawRecord(ev.to_json_bytes(), ev.agent_id.encode(), records[0].topic)
+        out.dead.append((rec.key, dead_letter(rec, err, "embed", now).model_dump_json().encode()))
+    for m in embedded:
+        out.forward.append((m.event.agent_id.encode(), m.model_dump_json().encode()))
+    return out
+
+
+def parse_embedded(records: Sequence[RawRecord], now: float) -> tuple[list[StoredMemory], list[KV]]:
+    """Embedded-topic records -> store rows; anything unreadable -> dead letters."""
+    rows: list[StoredMemory] = []
+    dead: list[KV] = []
+    for rec in records:
+        try:
+            rows.append(
+                StoredMemory.from_embedded(EmbeddedMemory.model_validate_json(rec.value or b""))
+            )
+        except (ValidationError, ValueError) as exc:
+            err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
+            dead.append((rec.key, dead_letter(rec, err, "store", now).model_dump_json().encode()))
+    return rows, dead
