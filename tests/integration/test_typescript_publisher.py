@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import DefaultPartitioner
 
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
 from schemas import MemoryEvent, parse_memory_event
 
@@ -198,3 +202,42 @@ def test_cli_validates_and_publishes_keyed_by_agent(
         assert len({r.partition for r in mine}) == 1
         ids = [parse_memory_event(r.value).memory_id for r in mine]
         assert ids == [e.memory_id for e in events if e.agent_id == agent]
+
+
+def test_typescript_events_are_stored_like_python_ones(
+    cli: list[str], start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Same events, one half published from TypeScript and the other from Python, through a
+    worker: every one is stored, and recall treats both halves the same."""
+    worker = start_worker()
+    client = MemoryClient(worker.url)
+    prefix = worker.env["ARGOS_TOPIC_PREFIX"]
+    events = list(Population(4, seed=21, namespace="ts-e2e").events(40))
+    ts_half, py_half = events[::2], events[1::2]
+    events_file = tmp_path / "ts.jsonl"
+    events_file.write_text("".join(e.model_dump_json() + "\n" for e in ts_half))
+    proc = subprocess.run(
+        [
+            *cli,
+            "--brokers",
+            worker.bootstrap,
+            "--topic",
+            f"{prefix}.memory.events",
+            "--file",
+            str(events_file),
+            "--strict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["published"] == len(ts_half)
+    with MemoryPublisher(worker.bootstrap, f"{prefix}.memory.events") as pub:
+        pub.publish_many(py_half)
+    client.wait_stored("ts-e2e", len(events), timeout=120)
+    time.sleep(1.0)
+    assert client.count("ts-e2e") == len(events)
+    for ev in (ts_half[0], py_half[0]):
+        hits = client.recall("ts-e2e", ev.agent_id, ev.content, k=1).hits
+        assert hits[0].memory_id == ev.memory_id and hits[0].score > 0.99
