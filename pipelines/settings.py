@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         "before cutting forward passes, so larger chunks pad less.",
     )
     # Stream batching
-    take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per stage batch.")
+    take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")
     # Worker
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
