@@ -201,14 +201,12 @@ def torch_available() -> bool:
     return importlib.util.find_spec("sentence_transformers") is not None
 
 
-def load_embedder(kind: str = "auto", threads: int = 0, batch_size: int = 32) -> Embedder:
-    """Build the embedder a setting names (``auto``, ``onnx``, ``torch`` or ``hashing``)."""
-    if kind == "auto":
-        kind = "torch" if torch_available() else "onnx"
+def load_embedder(kind: str = "onnx", threads: int = 0, batch_size: int = 32) -> Embedder:
+    """Build the embedder a setting names (``onnx``, ``torch`` or ``hashing``)."""
     if kind == "onnx":
         return OnnxMiniLM(threads=threads, batch_size=batch_size)
     if kind == "torch":
         return TorchMiniLM(threads=threads, batch_size=batch_size)
     if kind == "hashing":
         return HashingEmbedder()
-    raise EmbedderUnavailableError(f"unknown embedder {kind!r}; use auto, onnx, torch or hashing")
+    raise EmbedderUnavailableError(f"unknown embedder {kind!r}; use onnx, torch or hashing")

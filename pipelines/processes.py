@@ -31,7 +31,7 @@ class WorkerProcess:
         topic_prefix: str = "argos",
         app_id: str = "argos-memory",
         port: int | None = None,
-        embedder: str = "auto",
+        embedder: str = "onnx",
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.bootstrap = bootstrap

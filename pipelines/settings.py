@@ -38,10 +38,10 @@ class Settings(BaseSettings):
     )
     collection: str = Field("argos_memories", description="ARGOS_COLLECTION")
     # Embedding
-    embedder: Literal["auto", "onnx", "torch", "hashing"] = Field(
-        "auto",
-        description="ARGOS_EMBEDDER: auto = torch if sentence-transformers is installed, "
-        "else onnx.",
+    embedder: Literal["onnx", "torch", "hashing"] = Field(
+        "onnx",
+        description="ARGOS_EMBEDDER: onnx (int8, no torch; fastest end to end here), torch "
+        "(needs the torch extra) or hashing (not semantic: tests and benchmarks only).",
     )
     embed_threads: int = Field(0, ge=0, description="ARGOS_EMBED_THREADS: 0 = all cores.")
     embed_batch: int = Field(

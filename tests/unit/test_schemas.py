@@ -112,3 +112,34 @@ def test_any_bytes_either_parse_or_raise_value_error(raw: bytes) -> None:
 def test_round_trip_through_json() -> None:
     ev = parse_memory_event(GOOD)
     assert parse_memory_event(ev.to_json_bytes()) == ev
+
+
+def test_pipelines_public_api_is_locked() -> None:
+    import pipelines
+
+    assert sorted(pipelines.__all__) == sorted(
+        [
+            "ArgosError",
+            "ConfigurationError",
+            "Embedder",
+            "EmbedderUnavailableError",
+            "HashingEmbedder",
+            "InMemoryStore",
+            "InvalidEventError",
+            "MemoryClient",
+            "MemoryPublisher",
+            "MilvusStore",
+            "OnnxMiniLM",
+            "PoisonEventError",
+            "Population",
+            "RecallError",
+            "RetryableError",
+            "SchemaVersionUnsupported",
+            "Settings",
+            "StoreUnavailableError",
+            "TorchMiniLM",
+            "VectorStore",
+            "load_embedder",
+        ]
+    )
+    assert all(hasattr(pipelines, name) for name in pipelines.__all__)

@@ -1,0 +1,207 @@
+"""Online micro-clustering of one agent's memories (cosine), with merge and split.
+
+Seed: "find similar -> add to cluster or create; merge/split; update metrics". River's
+clusterers have no public merge/split, so this is ours. Pure and deterministic: the same vectors
+in the same order give the same clusters and the same change events (ids included), which is what
+replay determinism needs.
+
+- **join / create**: a memory joins the cluster whose centroid is most similar if that similarity
+  is at least ``join_threshold``; otherwise it founds a new cluster.
+- **merge**: after a change, a cluster whose centroid came within ``merge_threshold`` of another's
+  absorbs it (the larger one survives; on a tie, the older id).
+- **split**: a cluster of at least ``min_split_size`` members whose radius (mean cosine distance
+  of members to the centroid) exceeds ``split_radius`` is cut in two by 2-means seeded with its
+  two most distant members; the larger part keeps the id.
+
+Every memory is in exactly one live cluster; merge and split preserve the member count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    join_threshold: float = 0.55
+    merge_threshold: float = 0.88
+    split_radius: float = 0.45
+    min_split_size: int = 8
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    """One change of an agent's clusters (the payload of ``argos.clusters``)."""
+
+    kind: str  # create | join | merge | split | remove
+    agent_id: str
+    cluster_id: str
+    memory_id: str | None
+    size: int
+    radius: float
+    stability: float
+    ts: float
+    related: tuple[str, ...] = ()  # merge: absorbed ids; split: the new cluster's id
+
+
+@dataclass
+class MicroCluster:
+    cluster_id: str
+    created_ts: float
+    changed_ts: float
+    members: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def centroid(self) -> np.ndarray:
+        total = np.sum(np.stack(list(self.members.values())), axis=0)
+        norm = float(np.linalg.norm(total))
+        return total / norm if norm > 0 else total
+
+    def radius(self) -> float:
+        if len(self.members) < 2:
+            return 0.0
+        c = self.centroid()
+        sims = np.stack(list(self.members.values())) @ c
+        return float(np.mean(1.0 - sims))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    n = float(np.linalg.norm(v))
+    if n == 0.0:
+        raise ValueError("cannot cluster the zero vector")
+    return v / n
+
+
+class AgentClusters:
+    """The micro-clusters of one agent."""
+
+    def __init__(self, agent_id: str, params: ClusterParams | None = None) -> None:
+        self.agent_id = agent_id
+        self.params = params or ClusterParams()
+        self.clusters: dict[str, MicroCluster] = {}
+        self.where: dict[str, str] = {}  # memory_id -> cluster_id
+        self._next = 0
+
+    def _new_id(self) -> str:
+        self._next += 1
+        return f"{self.agent_id}/c{self._next}"
+
+    def stability(self, c: MicroCluster) -> float:
+        """1 for a tight cluster, 0 at the split limit: how far it is from being cut."""
+        return float(max(0.0, 1.0 - c.radius() / self.params.split_radius))
+
+    def _change(
+        self, kind: str, c: MicroCluster, mid: str | None, ts: float, related: tuple[str, ...] = ()
+    ) -> ClusterChange:
+        return ClusterChange(
+            kind,
+            self.agent_id,
+            c.cluster_id,
+            mid,
+            len(c.members),
+            round(c.radius(), 6),
+            round(self.stability(c), 6),
+            ts,
+            related,
+        )
+
+    def add(self, memory_id: str, vector: np.ndarray, ts: float) -> list[ClusterChange]:
+        """Place one memory; returns the changes it caused (none for a memory already placed)."""
+        if memory_id in self.where:
+            return []
+        v = _unit(vector)
+        best, best_sim = None, -2.0
+        for c in self.clusters.values():
+            sim = float(c.centroid() @ v)
+            if sim > best_sim:
+                best, best_sim = c, sim
+        changes: list[ClusterChange] = []
+        if best is not None and best_sim >= self.params.join_threshold:
+            best.members[memory_id] = v
+            best.changed_ts = ts
+            self.where[memory_id] = best.cluster_id
+            changes.append(self._change("join", best, memory_id, ts))
+            target = best
+        else:
+            target = MicroCluster(self._new_id(), ts, ts, {memory_id: v})
+            self.clusters[target.cluster_id] = target
+            self.where[memory_id] = target.cluster_id
+            changes.append(self._change("create", target, memory_id, ts))
+        changes += self._maybe_merge(target, ts)
+        survivor = self.clusters.get(self.where[memory_id])
+        if survivor is not None:
+            changes += self._maybe_split(survivor, ts)
+        return changes
+
+    def remove(self, memory_id: str, ts: float) -> list[ClusterChange]:
+        """Take a memory out (it decayed); an emptied cluster disappears."""
+        cid = self.where.pop(memory_id, None)
+        if cid is None:
+            return []
+        c = self.clusters[cid]
+        del c.members[memory_id]
+        c.changed_ts = ts
+        if not c.members:
+            del self.clusters[cid]
+            return [ClusterChange("remove", self.agent_id, cid, memory_id, 0, 0.0, 0.0, ts)]
+        return [self._change("remove", c, memory_id, ts)]
+
+    def _maybe_merge(self, c: MicroCluster, ts: float) -> list[ClusterChange]:
+        changes: list[ClusterChange] = []
+        while True:
+            cc = c.centroid()
+            partner, best = None, self.params.merge_threshold
+            for other in self.clusters.values():
+                if other is c:
+                    continue
+                sim = float(other.centroid() @ cc)
+                if sim >= best:
+                    partner, best = other, sim
+            if partner is None:
+                return changes
+            keep, gone = sorted((c, partner), key=lambda k: (-len(k.members), _order(k)))
+            keep.members.update(gone.members)
+            for mid in gone.members:
+                self.where[mid] = keep.cluster_id
+            keep.changed_ts = ts
+            del self.clusters[gone.cluster_id]
+            changes.append(self._change("merge", keep, None, ts, (gone.cluster_id,)))
+            c = keep
+
+    def _maybe_split(self, c: MicroCluster, ts: float) -> list[ClusterChange]:
+        p = self.params
+        if len(c.members) < p.min_split_size or c.radius() <= p.split_radius:
+            return []
+        ids = list(c.members)
+        mat = np.stack([c.members[i] for i in ids])
+        sims = mat @ mat.T
+        a, b = np.unravel_index(int(np.argmin(sims)), sims.shape)
+        cents = mat[[a, b]]
+        for _ in range(10):
+            labels = np.argmax(mat @ cents.T, axis=1)
+            if labels.min() == labels.max():
+                return []
+            new = np.stack([mat[labels == k].sum(axis=0) for k in (0, 1)])
+            new /= np.linalg.norm(new, axis=1, keepdims=True)
+            if np.allclose(new, cents):
+                break
+            cents = new
+        big = 0 if (labels == 0).sum() >= (labels == 1).sum() else 1
+        moved = [ids[i] for i in range(len(ids)) if labels[i] != big]
+        part = MicroCluster(self._new_id(), ts, ts, {m: c.members.pop(m) for m in moved})
+        self.clusters[part.cluster_id] = part
+        for m in moved:
+            self.where[m] = part.cluster_id
+        c.changed_ts = ts
+        return [
+            self._change("split", c, None, ts, (part.cluster_id,)),
+            self._change("create", part, None, ts, (c.cluster_id,)),
+        ]
+
+
+def _order(c: MicroCluster) -> tuple[int, str]:
+    """Older clusters first (ids count up per agent)."""
+    head, _, n = c.cluster_id.rpartition("/c")
+    return (int(n) if n.isdigit() else 0, head)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.clustering import AgentClusters, ClusterParams
+
+
+def _vecs(seed: int, n: int, groups: int, dim: int = 16, noise: float = 0.3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(groups, dim))
+    return [centers[i % groups] + noise * rng.normal(size=dim) for i in range(n)]
+
+
+def _invariants(ac: AgentClusters, n: int) -> None:
+    members = [m for c in ac.clusters.values() for m in c.members]
+    assert len(members) == len(set(members)) == n  # each memory in exactly one live cluster
+    assert all(ac.where[m] == cid for cid, c in ac.clusters.items() for m in c.members)
+    assert all(c.members for c in ac.clusters.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 80), st.integers(1, 6), st.floats(0.05, 1.5))
+def test_clusters_partition_the_memories(seed: int, n: int, groups: int, noise: float) -> None:
+    ac = AgentClusters("a", ClusterParams(min_split_size=4))
+    for i, v in enumerate(_vecs(seed, n, groups, noise=noise)):
+        changes = ac.add(f"m{i}", v, float(i))
+        assert changes
+        for ch in changes:
+            assert ch.size >= 1 and 0.0 <= ch.stability <= 1.0
+        _invariants(ac, i + 1)
+
+
+def test_well_separated_groups_are_found() -> None:
+    ac = AgentClusters("a")
+    vs = _vecs(1, 120, 4, dim=32, noise=0.15)
+    for i, v in enumerate(vs):
+        ac.add(f"m{i}", v, float(i))
+    assert len(ac.clusters) == 4
+    for c in ac.clusters.values():
+        assert len({int(m[1:]) % 4 for m in c.members}) == 1
+
+
+def test_merge_and_split_preserve_member_count() -> None:
+    ac = AgentClusters("a", ClusterParams(join_threshold=0.99, merge_threshold=0.5))
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=8)
+    kinds = []
+    for i in range(30):
+        kinds += [c.kind for c in ac.add(f"m{i}", base + 0.3 * rng.normal(size=8), float(i))]
+        _invariants(ac, i + 1)
+    assert "merge" in kinds
+    ac2 = AgentClusters("b", ClusterParams(join_threshold=-1.0, split_radius=0.2, min_split_size=6))
+    kinds2 = []
+    for i, v in enumerate(_vecs(5, 40, 2, noise=0.05)):
+        kinds2 += [c.kind for c in ac2.add(f"m{i}", v, float(i))]
+        _invariants(ac2, i + 1)
+    assert "split" in kinds2 and len(ac2.clusters) >= 2
+
+
+def test_same_input_same_clusters_and_replayed_memory_changes_nothing() -> None:
+    def run() -> list[tuple]:
+        ac = AgentClusters("a")
+        out = []
+        for i, v in enumerate(_vecs(9, 60, 3)):
+            out += [(c.kind, c.cluster_id, c.size, c.related) for c in ac.add(f"m{i}", v, i)]
+        assert ac.add("m0", _vecs(9, 1, 1)[0], 99.0) == []
+        return out
+
+    assert run() == run()
+
+
+def test_remove_keeps_the_partition() -> None:
+    ac = AgentClusters("a")
+    for i, v in enumerate(_vecs(2, 30, 3)):
+        ac.add(f"m{i}", v, float(i))
+    for i in range(0, 30, 2):
+        ac.remove(f"m{i}", 100.0)
+    _invariants(ac, 15)
