@@ -1,13 +1,19 @@
-"""One conformance suite for every VectorStore: the numpy twin and real Milvus Lite."""
+"""One conformance suite for every VectorStore: the numpy twin, embedded Milvus Lite, and a
+Milvus gRPC server (``milvus-lite server`` in a child process, reached through ``MILVUS_URI``
+the way a real Milvus deployment is)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipelines.processes import free_port
 from pipelines.store import InMemoryStore, MilvusStore, StoredMemory, VectorStore
 from schemas import MemoryType
 
@@ -30,13 +36,53 @@ def _row(mid: str, agent: str, ns: str, vec: list[float], kind: str = "episodic"
     )
 
 
-@pytest.fixture(params=["memory", "milvus"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "milvus_lite",
+            "server",
+            "--data-dir",
+            str(tmp_path_factory.mktemp("milvus")),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                MilvusStore(uri, "probe", dim=DIM).close()
+                break
+            except Exception:
+                assert proc.poll() is None, "milvus-lite server exited"
+                assert time.monotonic() < deadline, "milvus-lite server did not answer in 60 s"
+                time.sleep(0.3)
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(params=["memory", "milvus-lite", "milvus-server"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, milvus_server: str
+) -> Iterator[VectorStore]:
     s: VectorStore
     if request.param == "memory":
         s = InMemoryStore(dim=DIM)
-    else:
+    elif request.param == "milvus-lite":
         s = MilvusStore(str(tmp_path / "m.db"), "conformance", dim=DIM)
+    else:
+        s = MilvusStore(milvus_server, f"c_{tmp_path.name.replace('-', '_')}", dim=DIM)
     yield s
     s.close()
 
