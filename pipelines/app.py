@@ -5,27 +5,34 @@
 that takes batches with ``take_events`` and finishes all its writes (produce acks, Milvus upserts)
 before the batch ends, because Faust acks the batch's offsets as soon as the loop body returns --
 and also when it raises. So the bodies never raise: bad events are dead-lettered, a store outage
-is retried with backoff until it recovers (which pauses the stream: backpressure, not loss).
+is retried with backoff until it recovers (which pauses the stream: backpressure, not loss), and
+anything unexpected ends the process before the batch is acked (``exit_unacked``).
+
+Stages: ``argos.ingest_embed`` (events -> embedded + dead letters), then two consumers of the
+embedded topic: ``argos.cluster`` (per-agent micro-clusters in a table -> ``argos.clusters``) and
+``argos.store`` (Milvus upserts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from pipelines.clustering import ClusterParams
 from pipelines.embed import Embedder, load_embedder
 from pipelines.errors import ConfigurationError, StoreUnavailableError
 from pipelines.ingest import RawRecord
 from pipelines.settings import Settings
-from pipelines.stage_batches import BatchOut, ingest_and_embed, parse_embedded
+from pipelines.stage_batches import BatchOut, cluster_batch, ingest_and_embed, parse_embedded
 from pipelines.stats import StageStats
 from pipelines.store import MilvusStore, VectorStore
 
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 
 EVENTS = "memory.events"
 EMBEDDED = "memory.embedded"
+CLUSTERS = "clusters"
 DEADLETTER = "deadletter"
 
 
@@ -47,6 +55,9 @@ class Pipeline:
     stats: StageStats
     embed_pool: ThreadPoolExecutor
     store_pool: ThreadPoolExecutor
+    cluster_pool: ThreadPoolExecutor
+    cluster_params: ClusterParams
+    cluster_table: Any = None
 
 
 def _record(event: Any) -> RawRecord:
@@ -107,6 +118,13 @@ def create_app(
         stats=StageStats(),
         embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
         store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
+        cluster_pool=ThreadPoolExecutor(1, thread_name_prefix="cluster"),
+        cluster_params=ClusterParams(
+            join_threshold=settings.cluster_join,
+            merge_threshold=settings.cluster_merge,
+            split_radius=settings.cluster_split_radius,
+            min_split_size=settings.cluster_min_split,
+        ),
     )
     raw = {
         "key_type": bytes,
@@ -118,6 +136,19 @@ def create_app(
     events_t = app.topic(settings.topic(EVENTS), partitions=parts, **raw)
     embedded_t = app.topic(settings.topic(EMBEDDED), partitions=parts, **raw)
     embedded_name, dlq_name = embedded_t.get_topic_name(), settings.topic(DEADLETTER)
+    clusters_name = settings.topic(CLUSTERS)
+    # Per-agent cluster state, recovered from its changelog after a restart. Written from
+    # inside take_events, so use_partitioner=True (else Faust raises, restarts the agent with
+    # the offsets already committed, and events are lost). Keyed by agent_id like the source
+    # topic, so the changelog partition matches the source partition.
+    cluster_table = app.Table(
+        f"{settings.topic_prefix}-clusters",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=parts,
+        use_partitioner=True,
+    )
+    pipe.cluster_table = cluster_table
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
     stats = pipe.stats
 
@@ -150,10 +181,13 @@ def create_app(
         async def finish_in_order() -> None:
             while True:
                 events, fut = await inflight.get()
-                out = await fut
-                futs = await produce(embedded_name, out.forward)
-                futs += await produce(dlq_name, out.dead)
-                await _all(futs)
+                try:
+                    out = await fut
+                    futs = await produce(embedded_name, out.forward)
+                    futs += await produce(dlq_name, out.dead)
+                    await _all(futs)
+                except Exception as exc:
+                    exit_unacked("ingest_embed", exc)
                 for e in events:
                     e.ack()  # releases the extra reference: now safe to commit
                 stats.valid += out.valid
@@ -176,26 +210,56 @@ def create_app(
         finally:
             finisher.cancel()
 
+    @app.agent(embedded_t, concurrency=1, name="argos.cluster")
+    async def cluster_stage(stream: faust.StreamT[bytes]) -> None:
+        """Online micro-clusters per agent; every change goes to ``argos.clusters``."""
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(take_max, within=within):
+            records = [_record(e) for e in batch]
+            keys = {r.key for r in records if r.key is not None}
+            try:
+                states = {k: cluster_table.get(k) for k in keys}
+                new_states, changes, dead = await loop.run_in_executor(
+                    pipe.cluster_pool,
+                    cluster_batch,
+                    records,
+                    states,
+                    pipe.cluster_params,
+                    time.time(),
+                )
+                for k, v in new_states.items():
+                    cluster_table[k] = v
+                futs = await produce(clusters_name, changes)
+                futs += await produce(dlq_name, dead)
+                await _all(futs)
+            except Exception as exc:
+                exit_unacked("cluster", exc)
+            stats.clustered += len(records) - len(dead)
+            stats.cluster_changes += len(changes)
+
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(take_max, within=within):
-            rows, dead = await loop.run_in_executor(
-                pipe.store_pool, parse_embedded, [_record(e) for e in batch], time.time()
-            )
             t0 = time.perf_counter()
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(StoreUnavailableError),
-                wait=wait_exponential(multiplier=0.2, max=10),
-                before_sleep=lambda rs: _note_retry(stats, rs.outcome),
-                reraise=True,
-            ):
-                with attempt:
-                    await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, rows)
+            try:
+                rows, dead = await loop.run_in_executor(
+                    pipe.store_pool, parse_embedded, [_record(e) for e in batch], time.time()
+                )
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(StoreUnavailableError),
+                    wait=wait_exponential(multiplier=0.2, max=10),
+                    before_sleep=lambda rs: _note_retry(stats, rs.outcome),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, rows)
+                await _all(await produce(dlq_name, dead))
+            except Exception as exc:
+                exit_unacked("store", exc)
             stats.last_store_latency_s = time.perf_counter() - t0
             stats.store_busy_s += stats.last_store_latency_s
             stats.last_stored_ts = time.time()
-            await _all(await produce(dlq_name, dead))
             stats.dead_lettered += len(dead)
             stats.stored += len(rows)
             stats.batches += 1
@@ -204,6 +268,19 @@ def create_app(
 
     register_routes(pipe)
     return pipe
+
+
+def exit_unacked(stage: str, exc: BaseException) -> NoReturn:
+    """An unexpected error inside a batch: end the process at once, before Faust acks the batch.
+
+    ``take_events`` acks a batch when its loop body exits, even by an exception, so letting the
+    error propagate would commit offsets of events that were never written (and Faust would
+    only log the crashed agent). Exiting here leaves them uncommitted: a restarted worker
+    processes them again, and idempotent writes make that safe.
+    """
+    log.critical("stage %s failed; exiting without acking its batch", stage, exc_info=exc)
+    logging.shutdown()
+    os._exit(70)
 
 
 def _note_retry(stats: StageStats, outcome: Any) -> None:

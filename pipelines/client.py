@@ -68,6 +68,11 @@ class MemoryClient:
         params = {"count": "1", **({"namespace": namespace} if namespace else {})}
         return int(self._json(self._http.get("/stats", params=params))["store_count"])
 
+    def clusters(self, namespace: str, agent_id: str) -> list[dict[str, Any]]:
+        """An agent's live memory clusters with size, radius, stability and times."""
+        params = {"namespace": namespace, "agent_id": agent_id}
+        return list(self._json(self._http.get("/clusters", params=params))["clusters"])
+
     def ready(self) -> bool:
         try:
             return self._http.get("/ready").status_code == 200

@@ -63,7 +63,7 @@ class MicroCluster:
             return 0.0
         c = self.centroid()
         sims = np.stack(list(self.members.values())) @ c
-        return float(np.mean(1.0 - sims))
+        return float(min(max(np.mean(1.0 - sims), 0.0), 2.0))  # float error can dip below 0
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -90,7 +90,7 @@ class AgentClusters:
 
     def stability(self, c: MicroCluster) -> float:
         """1 for a tight cluster, 0 at the split limit: how far it is from being cut."""
-        return float(max(0.0, 1.0 - c.radius() / self.params.split_radius))
+        return float(min(1.0, max(0.0, 1.0 - c.radius() / self.params.split_radius)))
 
     def _change(
         self, kind: str, c: MicroCluster, mid: str | None, ts: float, related: tuple[str, ...] = ()
@@ -205,3 +205,55 @@ def _order(c: MicroCluster) -> tuple[int, str]:
     """Older clusters first (ids count up per agent)."""
     head, _, n = c.cluster_id.rpartition("/c")
     return (int(n) if n.isdigit() else 0, head)
+
+
+def to_state(ac: AgentClusters) -> dict[str, object]:
+    """A JSON-able snapshot (vectors as base64 float32, so a round trip is exact)."""
+    import base64
+
+    return {
+        "agent_id": ac.agent_id,
+        "next": ac._next,
+        "clusters": [
+            {
+                "id": c.cluster_id,
+                "created": c.created_ts,
+                "changed": c.changed_ts,
+                "members": {
+                    m: base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+                    for m, v in c.members.items()
+                },
+            }
+            for c in ac.clusters.values()
+        ],
+    }
+
+
+def from_state(state: dict[str, object], params: ClusterParams | None = None) -> AgentClusters:
+    """Rebuild an ``AgentClusters`` from ``to_state`` output."""
+    import base64
+
+    ac = AgentClusters(str(state["agent_id"]), params)
+    ac._next = int(state["next"])  # type: ignore[call-overload]
+    for c in state["clusters"]:  # type: ignore[attr-defined]
+        mc = MicroCluster(c["id"], float(c["created"]), float(c["changed"]))
+        for m, b in c["members"].items():
+            mc.members[m] = np.frombuffer(base64.b64decode(b), dtype="<f4").copy()
+            ac.where[m] = mc.cluster_id
+        ac.clusters[mc.cluster_id] = mc
+    return ac
+
+
+def summary(ac: AgentClusters) -> list[dict[str, object]]:
+    """Metrics per live cluster: size, radius, stability, age (event time), last change."""
+    return [
+        {
+            "cluster_id": c.cluster_id,
+            "size": len(c.members),
+            "radius": round(c.radius(), 6),
+            "stability": round(ac.stability(c), 6),
+            "created_ts": c.created_ts,
+            "changed_ts": c.changed_ts,
+        }
+        for c in sorted(ac.clusters.values(), key=_order)
+    ]

@@ -53,6 +53,19 @@ class Settings(BaseSettings):
         description="ARGOS_EMBED_CHUNK: events per model call; a call sorts its texts by length "
         "before cutting forward passes, so larger chunks pad less.",
     )
+    # Clustering (per agent, cosine)
+    cluster_join: float = Field(
+        0.55, ge=-1, le=1, description="ARGOS_CLUSTER_JOIN: min similarity to join a cluster."
+    )
+    cluster_merge: float = Field(
+        0.88, ge=-1, le=1, description="ARGOS_CLUSTER_MERGE: centroid similarity that merges."
+    )
+    cluster_split_radius: float = Field(
+        0.45, gt=0, le=2, description="ARGOS_CLUSTER_SPLIT_RADIUS: mean distance that splits."
+    )
+    cluster_min_split: int = Field(
+        8, ge=2, description="ARGOS_CLUSTER_MIN_SPLIT: smallest cluster that may split."
+    )
     # Stream batching
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")

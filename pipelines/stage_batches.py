@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from pipelines.clustering import AgentClusters, ClusterParams, from_state, to_state
 from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
 from pipelines.errors import InvalidEventError
 from pipelines.ingest import RawRecord, dead_letter, ingest_batch
 from pipelines.store import StoredMemory
-from schemas import EmbeddedMemory
+from schemas import ClusterEvent, EmbeddedMemory
 
 KV = tuple[bytes | None, bytes]
 
@@ -60,3 +61,60 @@ def parse_embedded(records: Sequence[RawRecord], now: float) -> tuple[list[Store
             err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
             dead.append((rec.key, dead_letter(rec, err, "store", now).model_dump_json().encode()))
     return rows, dead
+
+
+def cluster_batch(
+    records: Sequence[RawRecord],
+    states: dict[bytes, bytes | None],
+    params: ClusterParams,
+    now: float,
+) -> tuple[dict[bytes, bytes], list[KV], list[KV]]:
+    """Place a batch of embedded memories into their agents' clusters.
+
+    ``states`` maps each agent key to its stored state (JSON: namespace -> ``to_state``), or None.
+    Returns the new states of the touched agents, the cluster events and any dead letters.
+    """
+    import json
+
+    loaded: dict[bytes, dict[str, AgentClusters]] = {}
+    changes: list[KV] = []
+    dead: list[KV] = []
+    for rec in records:
+        try:
+            m = EmbeddedMemory.model_validate_json(rec.value or b"")
+        except (ValidationError, ValueError) as exc:
+            err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
+            dead.append((rec.key, dead_letter(rec, err, "cluster", now).model_dump_json().encode()))
+            continue
+        key = m.event.agent_id.encode()
+        if key not in loaded:
+            raw = states.get(key)
+            by_ns = json.loads(raw) if raw else {}
+            loaded[key] = {ns: from_state(st, params) for ns, st in by_ns.items()}
+        ns = m.event.namespace
+        ac = loaded[key].setdefault(ns, AgentClusters(m.event.agent_id, params))
+        try:
+            placed = ac.add(m.event.memory_id, m.vector(), m.event.event_ts)
+        except ValueError as exc:  # e.g. a zero vector: this memory can never be clustered
+            err = InvalidEventError(f"cannot cluster memory: {exc}")
+            dead.append((rec.key, dead_letter(rec, err, "cluster", now).model_dump_json().encode()))
+            continue
+        for ch in placed:
+            ev = ClusterEvent(
+                kind=ch.kind,  # type: ignore[arg-type]
+                namespace=ns,
+                agent_id=ch.agent_id,
+                cluster_id=ch.cluster_id,
+                memory_id=ch.memory_id,
+                size=ch.size,
+                radius=ch.radius,
+                stability=ch.stability,
+                event_ts=ch.ts,
+                related=list(ch.related),
+            )
+            changes.append((key, ev.model_dump_json().encode()))
+    new_states = {
+        k: json.dumps({ns: to_state(ac) for ns, ac in sorted(by_ns.items())}).encode()
+        for k, by_ns in loaded.items()
+    }
+    return new_states, changes, dead

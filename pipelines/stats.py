@@ -16,6 +16,8 @@ class StageStats:
     dead_lettered: int = 0
     embedded: int = 0
     stored: int = 0
+    clustered: int = 0
+    cluster_changes: int = 0
     store_retries: int = 0
     batches: int = 0
     embed_busy_s: float = 0.0

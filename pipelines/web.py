@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from faust import web
 from pydantic import ValidationError
 
+from pipelines.clustering import from_state, summary
 from pipelines.errors import StoreUnavailableError
 from pipelines.recall import recall
 from schemas import RecallRequest
@@ -64,6 +65,20 @@ def register_routes(pipe: Pipeline) -> None:
                     return self.json({"error": str(exc), **body}, status=503)
                 body["namespace"] = namespace
             return self.json(body)
+
+    @app.page("/clusters")
+    class ClustersView(web.View):
+        """GET ?namespace=&agent_id=: that agent's live clusters with their metrics (from the
+        table on this worker; routing to the owning worker comes with multi-worker recall)."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
+            ns, agent = request.query.get("namespace"), request.query.get("agent_id")
+            if not ns or not agent:
+                return self.json({"error": "namespace and agent_id are required"}, status=400)
+            raw = pipe.cluster_table.get(agent.encode()) if pipe.cluster_table else None
+            state = json.loads(raw).get(ns) if raw else None
+            clusters = summary(from_state(state)) if state else []
+            return self.json({"namespace": ns, "agent_id": agent, "clusters": clusters})
 
     @app.page("/ready")
     class ReadyView(web.View):

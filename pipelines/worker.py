@@ -32,7 +32,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     settings = resolve_bootstrap(settings)
     ensure_topics(settings)
-    logging.getLogger("faust").setLevel(loglevel.upper())
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     pipe = create_app(settings)
     pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)

@@ -5,6 +5,7 @@ Pydantic models per topic, the topic registry, and the JSON Schema files exporte
 the project.
 """
 
+from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
 from schemas.memory_event import (
@@ -22,6 +23,7 @@ from schemas.topics import TOPICS, Topic
 __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "TOPICS",
+    "ClusterEvent",
     "DeadLetter",
     "EmbeddedMemory",
     "Emotion",

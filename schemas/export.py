@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
 from schemas.memory_event import MemoryEvent
@@ -23,6 +24,7 @@ EXPORTS: dict[str, type[BaseModel]] = {
     "memory_event.v1.json": MemoryEvent,
     "embedded_memory.v1.json": EmbeddedMemory,
     "deadletter.v1.json": DeadLetter,
+    "cluster_event.v1.json": ClusterEvent,
     "recall_request.v1.json": RecallRequest,
     "recall_response.v1.json": RecallResponse,
 }

@@ -42,6 +42,14 @@ TOPICS: dict[str, Topic] = {
             "Validated events with their embedding; consumed by store (and later clustering).",
         ),
         Topic(
+            "clusters",
+            "agent_id",
+            "cluster_event.v1.json",
+            "delete",
+            _WEEK,
+            "Changes of each agent's memory micro-clusters (create/join/merge/split/remove).",
+        ),
+        Topic(
             "deadletter",
             "agent_id (original key)",
             "deadletter.v1.json",

@@ -78,3 +78,28 @@ def test_remove_keeps_the_partition() -> None:
     for i in range(0, 30, 2):
         ac.remove(f"m{i}", 100.0)
     _invariants(ac, 15)
+
+
+def test_state_round_trip_is_exact_and_continues_identically() -> None:
+    import json
+
+    from pipelines.clustering import from_state, to_state
+
+    vs = _vecs(4, 50, 3)
+    straight = AgentClusters("a")
+    restored = AgentClusters("a")
+    a_changes, b_changes = [], []
+    for i, v in enumerate(vs):
+        a_changes += straight.add(f"m{i}", v, float(i))
+        restored = from_state(json.loads(json.dumps(to_state(restored))))
+        b_changes += restored.add(f"m{i}", v, float(i))
+    assert a_changes == b_changes
+    assert to_state(straight) == to_state(restored)
+
+
+def test_identical_vectors_keep_metrics_in_range() -> None:
+    ac = AgentClusters("a", ClusterParams(min_split_size=2))
+    v = np.full(384, 0.05, dtype=np.float32)
+    for i in range(20):
+        for ch in ac.add(f"m{i}", v, float(i)):
+            assert 0.0 <= ch.radius and 0.0 <= ch.stability <= 1.0

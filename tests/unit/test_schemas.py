@@ -32,6 +32,7 @@ def test_public_api_is_locked() -> None:
         [
             "SUPPORTED_SCHEMA_VERSIONS",
             "TOPICS",
+            "ClusterEvent",
             "DeadLetter",
             "EmbeddedMemory",
             "Emotion",

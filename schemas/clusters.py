@@ -1,0 +1,27 @@
+"""Cluster change events on ``argos.clusters``: one per create, join, merge, split, remove."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ClusterEvent(BaseModel):
+    """A change of one agent's memory micro-clusters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="ClusterEvent")
+
+    schema_version: Literal[1] = 1
+    kind: Literal["create", "join", "merge", "split", "remove"]
+    namespace: str
+    agent_id: str
+    cluster_id: str
+    memory_id: str | None = Field(None, description="The memory that joined, founded or left.")
+    size: int = Field(ge=0)
+    radius: float = Field(description="Mean cosine distance of members to the centroid.")
+    stability: float = Field(ge=0, le=1, description="1 = tight; 0 = at the split limit.")
+    event_ts: float = Field(description="Event time (POSIX s) of the memory that caused it.")
+    related: list[str] = Field(
+        default_factory=list, description="merge: the absorbed cluster ids; split: the new one."
+    )
