@@ -27,11 +27,17 @@ def test_onnx_vectors_are_unit_and_semantic(onnx: OnnxMiniLM) -> None:
     assert v[0] @ v[1] > 0.5 > v[0] @ v[2]
 
 
-def test_batching_and_length_sorting_do_not_change_vectors(onnx: OnnxMiniLM) -> None:
-    texts = [("word " * n).strip() for n in (30, 1, 12, 5, 60, 2, 9, 17, 3)]
+def test_a_vector_depends_on_its_text_only_bit_for_bit(onnx: OnnxMiniLM) -> None:
+    """Restarts and replays cut batches differently; the vectors must not notice."""
+    texts = [("word " * n).strip() for n in (30, 1, 12, 5, 60, 2, 9, 17, 3, 12, 5)]
+    texts += [f"agent {i} saw a fox near the river" for i in range(20)]
     together = onnx.embed_many(texts)
     alone = np.stack([onnx.embed_many([t])[0] for t in texts])
-    assert np.allclose(together, alone, atol=2e-3)
+    shuffled = onnx.embed_many(texts[::-1])[::-1]
+    halves = np.concatenate([onnx.embed_many(texts[:13]), onnx.embed_many(texts[13:])])
+    assert np.array_equal(together, alone)
+    assert np.array_equal(together, shuffled)
+    assert np.array_equal(together, halves)
 
 
 def test_long_text_is_truncated_not_refused(onnx: OnnxMiniLM) -> None:
