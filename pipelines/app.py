@@ -219,13 +219,14 @@ def create_app(
             keys = {r.key for r in records if r.key is not None}
             try:
                 states = {k: cluster_table.get(k) for k in keys}
-                new_states, changes, dead = await loop.run_in_executor(
+                new_states, changes, dead, kinds = await loop.run_in_executor(
                     pipe.cluster_pool,
                     cluster_batch,
                     records,
                     states,
                     pipe.cluster_params,
                     time.time(),
+                    pipe.store,
                 )
                 for k, v in new_states.items():
                     cluster_table[k] = v
@@ -236,6 +237,8 @@ def create_app(
                 exit_unacked("cluster", exc)
             stats.clustered += len(records) - len(dead)
             stats.cluster_changes += len(changes)
+            for kind, n in kinds.items():
+                stats.cluster_kinds[kind] = stats.cluster_kinds.get(kind, 0) + n
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:

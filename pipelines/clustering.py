@@ -14,10 +14,16 @@ replay determinism needs.
   two most distant members; the larger part keeps the id.
 
 Every memory is in exactly one live cluster; merge and split preserve the member count.
+
+State is compact: a cluster keeps the float32 **sum** of its members' unit vectors (the centroid
+is its direction; for unit vectors the radius is exactly ``1 - |sum| / n``) and its member ids.
+Member vectors are needed only to split; they are kept in a cache that is not part of the saved
+state, and fetched through ``fetch`` (from the vector store) after a restart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,19 +57,19 @@ class MicroCluster:
     cluster_id: str
     created_ts: float
     changed_ts: float
-    members: dict[str, np.ndarray] = field(default_factory=dict)
+    total: np.ndarray
+    members: list[str] = field(default_factory=list)
 
     def centroid(self) -> np.ndarray:
-        total = np.sum(np.stack(list(self.members.values())), axis=0)
-        norm = float(np.linalg.norm(total))
-        return total / norm if norm > 0 else total
+        norm = float(np.linalg.norm(self.total))
+        return self.total / norm if norm > 0 else self.total
 
     def radius(self) -> float:
+        """Mean cosine distance of the members to the centroid: ``1 - |sum| / n``."""
         if len(self.members) < 2:
             return 0.0
-        c = self.centroid()
-        sims = np.stack(list(self.members.values())) @ c
-        return float(min(max(np.mean(1.0 - sims), 0.0), 2.0))  # float error can dip below 0
+        r = 1.0 - float(np.linalg.norm(self.total)) / len(self.members)
+        return float(min(max(r, 0.0), 2.0))  # float error can dip below 0
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -71,17 +77,24 @@ def _unit(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
     if n == 0.0:
         raise ValueError("cannot cluster the zero vector")
-    return v / n
+    return (v / n).astype(np.float32)
+
+
+Fetch = Callable[[list[str]], dict[str, np.ndarray]]
 
 
 class AgentClusters:
     """The micro-clusters of one agent."""
 
-    def __init__(self, agent_id: str, params: ClusterParams | None = None) -> None:
+    def __init__(
+        self, agent_id: str, params: ClusterParams | None = None, fetch: Fetch | None = None
+    ) -> None:
         self.agent_id = agent_id
         self.params = params or ClusterParams()
         self.clusters: dict[str, MicroCluster] = {}
         self.where: dict[str, str] = {}  # memory_id -> cluster_id
+        self.vectors: dict[str, np.ndarray] = {}  # cache for splits; not saved
+        self.fetch = fetch
         self._next = 0
 
     def _new_id(self) -> str:
@@ -112,6 +125,7 @@ class AgentClusters:
         if memory_id in self.where:
             return []
         v = _unit(vector)
+        self.vectors[memory_id] = v
         best, best_sim = None, -2.0
         for c in self.clusters.values():
             sim = float(c.centroid() @ v)
@@ -119,13 +133,14 @@ class AgentClusters:
                 best, best_sim = c, sim
         changes: list[ClusterChange] = []
         if best is not None and best_sim >= self.params.join_threshold:
-            best.members[memory_id] = v
+            best.members.append(memory_id)
+            best.total = (best.total + v).astype(np.float32)
             best.changed_ts = ts
             self.where[memory_id] = best.cluster_id
             changes.append(self._change("join", best, memory_id, ts))
             target = best
         else:
-            target = MicroCluster(self._new_id(), ts, ts, {memory_id: v})
+            target = MicroCluster(self._new_id(), ts, ts, v.copy(), [memory_id])
             self.clusters[target.cluster_id] = target
             self.where[memory_id] = target.cluster_id
             changes.append(self._change("create", target, memory_id, ts))
@@ -141,12 +156,23 @@ class AgentClusters:
         if cid is None:
             return []
         c = self.clusters[cid]
-        del c.members[memory_id]
+        vec = self._vectors([memory_id]).get(memory_id)
+        c.members.remove(memory_id)
+        self.vectors.pop(memory_id, None)
         c.changed_ts = ts
         if not c.members:
             del self.clusters[cid]
             return [ClusterChange("remove", self.agent_id, cid, memory_id, 0, 0.0, 0.0, ts)]
+        if vec is not None:
+            c.total = (c.total - vec).astype(np.float32)
         return [self._change("remove", c, memory_id, ts)]
+
+    def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        missing = [i for i in ids if i not in self.vectors]
+        if missing and self.fetch is not None:
+            for mid, vec in self.fetch(missing).items():
+                self.vectors[mid] = _unit(vec)
+        return {i: self.vectors[i] for i in ids if i in self.vectors}
 
     def _maybe_merge(self, c: MicroCluster, ts: float) -> list[ClusterChange]:
         changes: list[ClusterChange] = []
@@ -162,7 +188,8 @@ class AgentClusters:
             if partner is None:
                 return changes
             keep, gone = sorted((c, partner), key=lambda k: (-len(k.members), _order(k)))
-            keep.members.update(gone.members)
+            keep.members.extend(gone.members)
+            keep.total = (keep.total + gone.total).astype(np.float32)
             for mid in gone.members:
                 self.where[mid] = keep.cluster_id
             keep.changed_ts = ts
@@ -175,7 +202,10 @@ class AgentClusters:
         if len(c.members) < p.min_split_size or c.radius() <= p.split_radius:
             return []
         ids = list(c.members)
-        mat = np.stack([c.members[i] for i in ids])
+        vecs = self._vectors(ids)
+        if len(vecs) < len(ids):
+            return []  # some vectors are not available (yet): split on a later change
+        mat = np.stack([vecs[i] for i in ids])
         sims = mat @ mat.T
         a, b = np.unravel_index(int(np.argmin(sims)), sims.shape)
         cents = mat[[a, b]]
@@ -189,8 +219,11 @@ class AgentClusters:
                 break
             cents = new
         big = 0 if (labels == 0).sum() >= (labels == 1).sum() else 1
+        stay = [ids[i] for i in range(len(ids)) if labels[i] == big]
         moved = [ids[i] for i in range(len(ids)) if labels[i] != big]
-        part = MicroCluster(self._new_id(), ts, ts, {m: c.members.pop(m) for m in moved})
+        c.members = stay
+        c.total = _sum(vecs, stay)
+        part = MicroCluster(self._new_id(), ts, ts, _sum(vecs, moved), moved)
         self.clusters[part.cluster_id] = part
         for m in moved:
             self.where[m] = part.cluster_id
@@ -201,16 +234,27 @@ class AgentClusters:
         ]
 
 
+def _sum(vecs: dict[str, np.ndarray], ids: list[str]) -> np.ndarray:
+    total = np.zeros_like(next(iter(vecs.values())))
+    for i in ids:  # in member order, so the float32 rounding is reproducible
+        total = (total + vecs[i]).astype(np.float32)
+    return total
+
+
 def _order(c: MicroCluster) -> tuple[int, str]:
     """Older clusters first (ids count up per agent)."""
     head, _, n = c.cluster_id.rpartition("/c")
     return (int(n) if n.isdigit() else 0, head)
 
 
-def to_state(ac: AgentClusters) -> dict[str, object]:
-    """A JSON-able snapshot (vectors as base64 float32, so a round trip is exact)."""
+def _b64(v: np.ndarray) -> str:
     import base64
 
+    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+
+
+def to_state(ac: AgentClusters) -> dict[str, object]:
+    """A compact JSON-able snapshot: per cluster its float32 sum (base64, exact) and member ids."""
     return {
         "agent_id": ac.agent_id,
         "next": ac._next,
@@ -219,26 +263,28 @@ def to_state(ac: AgentClusters) -> dict[str, object]:
                 "id": c.cluster_id,
                 "created": c.created_ts,
                 "changed": c.changed_ts,
-                "members": {
-                    m: base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
-                    for m, v in c.members.items()
-                },
+                "total": _b64(c.total),
+                "members": c.members,
             }
             for c in ac.clusters.values()
         ],
     }
 
 
-def from_state(state: dict[str, object], params: ClusterParams | None = None) -> AgentClusters:
-    """Rebuild an ``AgentClusters`` from ``to_state`` output."""
+def from_state(
+    state: dict[str, object], params: ClusterParams | None = None, fetch: Fetch | None = None
+) -> AgentClusters:
+    """Rebuild an ``AgentClusters`` from ``to_state`` output (vectors come back via ``fetch``)."""
     import base64
 
-    ac = AgentClusters(str(state["agent_id"]), params)
+    ac = AgentClusters(str(state["agent_id"]), params, fetch)
     ac._next = int(state["next"])  # type: ignore[call-overload]
     for c in state["clusters"]:  # type: ignore[attr-defined]
-        mc = MicroCluster(c["id"], float(c["created"]), float(c["changed"]))
-        for m, b in c["members"].items():
-            mc.members[m] = np.frombuffer(base64.b64decode(b), dtype="<f4").copy()
+        total = np.frombuffer(base64.b64decode(c["total"]), dtype="<f4").copy()
+        mc = MicroCluster(
+            c["id"], float(c["created"]), float(c["changed"]), total, list(c["members"])
+        )
+        for m in mc.members:
             ac.where[m] = mc.cluster_id
         ac.clusters[mc.cluster_id] = mc
     return ac

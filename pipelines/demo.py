@@ -105,6 +105,7 @@ def _run(
     pop = Population(agents, seed=7, namespace=namespace)
     base = client.stats()
     dead0, stored0 = int(base["dead_lettered"]), int(base["stored"])
+    clustered0 = int(base["clustered"])
     stop = threading.Event()
     pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
     thread = threading.Thread(
@@ -122,6 +123,7 @@ def _run(
         p_pub = progress.add_task("published", total=events + bad, rate="")
         p_sto = progress.add_task("stored", total=events, rate="")
         p_dlq = progress.add_task("dead-lettered", total=bad, rate="")
+        p_clu = progress.add_task("clustered", total=events, rate="")
         thread.start()
         stored = dead = 0
         deadline = time.monotonic() + max(600.0, events / 20)
@@ -135,7 +137,14 @@ def _run(
             )
             progress.update(p_sto, completed=stored, rate=f"{stored / elapsed:7.0f} ev/s")
             progress.update(p_dlq, completed=dead, rate="")
-            if not thread.is_alive() and stored >= events and dead >= bad:
+            kinds = s.get("cluster_kinds") or {}
+            progress.update(
+                p_clu,
+                completed=int(s["clustered"]) - clustered0,
+                rate=" ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
+            )
+            clustered = int(s["clustered"]) - clustered0
+            if not thread.is_alive() and min(stored, clustered) >= events and dead >= bad:
                 break
         stop.set()
     thread.join()
@@ -153,6 +162,16 @@ def _run(
     for i, query in enumerate(QUERIES):
         agent = pop.agents[i % len(pop.agents)].agent_id
         print_recall(client.recall(namespace, agent, query, k=4))
+    agent = pop.agents[0].agent_id
+    ctable = Table(title=f"{agent}'s memory clusters (largest first)")
+    for col in ("cluster", "size", "radius", "stability"):
+        ctable.add_column(col, justify="right" if col != "cluster" else "left")
+    clusters = sorted(client.clusters(namespace, agent), key=lambda c: -int(c["size"]))
+    for c in clusters[:8]:
+        ctable.add_row(
+            str(c["cluster_id"]), str(c["size"]), f"{c['radius']:.3f}", f"{c['stability']:.2f}"
+        )
+    console.print(ctable)
     table = Table(title="worker counters")
     for key, value in client.stats().items():
         table.add_row(key, str(value))

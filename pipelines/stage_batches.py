@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from pipelines.clustering import AgentClusters, ClusterParams, from_state, to_state
+from pipelines.clustering import AgentClusters, ClusterParams, Fetch, from_state, to_state
 from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
 from pipelines.errors import InvalidEventError
 from pipelines.ingest import RawRecord, dead_letter, ingest_batch
-from pipelines.store import StoredMemory
+from pipelines.store import StoredMemory, VectorStore
 from schemas import ClusterEvent, EmbeddedMemory
 
 KV = tuple[bytes | None, bytes]
@@ -68,15 +68,19 @@ def cluster_batch(
     states: dict[bytes, bytes | None],
     params: ClusterParams,
     now: float,
-) -> tuple[dict[bytes, bytes], list[KV], list[KV]]:
+    store: VectorStore | None = None,
+) -> tuple[dict[bytes, bytes], list[KV], list[KV], dict[str, int]]:
     """Place a batch of embedded memories into their agents' clusters.
 
     ``states`` maps each agent key to its stored state (JSON: namespace -> ``to_state``), or None.
-    Returns the new states of the touched agents, the cluster events and any dead letters.
+    ``store`` answers for member vectors a split needs that this batch did not bring.
+    Returns the new states of the touched agents, the cluster events, any dead letters, and how
+    many changes of each kind happened.
     """
     import json
 
     loaded: dict[bytes, dict[str, AgentClusters]] = {}
+    kinds: dict[str, int] = {}
     changes: list[KV] = []
     dead: list[KV] = []
     for rec in records:
@@ -90,9 +94,13 @@ def cluster_batch(
         if key not in loaded:
             raw = states.get(key)
             by_ns = json.loads(raw) if raw else {}
-            loaded[key] = {ns: from_state(st, params) for ns, st in by_ns.items()}
+            loaded[key] = {
+                ns: from_state(st, params, _fetcher(store, ns)) for ns, st in by_ns.items()
+            }
         ns = m.event.namespace
-        ac = loaded[key].setdefault(ns, AgentClusters(m.event.agent_id, params))
+        ac = loaded[key].setdefault(
+            ns, AgentClusters(m.event.agent_id, params, _fetcher(store, ns))
+        )
         try:
             placed = ac.add(m.event.memory_id, m.vector(), m.event.event_ts)
         except ValueError as exc:  # e.g. a zero vector: this memory can never be clustered
@@ -100,6 +108,7 @@ def cluster_batch(
             dead.append((rec.key, dead_letter(rec, err, "cluster", now).model_dump_json().encode()))
             continue
         for ch in placed:
+            kinds[ch.kind] = kinds.get(ch.kind, 0) + 1
             ev = ClusterEvent(
                 kind=ch.kind,  # type: ignore[arg-type]
                 namespace=ns,
@@ -117,4 +126,10 @@ def cluster_batch(
         k: json.dumps({ns: to_state(ac) for ns, ac in sorted(by_ns.items())}).encode()
         for k, by_ns in loaded.items()
     }
-    return new_states, changes, dead
+    return new_states, changes, dead, kinds
+
+
+def _fetcher(store: VectorStore | None, namespace: str) -> Fetch | None:
+    if store is None:
+        return None
+    return lambda ids: {m.memory_id: m.vector for m in store.get(namespace, ids)}

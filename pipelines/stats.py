@@ -18,6 +18,7 @@ class StageStats:
     stored: int = 0
     clustered: int = 0
     cluster_changes: int = 0
+    cluster_kinds: dict[str, int] = field(default_factory=dict)
     store_retries: int = 0
     batches: int = 0
     embed_busy_s: float = 0.0
@@ -26,7 +27,7 @@ class StageStats:
     last_stored_ts: float = 0.0
     last_store_latency_s: float = 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["uptime_s"] = round(time.time() - self.started_ts, 3)
         return d

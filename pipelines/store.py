@@ -1,6 +1,7 @@
 """Store stage core: the vector store (Milvus; Lite by default) and its in-memory twin.
 
-Writes are upserts keyed by ``memory_id`` (``auto_id=False``), so a replay of the same events
+Writes are upserts keyed by ``namespace|memory_id`` (``auto_id=False``: memory ids are made by
+clients and unique only within a namespace, so the key carries both), so a replay of the same events
 never makes duplicates. Milvus Lite runs inside the worker process (one process per data file).
 """
 
@@ -35,6 +36,10 @@ class StoredMemory:
     event_time: str
     vector: np.ndarray = field(repr=False, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return primary_key(self.namespace, self.memory_id)
 
     @classmethod
     def from_embedded(cls, rec: EmbeddedMemory) -> StoredMemory:
@@ -85,13 +90,18 @@ class VectorStore(Protocol):
 
     def count(self, namespace: str | None = None) -> int: ...
 
-    def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]: ...
+    def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]: ...
 
     def close(self) -> None: ...
 
 
+def primary_key(namespace: str, memory_id: str) -> str:
+    """``|`` cannot occur in identifiers, so the key is unambiguous."""
+    return f"{namespace}|{memory_id}"
+
+
 def dedupe_last(rows: Sequence[StoredMemory]) -> list[StoredMemory]:
-    """Keep the last row per ``memory_id`` (a batch may hold a replayed event twice).
+    """Keep the last row per key (a batch may hold a replayed event twice).
 
     >>> v = np.zeros(2, dtype=np.float32)
     >>> a = StoredMemory("m", "a", "n", "episodic", "x", 0.5, 0.0, "", v)
@@ -99,7 +109,7 @@ def dedupe_last(rows: Sequence[StoredMemory]) -> list[StoredMemory]:
     >>> [r.content for r in dedupe_last([a, b])]
     ['y']
     """
-    return list({r.memory_id: r for r in rows}.values())
+    return list({r.key: r for r in rows}.values())
 
 
 def _quote(value: str) -> str:
@@ -157,7 +167,8 @@ class MilvusStore:
 
         collection, dim = self.collection, self.dim
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("memory_id", DataType.VARCHAR, max_length=128, is_primary=True)
+        schema.add_field("pk", DataType.VARCHAR, max_length=260, is_primary=True)
+        schema.add_field("memory_id", DataType.VARCHAR, max_length=128)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("namespace", DataType.VARCHAR, max_length=128)
         schema.add_field("agent_id", DataType.VARCHAR, max_length=128)
@@ -190,6 +201,7 @@ class MilvusStore:
             return 0
         data = [
             {
+                "pk": r.key,
                 "memory_id": r.memory_id,
                 "vector": r.vector.tolist(),
                 "namespace": r.namespace,
@@ -262,12 +274,14 @@ class MilvusStore:
             raise StoreUnavailableError(f"count failed: {exc}") from exc
         return int(res[0]["count(*)"]) if res else 0
 
-    def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]:
+    def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]:
         if not memory_ids:
             return []
         try:
             res = self._client.get(
-                self.collection, ids=list(memory_ids), output_fields=[*_OUTPUT, "vector"]
+                self.collection,
+                ids=[primary_key(namespace, m) for m in memory_ids],
+                output_fields=[*_OUTPUT, "vector"],
             )
         except Exception as exc:
             raise StoreUnavailableError(f"get failed: {exc}") from exc
@@ -289,7 +303,7 @@ class InMemoryStore:
         for r in rows:
             if r.vector.shape != (self.dim,):
                 raise ValueError(f"vector shape {r.vector.shape}, store dim {self.dim}")
-            self._rows[r.memory_id] = r
+            self._rows[r.key] = r
         return len(rows)
 
     def search(
@@ -320,8 +334,9 @@ class InMemoryStore:
     def count(self, namespace: str | None = None) -> int:
         return sum(1 for r in self._rows.values() if namespace is None or r.namespace == namespace)
 
-    def get(self, memory_ids: Sequence[str]) -> list[StoredMemory]:
-        return [self._rows[m] for m in memory_ids if m in self._rows]
+    def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]:
+        keys = [primary_key(namespace, m) for m in memory_ids]
+        return [self._rows[k] for k in keys if k in self._rows]
 
     def close(self) -> None:
         self._rows.clear()

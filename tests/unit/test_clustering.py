@@ -85,16 +85,39 @@ def test_state_round_trip_is_exact_and_continues_identically() -> None:
 
     from pipelines.clustering import from_state, to_state
 
-    vs = _vecs(4, 50, 3)
-    straight = AgentClusters("a")
-    restored = AgentClusters("a")
+    vs = _vecs(5, 40, 2, noise=0.05)
+    known = {f"m{i}": v for i, v in enumerate(vs)}  # what the vector store would answer
+    fetched: list[str] = []
+
+    def fetch(ids: list[str]) -> dict[str, np.ndarray]:
+        fetched.extend(ids)
+        return {i: known[i] for i in ids}
+
+    params = ClusterParams(join_threshold=-1.0, split_radius=0.2, min_split_size=6)
+    straight = AgentClusters("a", params)
+    restored = AgentClusters("a", params)
     a_changes, b_changes = [], []
     for i, v in enumerate(vs):
         a_changes += straight.add(f"m{i}", v, float(i))
-        restored = from_state(json.loads(json.dumps(to_state(restored))))
+        restored = from_state(json.loads(json.dumps(to_state(restored))), params, fetch)
         b_changes += restored.add(f"m{i}", v, float(i))
     assert a_changes == b_changes
     assert to_state(straight) == to_state(restored)
+    assert any(c.kind == "split" for c in a_changes) and fetched  # splits needed the store
+
+
+def test_split_waits_while_vectors_are_unavailable() -> None:
+    from pipelines.clustering import from_state, to_state
+
+    params = ClusterParams(join_threshold=-1.0, split_radius=0.2, min_split_size=6)
+    ac = AgentClusters("a", params)
+    vs = _vecs(5, 5, 2, noise=0.05)
+    for i, v in enumerate(vs):
+        ac.add(f"m{i}", v, float(i))
+    blind = from_state(to_state(ac), params, fetch=lambda ids: {})
+    changes = blind.add("m5", _vecs(5, 6, 2, noise=0.05)[5], 5.0)
+    assert [c.kind for c in changes] == ["join"]  # no split without the members' vectors
+    _invariants(blind, 6)
 
 
 def test_identical_vectors_keep_metrics_in_range() -> None:

@@ -120,6 +120,14 @@ def test_search_filters_namespace_agent_and_type(store: VectorStore) -> None:
     assert store.search(q, namespace="n3", agent_id="a1", k=10) == []
 
 
+def test_same_memory_id_in_two_namespaces_are_two_memories(store: VectorStore) -> None:
+    store.upsert([_row("same", "a", "n1", [1, 0]), _row("same", "a", "n2", [0, 1])])
+    assert store.count("n1") == 1 and store.count("n2") == 1
+    q = np.eye(DIM, dtype=np.float32)[0]
+    [hit] = store.search(q, namespace="n1", agent_id="a", k=5)
+    assert hit.memory.namespace == "n1" and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
 def test_filter_values_are_escaped(store: VectorStore) -> None:
     store.upsert([_row("q", "a", "ns", [1])])
     q = np.eye(DIM, dtype=np.float32)[0]
@@ -128,6 +136,7 @@ def test_filter_values_are_escaped(store: VectorStore) -> None:
 
 def test_get_returns_rows_with_vectors(store: VectorStore) -> None:
     store.upsert([_row("g", "a", "ns", [0, 0, 1])])
-    [row] = store.get(["g", "missing"])
+    [row] = store.get("ns", ["g", "missing"])
+    assert store.get("other-ns", ["g"]) == []
     assert row.content == "text of g" and row.extra["tags"] == ["x"]
     assert np.allclose(row.vector, np.eye(DIM)[2], atol=1e-6)
