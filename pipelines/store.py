@@ -186,6 +186,12 @@ class MilvusStore:
 
     def _check_dim(self) -> None:
         desc = self._client.describe_collection(self.collection)
+        names = {f.get("name") for f in desc.get("fields", [])}
+        if "pk" not in names:
+            raise ConfigurationError(
+                f"collection {self.collection!r} at {self.uri} has an older schema (no "
+                "namespace-qualified 'pk' key); set another ARGOS_COLLECTION or remove it"
+            )
         for f in desc.get("fields", []):
             if f.get("name") == "vector":
                 have = int(f.get("params", {}).get("dim", self.dim))

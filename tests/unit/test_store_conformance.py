@@ -140,3 +140,19 @@ def test_get_returns_rows_with_vectors(store: VectorStore) -> None:
     assert store.get("other-ns", ["g"]) == []
     assert row.content == "text of g" and row.extra["tags"] == ["x"]
     assert np.allclose(row.vector, np.eye(DIM)[2], atol=1e-6)
+
+
+def test_collection_of_an_older_schema_is_refused_with_advice(tmp_path: Path) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    from pipelines.errors import ConfigurationError
+
+    uri = str(tmp_path / "old.db")
+    client = MilvusClient(uri=uri)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("memory_id", DataType.VARCHAR, max_length=128, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    client.create_collection("old", schema=schema)
+    client.close()
+    with pytest.raises(ConfigurationError, match="older schema"):
+        MilvusStore(uri, "old", dim=DIM)
