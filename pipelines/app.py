@@ -31,8 +31,15 @@ from pipelines.clustering import ClusterParams
 from pipelines.embed import Embedder, load_embedder
 from pipelines.errors import ConfigurationError, StoreUnavailableError
 from pipelines.ingest import RawRecord
+from pipelines.lifecycle import LifecycleParams
 from pipelines.settings import Settings
-from pipelines.stage_batches import BatchOut, cluster_batch, ingest_and_embed, parse_embedded
+from pipelines.stage_batches import (
+    BatchOut,
+    cluster_batch,
+    ingest_and_embed,
+    lifecycle_batch,
+    parse_embedded,
+)
 from pipelines.stats import StageStats
 from pipelines.store import MilvusStore, VectorStore
 
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 EVENTS = "memory.events"
 EMBEDDED = "memory.embedded"
 CLUSTERS = "clusters"
+ACCESS = "memory.access"
+LIFECYCLE = "memory.lifecycle"
 DEADLETTER = "deadletter"
 
 
@@ -57,7 +66,9 @@ class Pipeline:
     store_pool: ThreadPoolExecutor
     cluster_pool: ThreadPoolExecutor
     cluster_params: ClusterParams
+    lifecycle_params: LifecycleParams
     cluster_table: Any = None
+    access_topic: str = ""
 
 
 def _record(event: Any) -> RawRecord:
@@ -125,6 +136,11 @@ def create_app(
             split_radius=settings.cluster_split_radius,
             min_split_size=settings.cluster_min_split,
         ),
+        lifecycle_params=LifecycleParams(
+            base_stability=settings.base_stability_s,
+            decay_threshold=settings.decay_threshold,
+            consolidate_recalls=settings.consolidate_recalls,
+        ),
     )
     raw = {
         "key_type": bytes,
@@ -149,6 +165,17 @@ def create_app(
         use_partitioner=True,
     )
     pipe.cluster_table = cluster_table
+    access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
+    pipe.access_topic = access_name
+    # New memories and recalls, in one stream, so each agent's clock and lives are one state.
+    lifecycle_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
+    life_table = app.Table(
+        f"{settings.topic_prefix}-lifecycle",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=parts,
+        use_partitioner=True,
+    )
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
     stats = pipe.stats
 
@@ -239,6 +266,47 @@ def create_app(
             stats.cluster_changes += len(changes)
             for kind, n in kinds.items():
                 stats.cluster_kinds[kind] = stats.cluster_kinds.get(kind, 0) + n
+
+    @app.agent(lifecycle_src, concurrency=1, name="argos.lifecycle")
+    async def lifecycle_stage(stream: faust.StreamT[bytes]) -> None:
+        """Lifecycle on event time: created -> active, recalls reinforce, forgotten memories
+        decay (deleted from the hot collection; the tombstone stays in the table and on
+        ``argos.memory.lifecycle``), often-recalled ones consolidate."""
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(take_max, within=within):
+            records = [_record(e) for e in batch]
+            keys = {r.key for r in records if r.key is not None}
+            try:
+                states = {k: life_table.get(k) for k in keys}
+                new_states, events, deletes, dead = await loop.run_in_executor(
+                    pipe.cluster_pool,
+                    lifecycle_batch,
+                    records,
+                    states,
+                    pipe.lifecycle_params,
+                    embedded_name,
+                    time.time(),
+                )
+                by_ns: dict[str, list[str]] = {}
+                for ns, mid in deletes:
+                    by_ns.setdefault(ns, []).append(mid)
+                for ns, mids in sorted(by_ns.items()):
+                    async for attempt in AsyncRetrying(
+                        retry=retry_if_exception_type(StoreUnavailableError),
+                        wait=wait_exponential(multiplier=0.2, max=10),
+                        reraise=True,
+                    ):
+                        with attempt:
+                            await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
+                for k, v in new_states.items():
+                    life_table[k] = v
+                futs = await produce(lifecycle_name, events)
+                futs += await produce(dlq_name, dead)
+                await _all(futs)
+            except Exception as exc:
+                exit_unacked("lifecycle", exc)
+            stats.lifecycle_events += len(events)
+            stats.decayed += len(deletes)
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:

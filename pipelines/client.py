@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -44,13 +45,16 @@ class MemoryClient:
         query: str,
         k: int = 10,
         types: Sequence[MemoryType | str] | None = None,
+        event_time: datetime | None = None,
     ) -> RecallResponse:
+        """Top-k memories; ``event_time`` is the agent's simulation time of this recall."""
         req = RecallRequest(
             namespace=namespace,
             agent_id=agent_id,
             query=query,
             k=k,
             types=[MemoryType(t) for t in types] if types else None,
+            event_time=event_time,
         )
         resp = self._http.post(
             "/recall",

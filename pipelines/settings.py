@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     cluster_min_split: int = Field(
         8, ge=2, description="ARGOS_CLUSTER_MIN_SPLIT: smallest cluster that may split."
     )
+    # Lifecycle (event time)
+    base_stability_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="ARGOS_BASE_STABILITY_S: stability S of a plain episodic memory (s); "
+        "raised by type, importance, arousal and each recall.",
+    )
+    decay_threshold: float = Field(
+        0.05, gt=0, lt=1, description="ARGOS_DECAY_THRESHOLD: retention R below which it decays."
+    )
+    consolidate_recalls: int = Field(
+        3, ge=1, description="ARGOS_CONSOLIDATE_RECALLS: recalls that consolidate a memory."
+    )
     # Stream batching
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -17,8 +18,16 @@ from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
 from pipelines.errors import InvalidEventError
 from pipelines.ingest import RawRecord, dead_letter, ingest_batch
+from pipelines.lifecycle import (
+    LifecycleParams,
+    MemoryLife,
+    MemoryState,
+    advance,
+    on_created,
+    on_recalled,
+)
 from pipelines.store import StoredMemory, VectorStore
-from schemas import ClusterEvent, EmbeddedMemory
+from schemas import AccessEvent, ClusterEvent, EmbeddedMemory, LifecycleEvent
 
 KV = tuple[bytes | None, bytes]
 
@@ -133,3 +142,108 @@ def _fetcher(store: VectorStore | None, namespace: str) -> Fetch | None:
     if store is None:
         return None
     return lambda ids: {m.memory_id: m.vector for m in store.get(namespace, ids)}
+
+
+def lifecycle_batch(
+    records: Sequence[RawRecord],
+    states: dict[bytes, bytes | None],
+    params: LifecycleParams,
+    embedded_topic: str,
+    now: float,
+) -> tuple[dict[bytes, bytes], list[KV], list[tuple[str, str]], list[KV]]:
+    """New memories (embedded topic) and recalls (access topic) -> lifecycle transitions.
+
+    Per agent and namespace the state holds a clock (the latest event time seen: the agent's
+    watermark) and every memory's life. After the batch, each touched agent's memories are
+    advanced to its clock. Returns new states, lifecycle events, ``(namespace, memory_id)`` pairs
+    to delete from the hot collection (they decayed), and dead letters.
+    """
+    import json
+
+    loaded: dict[bytes, dict[str, dict[str, Any]]] = {}
+    events: list[KV] = []
+    dead: list[KV] = []
+    touched: set[tuple[bytes, str]] = set()
+
+    def ns_state(key: bytes, ns: str) -> dict[str, Any]:
+        if key not in loaded:
+            raw = states.get(key)
+            loaded[key] = json.loads(raw) if raw else {}
+        return loaded[key].setdefault(ns, {"clock": 0.0, "m": {}})
+
+    def emit(key: bytes, ns: str, agent: str, old: MemoryLife, new: MemoryLife, ts: float) -> None:
+        ev = LifecycleEvent(
+            namespace=ns,
+            agent_id=agent,
+            memory_id=new.memory_id,
+            from_state=old.state.value,
+            to_state=new.state.value,
+            event_ts=ts,
+            retention=round(new.retention(params, ts), 6),
+            stability_s=new.stability(params),
+            recalls=new.recalls,
+        )
+        events.append((key, ev.model_dump_json().encode()))
+
+    for rec in records:
+        try:
+            if rec.topic == embedded_topic:
+                m = EmbeddedMemory.model_validate_json(rec.value or b"").event
+                key, st = m.agent_id.encode(), ns_state(m.agent_id.encode(), m.namespace)
+                st["clock"] = max(st["clock"], m.event_ts)
+                if m.memory_id not in st["m"]:
+                    life = on_created(
+                        m.memory_id, m.type.value, m.importance, m.emotion.arousal, m.event_ts
+                    )
+                    born = MemoryLife(life.memory_id, life.kind, life.importance, life.arousal)
+                    emit(key, m.namespace, m.agent_id, born, life, m.event_ts)
+                    st["m"][m.memory_id] = _dump_life(life)
+                touched.add((key, m.namespace))
+            else:
+                a = AccessEvent.model_validate_json(rec.value or b"")
+                key, st = a.agent_id.encode(), ns_state(a.agent_id.encode(), a.namespace)
+                ts = st["clock"] if a.event_ts is None else a.event_ts
+                st["clock"] = max(st["clock"], ts)
+                for mid in a.memory_ids:
+                    if mid in st["m"]:
+                        life = _load_life(mid, st["m"][mid])
+                        st["m"][mid] = _dump_life(on_recalled(life, ts))
+                touched.add((key, a.namespace))
+        except (ValidationError, ValueError) as exc:
+            err = InvalidEventError(f"not a valid lifecycle input: {str(exc)[:500]}")
+            dead.append(
+                (rec.key, dead_letter(rec, err, "lifecycle", now).model_dump_json().encode())
+            )
+    deletes: list[tuple[str, str]] = []
+    for key, ns in sorted(touched):
+        st = loaded[key][ns]
+        clock = st["clock"]
+        agent = key.decode()
+        for mid, raw_life in st["m"].items():
+            life = _load_life(mid, raw_life)
+            if life.state not in (MemoryState.active, MemoryState.consolidated):
+                continue
+            new = advance(life, params, clock)
+            if new.state is not life.state:
+                emit(key, ns, agent, life, new, clock)
+                st["m"][mid] = _dump_life(new)
+                if new.state is MemoryState.decayed:
+                    deletes.append((ns, mid))
+    new_states = {k: json.dumps(v, sort_keys=True).encode() for k, v in loaded.items()}
+    return new_states, events, deletes, dead
+
+
+def _dump_life(life: MemoryLife) -> list[Any]:
+    return [
+        life.state.value,
+        life.kind,
+        life.importance,
+        life.arousal,
+        life.recalls,
+        life.reinforced_ts,
+    ]
+
+
+def _load_life(memory_id: str, raw: list[Any]) -> MemoryLife:
+    state, kind, importance, arousal, recalls, reinforced = raw
+    return MemoryLife(memory_id, kind, importance, arousal, MemoryState(state), recalls, reinforced)

@@ -19,6 +19,9 @@ class StageStats:
     clustered: int = 0
     cluster_changes: int = 0
     cluster_kinds: dict[str, int] = field(default_factory=dict)
+    lifecycle_events: int = 0
+    decayed: int = 0
+    recalls: int = 0
     store_retries: int = 0
     batches: int = 0
     embed_busy_s: float = 0.0

@@ -92,6 +92,8 @@ class VectorStore(Protocol):
 
     def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]: ...
 
+    def delete(self, namespace: str, memory_ids: Sequence[str]) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -293,6 +295,19 @@ class MilvusStore:
             raise StoreUnavailableError(f"get failed: {exc}") from exc
         return [self._row(r, r.get("vector")) for r in res]
 
+    def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
+        """Remove memories (decayed ones leave the hot collection); returns how many were asked."""
+        if not memory_ids:
+            return 0
+        try:
+            with self._write_lock:
+                self._client.delete(
+                    self.collection, ids=[primary_key(namespace, m) for m in memory_ids]
+                )
+        except Exception as exc:
+            raise StoreUnavailableError(f"delete of {len(memory_ids)} rows failed: {exc}") from exc
+        return len(memory_ids)
+
     def close(self) -> None:
         self._client.close()
 
@@ -343,6 +358,11 @@ class InMemoryStore:
     def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]:
         keys = [primary_key(namespace, m) for m in memory_ids]
         return [self._rows[k] for k in keys if k in self._rows]
+
+    def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
+        for m in memory_ids:
+            self._rows.pop(primary_key(namespace, m), None)
+        return len(memory_ids)
 
     def close(self) -> None:
         self._rows.clear()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from pipelines.clustering import from_state, summary
 from pipelines.errors import StoreUnavailableError
 from pipelines.recall import recall
-from schemas import RecallRequest
+from schemas import AccessEvent, RecallRequest
 
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
@@ -45,6 +45,24 @@ def register_routes(pipe: Pipeline) -> None:
                 )
             except StoreUnavailableError as exc:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
+            if resp.hits:  # a recall reinforces what it found (the lifecycle stage listens)
+                access = AccessEvent(
+                    namespace=req.namespace,
+                    agent_id=req.agent_id,
+                    memory_ids=[h.memory_id for h in resp.hits],
+                    event_ts=req.event_time.timestamp() if req.event_time else None,
+                    query=req.query,
+                )
+                fut = await app.producer.send(
+                    pipe.access_topic,
+                    req.agent_id.encode(),
+                    access.model_dump_json().encode(),
+                    None,
+                    None,
+                    None,
+                )
+                await fut
+                pipe.stats.recalls += 1
             return self.json(json.loads(resp.model_dump_json()))
 
     @app.page("/stats")

@@ -8,6 +8,7 @@ the project.
 from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
+from schemas.lifecycle import AccessEvent, LifecycleEvent
 from schemas.memory_event import (
     SUPPORTED_SCHEMA_VERSIONS,
     Emotion,
@@ -23,10 +24,12 @@ from schemas.topics import TOPICS, Topic
 __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "TOPICS",
+    "AccessEvent",
     "ClusterEvent",
     "DeadLetter",
     "EmbeddedMemory",
     "Emotion",
+    "LifecycleEvent",
     "MemoryEvent",
     "MemoryType",
     "Position",

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
+from schemas.lifecycle import AccessEvent, LifecycleEvent
 from schemas.memory_event import MemoryEvent
 from schemas.recall import RecallRequest, RecallResponse
 
@@ -25,6 +26,8 @@ EXPORTS: dict[str, type[BaseModel]] = {
     "embedded_memory.v1.json": EmbeddedMemory,
     "deadletter.v1.json": DeadLetter,
     "cluster_event.v1.json": ClusterEvent,
+    "access_event.v1.json": AccessEvent,
+    "lifecycle_event.v1.json": LifecycleEvent,
     "recall_request.v1.json": RecallRequest,
     "recall_response.v1.json": RecallResponse,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.memory_event import Identifier, MemoryType, Text
 
@@ -17,6 +17,9 @@ class RecallRequest(BaseModel):
     query: Text
     k: int = Field(10, ge=1, le=100)
     types: list[MemoryType] | None = Field(None, description="Only these memory types.")
+    event_time: AwareDatetime | None = Field(
+        None, description="The agent's simulation time now; the recall reinforces at that time."
+    )
 
 
 class RecallHit(BaseModel):

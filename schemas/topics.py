@@ -42,6 +42,22 @@ TOPICS: dict[str, Topic] = {
             "Validated events with their embedding; consumed by store (and later clustering).",
         ),
         Topic(
+            "memory.access",
+            "agent_id",
+            "access_event.v1.json",
+            "delete",
+            _WEEK,
+            "Recalls: which memories an agent recalled, at what simulation time.",
+        ),
+        Topic(
+            "memory.lifecycle",
+            "agent_id",
+            "lifecycle_event.v1.json",
+            "delete",
+            _FOREVER,
+            "Every lifecycle transition of every memory (the tombstones of decayed ones too).",
+        ),
+        Topic(
             "clusters",
             "agent_id",
             "cluster_event.v1.json",

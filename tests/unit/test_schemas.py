@@ -32,10 +32,12 @@ def test_public_api_is_locked() -> None:
         [
             "SUPPORTED_SCHEMA_VERSIONS",
             "TOPICS",
+            "AccessEvent",
             "ClusterEvent",
             "DeadLetter",
             "EmbeddedMemory",
             "Emotion",
+            "LifecycleEvent",
             "MemoryEvent",
             "MemoryType",
             "Position",

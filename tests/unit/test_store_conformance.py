@@ -128,6 +128,14 @@ def test_same_memory_id_in_two_namespaces_are_two_memories(store: VectorStore) -
     assert hit.memory.namespace == "n1" and hit.score == pytest.approx(1.0, abs=1e-5)
 
 
+def test_delete_removes_only_the_named_memories(store: VectorStore) -> None:
+    store.upsert([_row(m, "a", ns, [1, i]) for i, m in enumerate("xyz") for ns in ("n1", "n2")])
+    store.delete("n1", ["x", "y", "never-stored"])
+    assert store.count("n1") == 1 and store.count("n2") == 3
+    q = np.eye(DIM, dtype=np.float32)[0]
+    assert [h.memory.memory_id for h in store.search(q, namespace="n1", agent_id="a", k=5)] == ["z"]
+
+
 def test_filter_values_are_escaped(store: VectorStore) -> None:
     store.upsert([_row("q", "a", "ns", [1])])
     q = np.eye(DIM, dtype=np.float32)[0]
