@@ -278,7 +278,7 @@ def create_app(
             keys = {r.key for r in records if r.key is not None}
             try:
                 states = {k: life_table.get(k) for k in keys}
-                new_states, events, deletes, dead = await loop.run_in_executor(
+                new_states, events, deletes, dead, kinds = await loop.run_in_executor(
                     pipe.cluster_pool,
                     lifecycle_batch,
                     records,
@@ -305,8 +305,11 @@ def create_app(
                 await _all(futs)
             except Exception as exc:
                 exit_unacked("lifecycle", exc)
+            stats.lifecycle_inputs += len(records)
             stats.lifecycle_events += len(events)
             stats.decayed += len(deletes)
+            for state, n in kinds.items():
+                stats.lifecycle_kinds[state] = stats.lifecycle_kinds.get(state, 0) + n
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:

@@ -105,7 +105,8 @@ def _run(
     pop = Population(agents, seed=7, namespace=namespace)
     base = client.stats()
     dead0, stored0 = int(base["dead_lettered"]), int(base["stored"])
-    clustered0 = int(base["clustered"])
+    clustered0, lived0 = int(base["clustered"]), int(base["lifecycle_inputs"])
+    decayed0 = int(base["decayed"])
     stop = threading.Event()
     pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
     thread = threading.Thread(
@@ -124,6 +125,7 @@ def _run(
         p_sto = progress.add_task("stored", total=events, rate="")
         p_dlq = progress.add_task("dead-lettered", total=bad, rate="")
         p_clu = progress.add_task("clustered", total=events, rate="")
+        p_life = progress.add_task("lifecycle", total=events, rate="")
         thread.start()
         stored = dead = 0
         deadline = time.monotonic() + max(600.0, events / 20)
@@ -143,19 +145,28 @@ def _run(
                 completed=int(s["clustered"]) - clustered0,
                 rate=" ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
             )
+            lived = int(s["lifecycle_inputs"]) - lived0
+            states = s.get("lifecycle_kinds") or {}
+            progress.update(
+                p_life,
+                completed=min(lived, events),
+                rate=" ".join(f"{k} {v}" for k, v in sorted(states.items())),
+            )
             clustered = int(s["clustered"]) - clustered0
-            if not thread.is_alive() and min(stored, clustered) >= events and dead >= bad:
+            if not thread.is_alive() and min(stored, clustered, lived) >= events and dead >= bad:
                 break
         stop.set()
     thread.join()
     pub.close()
     elapsed = time.monotonic() - t0
-    stored = client.count(namespace)  # the truth: what Milvus holds for this run's namespace
-    lost = events + bad - stored - dead
+    in_store = client.count(namespace)  # the truth: what Milvus holds for this run's namespace
+    decayed = int(client.stats()["decayed"]) - decayed0
+    lost = events + bad - in_store - decayed - dead
     console.print(
-        f"[bold]{pub.published}[/] published, [bold green]{stored}[/] stored, "
-        f"[bold yellow]{dead}[/] dead-lettered, [bold]{lost}[/] missing, "
-        f"in {elapsed:.1f}s ({stored / elapsed:.0f} memories/s end to end)"
+        f"[bold]{pub.published}[/] published: [bold green]{in_store}[/] in the store + "
+        f"[bold]{decayed}[/] decayed since (forgotten on event time) + "
+        f"[bold yellow]{dead}[/] dead-lettered; [bold]{lost}[/] missing. "
+        f"{stored} stored in {elapsed:.1f}s ({stored / elapsed:.0f} memories/s end to end)"
     )
     from pipelines.cli import print_recall
 

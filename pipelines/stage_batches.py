@@ -150,13 +150,14 @@ def lifecycle_batch(
     params: LifecycleParams,
     embedded_topic: str,
     now: float,
-) -> tuple[dict[bytes, bytes], list[KV], list[tuple[str, str]], list[KV]]:
+) -> tuple[dict[bytes, bytes], list[KV], list[tuple[str, str]], list[KV], dict[str, int]]:
     """New memories (embedded topic) and recalls (access topic) -> lifecycle transitions.
 
     Per agent and namespace the state holds a clock (the latest event time seen: the agent's
     watermark) and every memory's life. After the batch, each touched agent's memories are
     advanced to its clock. Returns new states, lifecycle events, ``(namespace, memory_id)`` pairs
-    to delete from the hot collection (they decayed), and dead letters.
+    to delete from the hot collection (they decayed), dead letters, and transitions per target
+    state.
     """
     import json
 
@@ -164,6 +165,7 @@ def lifecycle_batch(
     events: list[KV] = []
     dead: list[KV] = []
     touched: set[tuple[bytes, str]] = set()
+    kinds: dict[str, int] = {}
 
     def ns_state(key: bytes, ns: str) -> dict[str, Any]:
         if key not in loaded:
@@ -184,6 +186,7 @@ def lifecycle_batch(
             recalls=new.recalls,
         )
         events.append((key, ev.model_dump_json().encode()))
+        kinds[ev.to_state] = kinds.get(ev.to_state, 0) + 1
 
     for rec in records:
         try:
@@ -230,7 +233,7 @@ def lifecycle_batch(
                 if new.state is MemoryState.decayed:
                     deletes.append((ns, mid))
     new_states = {k: json.dumps(v, sort_keys=True).encode() for k, v in loaded.items()}
-    return new_states, events, deletes, dead
+    return new_states, events, deletes, dead, kinds
 
 
 def _dump_life(life: MemoryLife) -> list[Any]:

@@ -19,7 +19,9 @@ class StageStats:
     clustered: int = 0
     cluster_changes: int = 0
     cluster_kinds: dict[str, int] = field(default_factory=dict)
+    lifecycle_inputs: int = 0
     lifecycle_events: int = 0
+    lifecycle_kinds: dict[str, int] = field(default_factory=dict)
     decayed: int = 0
     recalls: int = 0
     store_retries: int = 0

@@ -13,11 +13,16 @@ from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
+from schemas import LifecycleEvent
+from tests.integration.kafka_utils import read_topic
 
 pytestmark = pytest.mark.integration
 
 N = 1500
 NS = "restart-test"
+# the events span 25 hours of simulation time: with S = 1 h per unit of strength, many of the
+# earlier memories decay during the run, so the kill also tests the lifecycle's recovery
+FAST_FORGETTING = {"ARGOS_BASE_STABILITY_S": "3600"}
 
 
 def _events() -> list:
@@ -31,15 +36,30 @@ def _clusters(client: MemoryClient, agents: set[str]) -> dict[str, list[tuple]]:
     }
 
 
-def _wait(client: MemoryClient, timeout: float = 180) -> None:
-    """Until the store holds N memories and the clusters hold N members."""
+def _wait(worker: WorkerProcess, timeout: float = 180) -> int:
+    """Until the clusters hold N members and every memory is accounted for: in the store or
+    decayed (a tombstone on the lifecycle topic). Returns the store count."""
+    client = MemoryClient(worker.url)
     agents = {e.agent_id for e in _events()}
     deadline = time.monotonic() + timeout
+    count = -1
     while time.monotonic() < deadline:
         placed = sum(s for c in _clusters(client, agents).values() for _, s, _ in c)
-        if placed >= N and client.count(NS) >= N:
-            return
+        count = client.count(NS)
+        if placed >= N and count + len(_decayed(worker)) == N:
+            return count
         time.sleep(1.0)
+    return count
+
+
+def _decayed(worker: WorkerProcess) -> set[str]:
+    topic = worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.lifecycle"
+    recs = read_topic(worker.bootstrap, topic, timeout=10)
+    return {
+        ev.memory_id
+        for ev in (LifecycleEvent.model_validate_json(r.value) for r in recs)
+        if ev.to_state == "decayed"
+    }
 
 
 def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
@@ -49,16 +69,17 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
     agents = {e.agent_id for e in events}
 
     # the reference: one uninterrupted worker
-    ref = start_worker()
+    ref = start_worker(extra_env=FAST_FORGETTING)
     with MemoryPublisher(ref.bootstrap, ref.env["ARGOS_TOPIC_PREFIX"] + ".memory.events") as pub:
         pub.publish_many(events)
     ref_client = MemoryClient(ref.url)
-    _wait(ref_client)
+    ref_count = _wait(ref)
     expected = _clusters(ref_client, agents)
+    expected_decayed = _decayed(ref)
 
     # the victim: killed with SIGKILL while the stream is flowing, then restarted
     data_dir: Path = tmp_path_factory.mktemp("victim")
-    victim = start_worker(data_dir=data_dir)
+    victim = start_worker(data_dir=data_dir, extra_env=FAST_FORGETTING)
     prefix = victim.env["ARGOS_TOPIC_PREFIX"]
     client = MemoryClient(victim.url)
     with MemoryPublisher(victim.bootstrap, prefix + ".memory.events") as pub:
@@ -70,12 +91,17 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
     victim.kill()
     assert before_kill["stored"] < N, "the kill came too late to test anything"
 
-    again = start_worker(topic_prefix=prefix, data_dir=data_dir)
+    again = start_worker(topic_prefix=prefix, data_dir=data_dir, extra_env=FAST_FORGETTING)
     client = MemoryClient(again.url)
-    _wait(client)
-    stored = client.count(NS)
-    print(f"killed after {before_kill['stored']} stored; after restart: {stored} stored")
-    assert stored == N  # nothing lost, no duplicate rows (upserts by memory_id)
+    stored = _wait(again)
+    decayed = _decayed(again)
+    print(
+        f"killed after {before_kill['stored']} stored; after restart: {stored} in the store "
+        f"+ {len(decayed)} decayed (uninterrupted: {ref_count} + {len(expected_decayed)})"
+    )
+    assert stored + len(decayed) == N  # nothing lost, no duplicate rows (upserts by key)
+    assert stored == ref_count and decayed == expected_decayed  # same lifecycle, too
+    assert len(decayed) > 0
     got = _clusters(client, agents)
     for a in sorted(agents):
         if got[a] != expected[a]:

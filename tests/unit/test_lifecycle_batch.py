@@ -34,8 +34,8 @@ def _access(mids: list[str], when: datetime) -> RawRecord:
 
 
 def _run(records: list[RawRecord], states: dict) -> tuple[dict, list[LifecycleEvent], list]:
-    new, events, deletes, dead = lifecycle_batch(records, states, P, "emb", 0.0)
-    assert dead == []
+    new, events, deletes, dead, kinds = lifecycle_batch(records, states, P, "emb", 0.0)
+    assert dead == [] and sum(kinds.values()) == len(events)
     return new, [LifecycleEvent.model_validate_json(v) for _, v in events], deletes
 
 
