@@ -36,6 +36,7 @@ from pipelines.settings import Settings
 from pipelines.stage_batches import (
     BatchOut,
     cluster_batch,
+    drop_forgotten,
     ingest_and_embed,
     lifecycle_batch,
     parse_embedded,
@@ -287,6 +288,8 @@ def create_app(
                     embedded_name,
                     time.time(),
                 )
+                for k, v in new_states.items():  # first: the store stage reads it (see there)
+                    life_table[k] = v
                 by_ns: dict[str, list[str]] = {}
                 for ns, mid in deletes:
                     by_ns.setdefault(ns, []).append(mid)
@@ -298,8 +301,6 @@ def create_app(
                     ):
                         with attempt:
                             await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
-                for k, v in new_states.items():
-                    life_table[k] = v
                 futs = await produce(lifecycle_name, events)
                 futs += await produce(dlq_name, dead)
                 await _all(futs)
@@ -320,6 +321,7 @@ def create_app(
                 rows, dead = await loop.run_in_executor(
                     pipe.store_pool, parse_embedded, [_record(e) for e in batch], time.time()
                 )
+                agents = {r.agent_id.encode() for r in rows}
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(StoreUnavailableError),
                     wait=wait_exponential(multiplier=0.2, max=10),
@@ -327,7 +329,12 @@ def create_app(
                     reraise=True,
                 ):
                     with attempt:
-                        await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, rows)
+                        # read the lifecycle table and queue the upsert in one loop step: the
+                        # store pool runs jobs in order, so a decay written after this read
+                        # queues its delete after this upsert
+                        live = drop_forgotten(rows, {k: life_table.get(k) for k in agents})
+                        await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, live)
+                stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:
                 exit_unacked("store", exc)

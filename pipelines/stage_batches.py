@@ -250,3 +250,24 @@ def _dump_life(life: MemoryLife) -> list[Any]:
 def _load_life(memory_id: str, raw: list[Any]) -> MemoryLife:
     state, kind, importance, arousal, recalls, reinforced = raw
     return MemoryLife(memory_id, kind, importance, arousal, MemoryState(state), recalls, reinforced)
+
+
+def drop_forgotten(
+    rows: Sequence[StoredMemory], states: dict[bytes, bytes | None]
+) -> list[StoredMemory]:
+    """Rows whose memory the lifecycle has not already decayed (by the lifecycle table).
+
+    A redelivered or late store of a memory must not bring it back after the lifecycle removed
+    it from the hot collection.
+    """
+    import json
+
+    gone: set[tuple[str, str]] = set()
+    for raw in states.values():
+        if not raw:
+            continue
+        for ns, st in json.loads(raw).items():
+            for mid, life in st["m"].items():
+                if life[0] in (MemoryState.decayed.value, MemoryState.deleted.value):
+                    gone.add((ns, mid))
+    return [r for r in rows if (r.namespace, r.memory_id) not in gone]

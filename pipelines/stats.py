@@ -15,7 +15,8 @@ class StageStats:
     valid: int = 0
     dead_lettered: int = 0
     embedded: int = 0
-    stored: int = 0
+    stored: int = 0  # rows the store stage handled: upserted, or skipped as already decayed
+    skipped_decayed: int = 0
     clustered: int = 0
     cluster_changes: int = 0
     cluster_kinds: dict[str, int] = field(default_factory=dict)

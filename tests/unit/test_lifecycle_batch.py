@@ -59,3 +59,19 @@ def test_recalled_memory_consolidates_instead_of_decaying() -> None:
     _, evs, deletes = _run([_mem("later", T0 + timedelta(days=60))], states)
     assert deletes == [("w", "lost")]
     assert "kept" not in {e.memory_id for e in evs if e.to_state == "decayed"}
+
+
+def test_store_skips_memories_the_lifecycle_already_decayed() -> None:
+    from pipelines.stage_batches import drop_forgotten
+    from pipelines.store import StoredMemory
+
+    states, _, _ = _run([_mem("old", T0)], {})
+    states, _, deletes = _run([_mem("new", T0 + timedelta(days=60))], states)
+    assert deletes == [("w", "old")]
+    v = np.ones(4, dtype=np.float32)
+    rows = [
+        StoredMemory(m, "ann", ns, "episodic", "t", 0.1, 0.0, "", v)
+        for m, ns in (("old", "w"), ("new", "w"), ("old", "elsewhere"))
+    ]
+    kept = drop_forgotten(rows, states)
+    assert [(r.memory_id, r.namespace) for r in kept] == [("new", "w"), ("old", "elsewhere")]
