@@ -65,7 +65,7 @@ class Pipeline:
     stats: StageStats
     embed_pool: ThreadPoolExecutor
     store_pool: ThreadPoolExecutor
-    cluster_pool: ThreadPoolExecutor
+    state_pool: ThreadPoolExecutor  # cluster and lifecycle batch functions
     cluster_params: ClusterParams
     lifecycle_params: LifecycleParams
     cluster_table: Any = None
@@ -90,7 +90,8 @@ def create_app(
     embedder: Embedder | None = None,
     store: VectorStore | None = None,
 ) -> Pipeline:
-    """Build the worker's Faust app with the ingest, embed and store agents and the web API."""
+    """Build the worker: Faust app, the four stage agents (ingest+embed, cluster, lifecycle,
+    store), their tables and the web API. Starts nothing."""
     if not settings.kafka_bootstrap_servers:
         raise ConfigurationError(
             "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS or start one with `argos broker start`"
@@ -130,7 +131,7 @@ def create_app(
         stats=StageStats(),
         embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
         store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
-        cluster_pool=ThreadPoolExecutor(1, thread_name_prefix="cluster"),
+        state_pool=ThreadPoolExecutor(1, thread_name_prefix="state"),
         cluster_params=ClusterParams(
             join_threshold=settings.cluster_join,
             merge_threshold=settings.cluster_merge,
@@ -248,7 +249,7 @@ def create_app(
             try:
                 states = {k: cluster_table.get(k) for k in keys}
                 new_states, changes, dead, kinds = await loop.run_in_executor(
-                    pipe.cluster_pool,
+                    pipe.state_pool,
                     cluster_batch,
                     records,
                     states,
@@ -280,7 +281,7 @@ def create_app(
             try:
                 states = {k: life_table.get(k) for k in keys}
                 new_states, events, deletes, dead, kinds = await loop.run_in_executor(
-                    pipe.cluster_pool,
+                    pipe.state_pool,
                     lifecycle_batch,
                     records,
                     states,

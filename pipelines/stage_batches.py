@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from pipelines.clustering import AgentClusters, ClusterParams, Fetch, from_state, to_state
@@ -138,10 +139,27 @@ def cluster_batch(
     return new_states, changes, dead, kinds
 
 
-def _fetcher(store: VectorStore | None, namespace: str) -> Fetch | None:
+def _fetcher(store: VectorStore | None, namespace: str, wait_s: float = 2.0) -> Fetch | None:
+    """Member vectors for a split, from the store. The store stage consumes the same records
+    beside this one and may lag a little, so missing vectors are asked again for up to
+    ``wait_s``: splits then do not depend on which stage ran first (a member that decayed out
+    of the store can still make a split wait and be skipped; see the README)."""
     if store is None:
         return None
-    return lambda ids: {m.memory_id: m.vector for m in store.get(namespace, ids)}
+
+    def fetch(ids: list[str]) -> dict[str, np.ndarray]:
+        import time
+
+        found: dict[str, np.ndarray] = {}
+        deadline = time.monotonic() + wait_s
+        while True:
+            want = [i for i in ids if i not in found]
+            found.update({m.memory_id: m.vector for m in store.get(namespace, want)})
+            if len(found) == len(ids) or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.1)
+
+    return fetch
 
 
 def lifecycle_batch(
