@@ -37,6 +37,7 @@ from pipelines.stage_batches import (
     BatchOut,
     cluster_batch,
     drop_forgotten,
+    forgotten_in,
     ingest_and_embed,
     lifecycle_batch,
     parse_embedded,
@@ -65,7 +66,8 @@ class Pipeline:
     stats: StageStats
     embed_pool: ThreadPoolExecutor
     store_pool: ThreadPoolExecutor
-    state_pool: ThreadPoolExecutor  # cluster and lifecycle batch functions
+    state_pool: ThreadPoolExecutor  # cluster batch functions
+    lifecycle_pool: ThreadPoolExecutor
     cluster_params: ClusterParams
     lifecycle_params: LifecycleParams
     cluster_table: Any = None
@@ -131,7 +133,8 @@ def create_app(
         stats=StageStats(),
         embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
         store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
-        state_pool=ThreadPoolExecutor(1, thread_name_prefix="state"),
+        state_pool=ThreadPoolExecutor(1, thread_name_prefix="cluster"),
+        lifecycle_pool=ThreadPoolExecutor(1, thread_name_prefix="lifecycle"),
         cluster_params=ClusterParams(
             join_threshold=settings.cluster_join,
             merge_threshold=settings.cluster_merge,
@@ -248,6 +251,7 @@ def create_app(
             keys = {r.key for r in records if r.key is not None}
             try:
                 states = {k: cluster_table.get(k) for k in keys}
+                forgotten = forgotten_in({k: life_table.get(k) for k in keys})
                 new_states, changes, dead, kinds = await loop.run_in_executor(
                     pipe.state_pool,
                     cluster_batch,
@@ -256,6 +260,7 @@ def create_app(
                     pipe.cluster_params,
                     time.time(),
                     pipe.store,
+                    forgotten,
                 )
                 for k, v in new_states.items():
                     cluster_table[k] = v
@@ -281,7 +286,7 @@ def create_app(
             try:
                 states = {k: life_table.get(k) for k in keys}
                 new_states, events, deletes, dead, kinds = await loop.run_in_executor(
-                    pipe.state_pool,
+                    pipe.lifecycle_pool,
                     lifecycle_batch,
                     records,
                     states,

@@ -79,11 +79,14 @@ def cluster_batch(
     params: ClusterParams,
     now: float,
     store: VectorStore | None = None,
+    forgotten: set[tuple[str, str]] | None = None,
 ) -> tuple[dict[bytes, bytes], list[KV], list[KV], dict[str, int]]:
     """Place a batch of embedded memories into their agents' clusters.
 
     ``states`` maps each agent key to its stored state (JSON: namespace -> ``to_state``), or None.
-    ``store`` answers for member vectors a split needs that this batch did not bring.
+    ``store`` answers for member vectors a split needs that this batch did not bring;
+    ``forgotten`` names ``(namespace, memory_id)`` pairs the lifecycle already decayed (their
+    vectors left the store: no use waiting for them).
     Returns the new states of the touched agents, the cluster events, any dead letters, and how
     many changes of each kind happened.
     """
@@ -105,11 +108,12 @@ def cluster_batch(
             raw = states.get(key)
             by_ns = json.loads(raw) if raw else {}
             loaded[key] = {
-                ns: from_state(st, params, _fetcher(store, ns)) for ns, st in by_ns.items()
+                ns: from_state(st, params, _fetcher(store, ns, forgotten))
+                for ns, st in by_ns.items()
             }
         ns = m.event.namespace
         ac = loaded[key].setdefault(
-            ns, AgentClusters(m.event.agent_id, params, _fetcher(store, ns))
+            ns, AgentClusters(m.event.agent_id, params, _fetcher(store, ns, forgotten))
         )
         try:
             placed = ac.add(m.event.memory_id, m.vector(), m.event.event_ts)
@@ -139,13 +143,19 @@ def cluster_batch(
     return new_states, changes, dead, kinds
 
 
-def _fetcher(store: VectorStore | None, namespace: str, wait_s: float = 2.0) -> Fetch | None:
+def _fetcher(
+    store: VectorStore | None,
+    namespace: str,
+    forgotten: set[tuple[str, str]] | None = None,
+    wait_s: float = 2.0,
+) -> Fetch | None:
     """Member vectors for a split, from the store. The store stage consumes the same records
     beside this one and may lag a little, so missing vectors are asked again for up to
-    ``wait_s``: splits then do not depend on which stage ran first (a member that decayed out
-    of the store can still make a split wait and be skipped; see the README)."""
+    ``wait_s`` -- unless a missing member already decayed out of the store: then the split is
+    skipped at once (see the README)."""
     if store is None:
         return None
+    gone = {mid for ns, mid in forgotten or () if ns == namespace}
 
     def fetch(ids: list[str]) -> dict[str, np.ndarray]:
         import time
@@ -155,7 +165,8 @@ def _fetcher(store: VectorStore | None, namespace: str, wait_s: float = 2.0) -> 
         while True:
             want = [i for i in ids if i not in found]
             found.update({m.memory_id: m.vector for m in store.get(namespace, want)})
-            if len(found) == len(ids) or time.monotonic() >= deadline:
+            missing = [i for i in ids if i not in found]
+            if not missing or time.monotonic() >= deadline or gone.intersection(missing):
                 return found
             time.sleep(0.1)
 
@@ -278,6 +289,12 @@ def drop_forgotten(
     A redelivered or late store of a memory must not bring it back after the lifecycle removed
     it from the hot collection.
     """
+    gone = forgotten_in(states)
+    return [r for r in rows if (r.namespace, r.memory_id) not in gone]
+
+
+def forgotten_in(states: dict[bytes, bytes | None]) -> set[tuple[str, str]]:
+    """``(namespace, memory_id)`` of every decayed or deleted memory in lifecycle states."""
     import json
 
     gone: set[tuple[str, str]] = set()
@@ -288,4 +305,4 @@ def drop_forgotten(
             for mid, life in st["m"].items():
                 if life[0] in (MemoryState.decayed.value, MemoryState.deleted.value):
                     gone.add((ns, mid))
-    return [r for r in rows if (r.namespace, r.memory_id) not in gone]
+    return gone
