@@ -158,29 +158,26 @@ def create_app(
     embedded_t = app.topic(settings.topic(EMBEDDED), partitions=parts, **raw)
     embedded_name, dlq_name = embedded_t.get_topic_name(), settings.topic(DEADLETTER)
     clusters_name = settings.topic(CLUSTERS)
-    # Per-agent cluster state, recovered from its changelog after a restart. Written from
-    # inside take_events, so use_partitioner=True (else Faust raises, restarts the agent with
-    # the offsets already committed, and events are lost). Keyed by agent_id like the source
-    # topic, so the changelog partition matches the source partition.
-    cluster_table = app.Table(
-        f"{settings.topic_prefix}-clusters",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=parts,
-        use_partitioner=True,
-    )
-    pipe.cluster_table = cluster_table
+
+    def state_table(name: str) -> Any:
+        """Per-agent state, recovered from its changelog after a restart. Written from inside
+        take_events, so use_partitioner=True (else Faust raises, restarts the agent with the
+        offsets already committed, and events are lost). Keyed by agent_id like the source
+        topics, so the changelog partition matches the source partition."""
+        return app.Table(
+            f"{settings.topic_prefix}-{name}",
+            key_type=bytes,
+            value_type=bytes,
+            partitions=parts,
+            use_partitioner=True,
+        )
+
+    cluster_table = pipe.cluster_table = state_table("clusters")
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name
     # New memories and recalls, in one stream, so each agent's clock and lives are one state.
     lifecycle_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
-    life_table = app.Table(
-        f"{settings.topic_prefix}-lifecycle",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=parts,
-        use_partitioner=True,
-    )
+    life_table = state_table("lifecycle")
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
     stats = pipe.stats
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -95,27 +95,13 @@ class MemoryClient:
         self, namespace: str, expected: int, timeout: float = 120.0, poll: float = 1.0
     ) -> int:
         """Poll until the store holds ``expected`` memories of ``namespace``; returns the count."""
-        deadline = time.monotonic() + timeout
-        count = -1
-        while time.monotonic() < deadline:
-            count = self.count(namespace)
-            if count >= expected:
-                return count
-            time.sleep(poll)
-        return count
+        return _poll(lambda: self.count(namespace), expected, timeout, poll)
 
     def wait_counter(
         self, name: str, expected: int, timeout: float = 120.0, poll: float = 0.1
     ) -> int:
         """Poll a stage counter (e.g. ``stored``) until it reaches ``expected``; returns it."""
-        deadline = time.monotonic() + timeout
-        value = -1
-        while time.monotonic() < deadline:
-            value = int(self.stats()[name])
-            if value >= expected:
-                return value
-            time.sleep(poll)
-        return value
+        return _poll(lambda: int(self.stats()[name]), expected, timeout, poll)
 
     def close(self) -> None:
         self._http.close()
@@ -130,3 +116,15 @@ class MemoryClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _poll(read: Callable[[], int], expected: int, timeout: float, poll: float) -> int:
+    """Call ``read`` until it reaches ``expected`` or ``timeout`` passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = -1
+    while time.monotonic() < deadline:
+        value = read()
+        if value >= expected:
+            return value
+        time.sleep(poll)
+    return value
