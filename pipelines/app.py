@@ -181,6 +181,16 @@ def create_app(
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
     stats = pipe.stats
 
+    def store_retrying() -> AsyncRetrying:
+        """Retry a store call while Milvus is unavailable, with backoff and no limit: the
+        stream waits (backpressure) rather than acking what was not written."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailableError),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            before_sleep=lambda rs: _note_retry(stats, rs.outcome),
+            reraise=True,
+        )
+
     async def produce(topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> list[Any]:
         """Hand records to the producer; returns the delivery futures (await before acking)."""
         send = app.producer.send
@@ -297,11 +307,7 @@ def create_app(
                 for ns, mid in deletes:
                     by_ns.setdefault(ns, []).append(mid)
                 for ns, mids in sorted(by_ns.items()):
-                    async for attempt in AsyncRetrying(
-                        retry=retry_if_exception_type(StoreUnavailableError),
-                        wait=wait_exponential(multiplier=0.2, max=10),
-                        reraise=True,
-                    ):
+                    async for attempt in store_retrying():
                         with attempt:
                             await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
                 futs = await produce(lifecycle_name, events)
@@ -325,12 +331,7 @@ def create_app(
                     pipe.store_pool, parse_embedded, [_record(e) for e in batch], time.time()
                 )
                 agents = {r.agent_id.encode() for r in rows}
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(StoreUnavailableError),
-                    wait=wait_exponential(multiplier=0.2, max=10),
-                    before_sleep=lambda rs: _note_retry(stats, rs.outcome),
-                    reraise=True,
-                ):
+                async for attempt in store_retrying():
                     with attempt:
                         # read the lifecycle table and queue the upsert in one loop step: the
                         # store pool runs jobs in order, so a decay written after this read

@@ -42,6 +42,11 @@ class BatchOut:
     valid: int = 0
 
 
+def _dead(rec: RawRecord, err: InvalidEventError, stage: str, now: float) -> KV:
+    """A dead letter for ``rec``, ready to send (keyed like the original)."""
+    return (rec.key, dead_letter(rec, err, stage, now).model_dump_json().encode())
+
+
 def ingest_and_embed(records: Sequence[RawRecord], embedder: Embedder, now: float) -> BatchOut:
     """Validate raw events (bad ones -> dead letters), embed the good ones in one model call."""
     out = BatchOut()
@@ -52,7 +57,7 @@ def ingest_and_embed(records: Sequence[RawRecord], embedder: Embedder, now: floa
     embedded, refused = embed_events(good, embedder, now)
     for ev, err in refused:
         rec = RawRecord(ev.to_json_bytes(), ev.agent_id.encode(), records[0].topic)
-        out.dead.append((rec.key, dead_letter(rec, err, "embed", now).model_dump_json().encode()))
+        out.dead.append(_dead(rec, err, "embed", now))
     for m in embedded:
         out.forward.append((m.event.agent_id.encode(), m.model_dump_json().encode()))
     return out
@@ -69,7 +74,7 @@ def parse_embedded(records: Sequence[RawRecord], now: float) -> tuple[list[Store
             )
         except (ValidationError, ValueError) as exc:
             err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
-            dead.append((rec.key, dead_letter(rec, err, "store", now).model_dump_json().encode()))
+            dead.append(_dead(rec, err, "store", now))
     return rows, dead
 
 
@@ -101,7 +106,7 @@ def cluster_batch(
             m = EmbeddedMemory.model_validate_json(rec.value or b"")
         except (ValidationError, ValueError) as exc:
             err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
-            dead.append((rec.key, dead_letter(rec, err, "cluster", now).model_dump_json().encode()))
+            dead.append(_dead(rec, err, "cluster", now))
             continue
         key = m.event.agent_id.encode()
         if key not in loaded:
@@ -119,7 +124,7 @@ def cluster_batch(
             placed = ac.add(m.event.memory_id, m.vector(), m.event.event_ts)
         except ValueError as exc:  # e.g. a zero vector: this memory can never be clustered
             err = InvalidEventError(f"cannot cluster memory: {exc}")
-            dead.append((rec.key, dead_letter(rec, err, "cluster", now).model_dump_json().encode()))
+            dead.append(_dead(rec, err, "cluster", now))
             continue
         for ch in placed:
             kinds[ch.kind] = kinds.get(ch.kind, 0) + 1
@@ -243,9 +248,7 @@ def lifecycle_batch(
                 touched.add((key, a.namespace))
         except (ValidationError, ValueError) as exc:
             err = InvalidEventError(f"not a valid lifecycle input: {str(exc)[:500]}")
-            dead.append(
-                (rec.key, dead_letter(rec, err, "lifecycle", now).model_dump_json().encode())
-            )
+            dead.append(_dead(rec, err, "lifecycle", now))
     deletes: list[tuple[str, str]] = []
     for key, ns in sorted(touched):
         st = loaded[key][ns]
