@@ -9,14 +9,17 @@ is retried with backoff until it recovers (which pauses the stream: backpressure
 anything unexpected ends the process before the batch is acked (``exit_unacked``).
 
 Stages: ``argos.ingest_embed`` (events -> embedded + dead letters), then two consumers of the
-embedded topic: ``argos.cluster`` (per-agent micro-clusters in a table -> ``argos.clusters``) and
-``argos.store`` (Milvus upserts).
+embedded topic: ``argos.memory`` (with the access topic: each agent's lifecycle, micro-clusters,
+near-duplicates and consolidation in one table -> ``argos.memory.lifecycle``, ``argos.clusters``,
+derived semantic memories, deletes and archive moves) and ``argos.store`` (Milvus upserts);
+and ``argos.population`` (namespace-wide clusters from ``argos.clusters``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Iterable
@@ -25,21 +28,21 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
+from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from pipelines.clustering import ClusterParams
 from pipelines.embed import Embedder, load_embedder
 from pipelines.errors import ConfigurationError, StoreUnavailableError
 from pipelines.ingest import RawRecord
-from pipelines.lifecycle import LifecycleParams
+from pipelines.memory_state import MemoryParams
+from pipelines.population import PopulationParams, population_batch
 from pipelines.settings import Settings
 from pipelines.stage_batches import (
     BatchOut,
-    cluster_batch,
+    MemoryOut,
     drop_forgotten,
-    forgotten_in,
     ingest_and_embed,
-    lifecycle_batch,
+    memory_batch,
     parse_embedded,
 )
 from pipelines.stats import StageStats
@@ -66,11 +69,12 @@ class Pipeline:
     stats: StageStats
     embed_pool: ThreadPoolExecutor
     store_pool: ThreadPoolExecutor
-    state_pool: ThreadPoolExecutor  # cluster batch functions
-    lifecycle_pool: ThreadPoolExecutor
-    cluster_params: ClusterParams
-    lifecycle_params: LifecycleParams
-    cluster_table: Any = None
+    memory_pool: ThreadPoolExecutor  # memory-stage batch functions
+    archive: VectorStore
+    memory_params: MemoryParams
+    population_params: PopulationParams
+    memory_table: Any = None
+    population_table: Any = None
     access_topic: str = ""
 
 
@@ -91,6 +95,7 @@ def create_app(
     *,
     embedder: Embedder | None = None,
     store: VectorStore | None = None,
+    archive: VectorStore | None = None,
 ) -> Pipeline:
     """Build the worker: Faust app, the four stage agents (ingest+embed, cluster, lifecycle,
     store), their tables and the web API. Starts nothing."""
@@ -125,6 +130,9 @@ def create_app(
     )
     emb = embedder or load_embedder(settings.embedder, settings.embed_threads, settings.embed_batch)
     vstore = store or MilvusStore(settings.milvus_target, settings.collection, emb.dim)
+    archive_store = archive or MilvusStore(
+        settings.milvus_target, settings.archive_collection, emb.dim
+    )
     pipe = Pipeline(
         app=app,
         settings=settings,
@@ -133,18 +141,11 @@ def create_app(
         stats=StageStats(),
         embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
         store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
-        state_pool=ThreadPoolExecutor(1, thread_name_prefix="cluster"),
-        lifecycle_pool=ThreadPoolExecutor(1, thread_name_prefix="lifecycle"),
-        cluster_params=ClusterParams(
-            join_threshold=settings.cluster_join,
-            merge_threshold=settings.cluster_merge,
-            split_radius=settings.cluster_split_radius,
-            min_split_size=settings.cluster_min_split,
-        ),
-        lifecycle_params=LifecycleParams(
-            base_stability=settings.base_stability_s,
-            decay_threshold=settings.decay_threshold,
-            consolidate_recalls=settings.consolidate_recalls,
+        memory_pool=ThreadPoolExecutor(1, thread_name_prefix="memory"),
+        archive=archive_store,
+        memory_params=settings.memory_params(),
+        population_params=PopulationParams(
+            join_threshold=settings.population_join, merge_threshold=settings.population_merge
         ),
     )
     raw = {
@@ -172,12 +173,13 @@ def create_app(
             use_partitioner=True,
         )
 
-    cluster_table = pipe.cluster_table = state_table("clusters")
+    memory_table = pipe.memory_table = state_table("memory")
+    population_table = pipe.population_table = state_table("population")
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name
-    # New memories and recalls, in one stream, so each agent's clock and lives are one state.
-    lifecycle_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
-    life_table = state_table("lifecycle")
+    # New memories and recalls, in one stream, so each agent's memory is one state.
+    memory_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
+    clusters_t = app.topic(clusters_name, partitions=parts, **raw)
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
     stats = pipe.stats
 
@@ -249,77 +251,108 @@ def create_app(
         finally:
             finisher.cancel()
 
-    @app.agent(embedded_t, concurrency=1, name="argos.cluster")
-    async def cluster_stage(stream: faust.StreamT[bytes]) -> None:
-        """Online micro-clusters per agent; every change goes to ``argos.clusters``."""
-        loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(take_max, within=within):
-            records = [_record(e) for e in batch]
-            keys = {r.key for r in records if r.key is not None}
-            try:
-                states = {k: cluster_table.get(k) for k in keys}
-                forgotten = forgotten_in({k: life_table.get(k) for k in keys})
-                new_states, changes, dead, kinds = await loop.run_in_executor(
-                    pipe.state_pool,
-                    cluster_batch,
-                    records,
-                    states,
-                    pipe.cluster_params,
-                    time.time(),
-                    pipe.store,
-                    forgotten,
-                )
-                for k, v in new_states.items():
-                    cluster_table[k] = v
-                futs = await produce(clusters_name, changes)
-                futs += await produce(dlq_name, dead)
-                await _all(futs)
-            except Exception as exc:
-                exit_unacked("cluster", exc)
-            stats.clustered += len(records) - len(dead)
-            stats.cluster_changes += len(changes)
-            for kind, n in kinds.items():
-                stats.cluster_kinds[kind] = stats.cluster_kinds.get(kind, 0) + n
+    agent_cache: LRUCache[bytes, Any] = LRUCache(settings.memory_cache_agents)
+    watermarks: dict[str, float] = {}  # namespace -> latest agent clock seen here
+    swept: dict[str, float] = {}  # namespace -> watermark of the last sweep
 
-    @app.agent(lifecycle_src, concurrency=1, name="argos.lifecycle")
-    async def lifecycle_stage(stream: faust.StreamT[bytes]) -> None:
-        """Lifecycle on event time: created -> active, recalls reinforce, forgotten memories
-        decay (deleted from the hot collection; the tombstone stays in the table and on
-        ``argos.memory.lifecycle``), often-recalled ones consolidate."""
+    def sweep_plan() -> tuple[dict[str, float], list[bytes]]:
+        """Namespaces whose watermark (latest clock minus the allowed lateness) moved on by a
+        sweep interval, and this worker's agents to settle up to it (silent ones included)."""
+        due = {
+            ns: w - settings.watermark_lateness_s
+            for ns, w in watermarks.items()
+            if w - settings.watermark_lateness_s - swept.get(ns, -math.inf)
+            >= settings.sweep_every_s
+        }
+        if not due:
+            return {}, []
+        swept.update(due)
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == embedded_name}
+        keys = [k for k in list(memory_table.keys()) if partition_of(k, parts) in owned]
+        return due, keys
+
+    @app.agent(memory_src, concurrency=1, name="argos.memory")
+    async def memory_stage(stream: faust.StreamT[bytes]) -> None:
+        """Each agent's memory on event time: lifecycle (created -> active, recalls reinforce,
+        forgotten memories decay out of the hot collection, consolidated ones are archived),
+        micro-clusters, near-duplicates and distillation into semantic memories."""
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(take_max, within=within):
             records = [_record(e) for e in batch]
             keys = {r.key for r in records if r.key is not None}
             try:
-                states = {k: life_table.get(k) for k in keys}
-                new_states, events, deletes, dead, kinds = await loop.run_in_executor(
-                    pipe.lifecycle_pool,
-                    lifecycle_batch,
+                sweep, silent = sweep_plan()
+                states = {k: memory_table.get(k) for k in keys | set(silent)}
+                out = await loop.run_in_executor(
+                    pipe.memory_pool,
+                    memory_batch,
                     records,
                     states,
-                    pipe.lifecycle_params,
+                    pipe.memory_params,
                     embedded_name,
                     time.time(),
+                    pipe.store,
+                    pipe.embedder.name,
+                    sweep,
+                    agent_cache,
                 )
-                for k, v in new_states.items():  # first: the store stage reads it (see there)
-                    life_table[k] = v
-                by_ns: dict[str, list[str]] = {}
-                for ns, mid in deletes:
-                    by_ns.setdefault(ns, []).append(mid)
-                for ns, mids in sorted(by_ns.items()):
-                    async for attempt in store_retrying():
-                        with attempt:
-                            await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
-                futs = await produce(lifecycle_name, events)
-                futs += await produce(dlq_name, dead)
+                for k, v in out.states.items():  # first: the store stage reads it (see there)
+                    memory_table[k] = v
+                await apply_store_work(loop, out)
+                futs = await produce(lifecycle_name, out.lifecycle)
+                futs += await produce(clusters_name, out.clusters)
+                futs += await produce(embedded_name, out.derived)
+                futs += await produce(dlq_name, out.dead)
                 await _all(futs)
             except Exception as exc:
-                exit_unacked("lifecycle", exc)
-            stats.lifecycle_inputs += len(records)
-            stats.lifecycle_events += len(events)
-            stats.decayed += len(deletes)
-            for state, n in kinds.items():
-                stats.lifecycle_kinds[state] = stats.lifecycle_kinds.get(state, 0) + n
+                exit_unacked("memory", exc)
+            for ns, clock in out.clocks.items():
+                watermarks[ns] = max(watermarks.get(ns, 0.0), clock)
+            stats.note_memory_batch(out)
+
+    async def apply_store_work(loop: asyncio.AbstractEventLoop, out: MemoryOut) -> None:
+        """Forgotten memories leave the hot collection; archived ones move to the archive."""
+        for ns, mids in sorted(_by_namespace(out.archive).items()):
+            async for attempt in store_retrying():
+                with attempt:
+                    await loop.run_in_executor(pipe.store_pool, archive_move, ns, mids)
+        for ns, mids in sorted(_by_namespace(out.forget).items()):
+            async for attempt in store_retrying():
+                with attempt:
+                    await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
+
+    def archive_move(ns: str, mids: list[str]) -> None:
+        rows = pipe.store.get(ns, mids)
+        pipe.archive.upsert(rows)
+        pipe.store.delete(ns, mids)
+
+    @app.agent(clusters_t, concurrency=1, name="argos.population")
+    async def population_stage(stream: faust.StreamT[bytes]) -> None:
+        """Namespace-wide clusters: agents' cluster centroids grouped across agents (the topic
+        is keyed by namespace, so one worker sees a namespace's changes in order)."""
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(take_max, within=within):
+            records = [_record(e) for e in batch]
+            keys = {r.key for r in records if r.key is not None}
+            try:
+                states = {k: population_table.get(k) for k in keys}
+                new_states, dead, counts = await loop.run_in_executor(
+                    pipe.memory_pool,
+                    population_batch,
+                    records,
+                    states,
+                    pipe.population_params,
+                    time.time(),
+                )
+                for k, v in new_states.items():
+                    population_table[k] = v
+                await _all(await produce(dlq_name, dead))
+            except Exception as exc:
+                exit_unacked("population", exc)
+            stats.population_inputs += len(records)
+            stats.dead_lettered += len(dead)
+            for kind, n in counts.items():
+                stats.population_kinds[kind] = stats.population_kinds.get(kind, 0) + n
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
@@ -336,7 +369,7 @@ def create_app(
                         # read the lifecycle table and queue the upsert in one loop step: the
                         # store pool runs jobs in order, so a decay written after this read
                         # queues its delete after this upsert
-                        live = drop_forgotten(rows, {k: life_table.get(k) for k in agents})
+                        live = drop_forgotten(rows, {k: memory_table.get(k) for k in agents})
                         await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, live)
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
@@ -371,3 +404,18 @@ def exit_unacked(stage: str, exc: BaseException) -> NoReturn:
 def _note_retry(stats: StageStats, outcome: Any) -> None:
     stats.store_retries += 1
     log.warning("store unavailable, retrying: %s", outcome.exception() if outcome else "?")
+
+
+def _by_namespace(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ns, mid in pairs:
+        out.setdefault(ns, []).append(mid)
+    return out
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Faust's producer and the
+    publishers use) gives ``key``."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

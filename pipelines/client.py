@@ -67,15 +67,22 @@ class MemoryClient:
         """The worker's stage counters (cheap: no store query)."""
         return dict(self._json(self._http.get("/stats")))
 
-    def count(self, namespace: str | None = None) -> int:
-        """How many memories the store holds (of ``namespace``): a query on Milvus."""
+    def count(self, namespace: str | None = None, archive: bool = False) -> int:
+        """How many memories the hot collection (or, with ``archive``, the archive) holds (of
+        ``namespace``): a query on Milvus."""
         params = {"count": "1", **({"namespace": namespace} if namespace else {})}
-        return int(self._json(self._http.get("/stats", params=params))["store_count"])
+        body = self._json(self._http.get("/stats", params=params))
+        return int(body["archive_count" if archive else "store_count"])
 
     def clusters(self, namespace: str, agent_id: str) -> list[dict[str, Any]]:
         """An agent's live memory clusters with size, radius, stability and times."""
         params = {"namespace": namespace, "agent_id": agent_id}
         return list(self._json(self._http.get("/clusters", params=params))["clusters"])
+
+    def population(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace-wide clusters: shared experiences across agents, largest first."""
+        params = {"namespace": namespace}
+        return list(self._json(self._http.get("/population", params=params))["clusters"])
 
     def ready(self) -> bool:
         try:

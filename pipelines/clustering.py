@@ -50,6 +50,7 @@ class ClusterChange:
     stability: float
     ts: float
     related: tuple[str, ...] = ()  # merge: absorbed ids; split: the new cluster's id
+    centroid: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -118,6 +119,7 @@ class AgentClusters:
             round(self.stability(c), 6),
             ts,
             related,
+            c.centroid().copy(),
         )
 
     def add(self, memory_id: str, vector: np.ndarray, ts: float) -> list[ClusterChange]:
@@ -151,23 +153,45 @@ class AgentClusters:
         return changes
 
     def remove(self, memory_id: str, ts: float) -> list[ClusterChange]:
-        """Take a memory out (it decayed); an emptied cluster disappears."""
+        """Take a memory out (it decayed or was archived); an emptied cluster disappears.
+
+        The cluster's sum is recomputed from the remaining members (in member order), so it
+        depends only on who is left, never on when or in which batches members left: a late
+        sweep gives the same bits as an on-time one. Needs the remaining members' vectors."""
         cid = self.where.pop(memory_id, None)
         if cid is None:
             return []
         c = self.clusters[cid]
-        vec = self._vectors([memory_id]).get(memory_id)
         c.members.remove(memory_id)
-        self.vectors.pop(memory_id, None)
+        gone = self.vectors.pop(memory_id, None)
         c.changed_ts = ts
         if not c.members:
             del self.clusters[cid]
             return [ClusterChange("remove", self.agent_id, cid, memory_id, 0, 0.0, 0.0, ts)]
-        if vec is not None:
-            c.total = (c.total - vec).astype(np.float32)
+        vecs = self.member_vectors(c.members)
+        if len(vecs) == len(c.members):
+            c.total = _sum(vecs, c.members)
+        elif gone is not None:  # some vectors unavailable: subtract (exact up to rounding)
+            c.total = (c.total - gone).astype(np.float32)
         return [self._change("remove", c, memory_id, ts)]
 
-    def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+    def nearest(self, vector: np.ndarray, clusters: int = 2) -> tuple[str, float] | None:
+        """The most similar member among the ``clusters`` nearest clusters (cosine), or None.
+
+        Used to spot near-duplicates; ties go to the smaller memory id."""
+        v = _unit(vector)
+        ranked = sorted(self.clusters.values(), key=lambda c: (-float(c.centroid() @ v), _order(c)))
+        best: tuple[str, float] | None = None
+        for c in ranked[:clusters]:
+            vecs = self.member_vectors(c.members)
+            for mid in c.members:
+                if mid in vecs:
+                    sim = float(vecs[mid] @ v)
+                    if best is None or sim > best[1] or (sim == best[1] and mid < best[0]):
+                        best = (mid, sim)
+        return best
+
+    def member_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         missing = [i for i in ids if i not in self.vectors]
         if missing and self.fetch is not None:
             for mid, vec in self.fetch(missing).items():
@@ -202,7 +226,7 @@ class AgentClusters:
         if len(c.members) < p.min_split_size or c.radius() <= p.split_radius:
             return []
         ids = list(c.members)
-        vecs = self._vectors(ids)
+        vecs = self.member_vectors(ids)
         if len(vecs) < len(ids):
             return []  # some vectors are not available (yet): split on a later change
         mat = np.stack([vecs[i] for i in ids])

@@ -106,7 +106,7 @@ def _run(
     base = client.stats()
     dead0, stored0 = int(base["dead_lettered"]), int(base["stored"])
     clustered0, lived0 = int(base["clustered"]), int(base["lifecycle_inputs"])
-    decayed0 = int(base["decayed"])
+    decayed0, strong0, derived0 = (int(base[k]) for k in ("decayed", "strengthened", "derived"))
     stop = threading.Event()
     pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
     thread = threading.Thread(
@@ -150,7 +150,9 @@ def _run(
             progress.update(
                 p_life,
                 completed=min(lived, events),
-                rate=" ".join(f"{k} {v}" for k, v in sorted(states.items())),
+                rate=" ".join(f"{k} {v}" for k, v in sorted(states.items()))
+                + f" | derived {int(s['derived']) - derived0}"
+                + f" near-dup {int(s['strengthened']) - strong0}",
             )
             clustered = int(s["clustered"]) - clustered0
             if not thread.is_alive() and min(stored, clustered, lived) >= events and dead >= bad:
@@ -160,12 +162,18 @@ def _run(
     pub.close()
     elapsed = time.monotonic() - t0
     in_store = client.count(namespace)  # the truth: what Milvus holds for this run's namespace
-    decayed = int(client.stats()["decayed"]) - decayed0
-    lost = events + bad - in_store - decayed - dead
+    archived = client.count(namespace, archive=True)
+    after = client.stats()
+    decayed = int(after["decayed"]) - decayed0
+    strengthened = int(after["strengthened"]) - strong0
+    derived = int(after["derived"]) - derived0
+    lost = events + bad + derived - in_store - archived - decayed - strengthened - dead
     console.print(
-        f"[bold]{pub.published}[/] published: [bold green]{in_store}[/] in the store + "
-        f"[bold]{decayed}[/] decayed since (forgotten on event time) + "
-        f"[bold yellow]{dead}[/] dead-lettered; [bold]{lost}[/] missing. "
+        f"[bold]{pub.published}[/] published + [bold]{derived}[/] semantic memories derived: "
+        f"[bold green]{in_store}[/] in the hot store + [bold]{archived}[/] archived + "
+        f"[bold]{decayed}[/] decayed (forgotten on event time) + [bold]{strengthened}[/] "
+        f"near-duplicates (strengthened an earlier memory) + [bold yellow]{dead}[/] "
+        f"dead-lettered; [bold]{lost}[/] missing. "
         f"{stored} stored in {elapsed:.1f}s ({stored / elapsed:.0f} memories/s end to end)"
     )
     from pipelines.cli import print_recall
@@ -183,6 +191,18 @@ def _run(
             str(c["cluster_id"]), str(c["size"]), f"{c['radius']:.3f}", f"{c['stability']:.2f}"
         )
     console.print(ctable)
+    ptable = Table(title=f"population clusters of {namespace} (shared across agents)")
+    for col in ("cluster", "agents", "agent clusters", "memories", "cohesion"):
+        ptable.add_column(col, justify="right" if col != "cluster" else "left")
+    for c in client.population(namespace)[:8]:
+        ptable.add_row(
+            str(c["pop_id"]),
+            str(c["n_agents"]),
+            str(c["n_agent_clusters"]),
+            str(c["size"]),
+            f"{c['cohesion']:.2f}",
+        )
+    console.print(ptable)
     table = Table(title="worker counters")
     for key, value in client.stats().items():
         table.add_row(key, str(value))

@@ -117,9 +117,10 @@ class MemoryLife:
     state: MemoryState = MemoryState.created
     recalls: int = 0
     reinforced_ts: float = 0.0
+    uses: int = 0  # successful uses of a procedural memory (each reinforces like a recall)
 
     def stability(self, p: LifecycleParams) -> float:
-        return stability(p, self.kind, self.importance, self.arousal, self.recalls)
+        return stability(p, self.kind, self.importance, self.arousal, self.recalls + self.uses)
 
     def retention(self, p: LifecycleParams, now: float) -> float:
         return retention(now - self.reinforced_ts, self.stability(p))
@@ -135,12 +136,39 @@ def on_created(
     return MemoryLife(memory_id, kind, importance, arousal, reinforced_ts=ts).to(MemoryState.active)
 
 
-def on_recalled(life: MemoryLife, ts: float) -> MemoryLife:
+def on_recalled(life: MemoryLife, ts: float, success: bool = False) -> MemoryLife:
     """A recall (or a near-duplicate event) reinforces: one more recall, clock restarts.
 
-    Recalling a decayed, archived or deleted memory does not revive it; the recall is counted.
+    ``success``: a procedural memory was used and it worked -- reinforced once more (a skill
+    that works is practised). Recalling a decayed, archived or deleted memory does not revive it;
+    the recall is counted.
     """
-    return replace(life, recalls=life.recalls + 1, reinforced_ts=max(life.reinforced_ts, ts))
+    uses = life.uses + (1 if success and life.kind == "procedural" else 0)
+    return replace(
+        life, recalls=life.recalls + 1, uses=uses, reinforced_ts=max(life.reinforced_ts, ts)
+    )
+
+
+def due(life: MemoryLife, p: LifecycleParams) -> tuple[float, MemoryState] | None:
+    """When the clock alone moves this memory on, and where to: an active memory decays when
+    ``R`` reaches the threshold (``t = reinforced + S * ln(1/threshold)``); a consolidated one is
+    archived after ``archive_idle``. None when no clock-driven move is left.
+
+    Transitions are stamped with this time, not with the moment a worker noticed, so a replay
+    or a late sweep gives the same events.
+
+    >>> life = on_created("m", "episodic", 0.0, 0.0, 0.0)
+    >>> t, to = due(life, LifecycleParams(base_stability=100.0, decay_threshold=math.exp(-2)))
+    >>> (round(t, 9), to.value)
+    (200.0, 'decayed')
+    """
+    if life.state is MemoryState.active:
+        return life.reinforced_ts + life.stability(p) * math.log(1.0 / p.decay_threshold), (
+            MemoryState.decayed
+        )
+    if life.state is MemoryState.consolidated:
+        return life.reinforced_ts + p.archive_idle, MemoryState.archived
+    return None
 
 
 def advance(
@@ -148,15 +176,15 @@ def advance(
 ) -> MemoryLife:
     """Move a memory along as the world's clock reaches ``now`` (at most one step per call).
 
-    - active and retention below the threshold -> decayed;
+    - active and its decay time (see ``due``) reached -> decayed;
     - active and recalled ``consolidate_recalls`` times or inside a stable cluster -> consolidated;
     - consolidated and idle (no reinforcement) for ``archive_idle`` -> archived.
     """
-    if life.state is MemoryState.active:
-        if life.retention(p, now) < p.decay_threshold:
-            return life.to(MemoryState.decayed)
-        if life.recalls >= p.consolidate_recalls or in_stable_cluster:
-            return life.to(MemoryState.consolidated)
-    elif life.state is MemoryState.consolidated and now - life.reinforced_ts >= p.archive_idle:
-        return life.to(MemoryState.archived)
+    when = due(life, p)
+    if when is not None and now >= when[0]:
+        return life.to(when[1])
+    if life.state is MemoryState.active and (
+        life.recalls >= p.consolidate_recalls or in_stable_cluster
+    ):
+        return life.to(MemoryState.consolidated)
     return life

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from pipelines.memory_state import MemoryParams
 
 
 class Settings(BaseSettings):
@@ -36,7 +39,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MILVUS_URI", "ARGOS_MILVUS_URI"),
         description="MILVUS_URI: a Milvus server; unset = Milvus Lite in data_dir.",
     )
-    collection: str = Field("argos_memories", description="ARGOS_COLLECTION")
+    collection: str = Field("argos_memories", description="ARGOS_COLLECTION: the hot collection.")
+    archive_collection: str = Field(
+        "argos_archive",
+        description="ARGOS_ARCHIVE_COLLECTION: archived memories (recalled on request).",
+    )
     # Embedding
     embedder: Literal["onnx", "torch", "hashing"] = Field(
         "onnx",
@@ -79,6 +86,51 @@ class Settings(BaseSettings):
     consolidate_recalls: int = Field(
         3, ge=1, description="ARGOS_CONSOLIDATE_RECALLS: recalls that consolidate a memory."
     )
+    archive_idle_s: float = Field(
+        30 * 24 * 3600.0,
+        gt=0,
+        description="ARGOS_ARCHIVE_IDLE_S: a consolidated memory idle this long is archived.",
+    )
+    duplicate_threshold: float = Field(
+        0.97,
+        gt=0,
+        le=1,
+        description="ARGOS_DUPLICATE_THRESHOLD: cosine to a live memory of the same agent above "
+        "which a new memory strengthens it instead of being stored.",
+    )
+    stable_size: int = Field(
+        6, ge=2, description="ARGOS_STABLE_SIZE: members a cluster needs to consolidate."
+    )
+    stable_min: float = Field(
+        0.5, ge=0, le=1, description="ARGOS_STABLE_MIN: cluster stability needed to consolidate."
+    )
+    stable_age_s: float = Field(
+        6 * 3600.0, ge=0, description="ARGOS_STABLE_AGE_S: cluster age (event time) needed."
+    )
+    rederive_growth: float = Field(
+        2.0, gt=1, description="ARGOS_REDERIVE_GROWTH: re-distil a cluster once it grew this much."
+    )
+    watermark_lateness_s: float = Field(
+        3600.0,
+        ge=0,
+        description="ARGOS_WATERMARK_LATENESS_S: how far behind a namespace's latest event time "
+        "its watermark runs; silent agents are settled up to the watermark.",
+    )
+    sweep_every_s: float = Field(
+        600.0, gt=0, description="ARGOS_SWEEP_EVERY_S: watermark advance (event time) per sweep."
+    )
+    memory_cache_agents: int = Field(
+        4096,
+        ge=1,
+        description="ARGOS_MEMORY_CACHE_AGENTS: agents whose live memory state (with member "
+        "vectors) the memory stage keeps between batches.",
+    )
+    population_join: float = Field(
+        0.75, ge=-1, le=1, description="ARGOS_POPULATION_JOIN: centroid similarity to join."
+    )
+    population_merge: float = Field(
+        0.9, ge=-1, le=1, description="ARGOS_POPULATION_MERGE: population centroids that merge."
+    )
     # Stream batching
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")
@@ -93,6 +145,32 @@ class Settings(BaseSettings):
     def topic(self, suffix: str) -> str:
         """Full topic name, e.g. ``topic("memory.events")`` -> ``argos.memory.events``."""
         return f"{self.topic_prefix}.{suffix}"
+
+    def memory_params(self) -> MemoryParams:
+        """The memory stage's parameters, from these settings."""
+        from pipelines.clustering import ClusterParams
+        from pipelines.lifecycle import LifecycleParams
+        from pipelines.memory_state import MemoryParams
+
+        return MemoryParams(
+            lifecycle=LifecycleParams(
+                base_stability=self.base_stability_s,
+                decay_threshold=self.decay_threshold,
+                consolidate_recalls=self.consolidate_recalls,
+                archive_idle=self.archive_idle_s,
+            ),
+            clusters=ClusterParams(
+                join_threshold=self.cluster_join,
+                merge_threshold=self.cluster_merge,
+                split_radius=self.cluster_split_radius,
+                min_split_size=self.cluster_min_split,
+            ),
+            duplicate_threshold=self.duplicate_threshold,
+            stable_size=self.stable_size,
+            stable_min=self.stable_min,
+            stable_age_s=self.stable_age_s,
+            rederive_growth=self.rederive_growth,
+        )
 
     @property
     def milvus_target(self) -> str:

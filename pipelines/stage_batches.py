@@ -7,30 +7,23 @@ for the GIL on a 2-core machine).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
-from pipelines.clustering import AgentClusters, ClusterParams, Fetch, from_state, to_state
 from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
 from pipelines.errors import InvalidEventError
 from pipelines.ingest import RawRecord, dead_letter, ingest_batch
-from pipelines.lifecycle import (
-    LifecycleParams,
-    MemoryLife,
-    MemoryState,
-    advance,
-    on_created,
-    on_recalled,
-)
+from pipelines.memory_state import AgentMemory, Effects, Lookup, MemoryParams, forgotten_ids
 from pipelines.store import StoredMemory, VectorStore
-from schemas import AccessEvent, ClusterEvent, EmbeddedMemory, LifecycleEvent
+from schemas import AccessEvent, ClusterEvent, EmbeddedMemory
 
 KV = tuple[bytes | None, bytes]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,234 +71,190 @@ def parse_embedded(records: Sequence[RawRecord], now: float) -> tuple[list[Store
     return rows, dead
 
 
-def cluster_batch(
+@dataclass
+class MemoryOut:
+    """What one memory-stage batch produced (records ready to send, store work, counts)."""
+
+    states: dict[bytes, bytes] = field(default_factory=dict)
+    lifecycle: list[KV] = field(default_factory=list)
+    clusters: list[KV] = field(default_factory=list)  # keyed by namespace
+    derived: list[KV] = field(default_factory=list)  # embedded records, keyed by agent
+    forget: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) off the hot store
+    archive: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) to the archive
+    dead: list[KV] = field(default_factory=list)
+    clocks: dict[str, float] = field(default_factory=dict)  # namespace -> latest agent clock
+    inputs: int = 0
+    memories: int = 0  # embedded records among the inputs
+    strengthened: int = 0
+    cluster_kinds: dict[str, int] = field(default_factory=dict)
+    lifecycle_kinds: dict[str, int] = field(default_factory=dict)
+
+
+def memory_batch(
     records: Sequence[RawRecord],
     states: dict[bytes, bytes | None],
-    params: ClusterParams,
-    now: float,
-    store: VectorStore | None = None,
-    forgotten: set[tuple[str, str]] | None = None,
-) -> tuple[dict[bytes, bytes], list[KV], list[KV], dict[str, int]]:
-    """Place a batch of embedded memories into their agents' clusters.
-
-    ``states`` maps each agent key to its stored state (JSON: namespace -> ``to_state``), or None.
-    ``store`` answers for member vectors a split needs that this batch did not bring;
-    ``forgotten`` names ``(namespace, memory_id)`` pairs the lifecycle already decayed (their
-    vectors left the store: no use waiting for them).
-    Returns the new states of the touched agents, the cluster events, any dead letters, and how
-    many changes of each kind happened.
-    """
-    import json
-
-    loaded: dict[bytes, dict[str, AgentClusters]] = {}
-    kinds: dict[str, int] = {}
-    changes: list[KV] = []
-    dead: list[KV] = []
-    for rec in records:
-        try:
-            m = EmbeddedMemory.model_validate_json(rec.value or b"")
-        except (ValidationError, ValueError) as exc:
-            err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
-            dead.append(_dead(rec, err, "cluster", now))
-            continue
-        key = m.event.agent_id.encode()
-        if key not in loaded:
-            raw = states.get(key)
-            by_ns = json.loads(raw) if raw else {}
-            loaded[key] = {
-                ns: from_state(st, params, _fetcher(store, ns, forgotten))
-                for ns, st in by_ns.items()
-            }
-        ns = m.event.namespace
-        ac = loaded[key].setdefault(
-            ns, AgentClusters(m.event.agent_id, params, _fetcher(store, ns, forgotten))
-        )
-        try:
-            placed = ac.add(m.event.memory_id, m.vector(), m.event.event_ts)
-        except ValueError as exc:  # e.g. a zero vector: this memory can never be clustered
-            err = InvalidEventError(f"cannot cluster memory: {exc}")
-            dead.append(_dead(rec, err, "cluster", now))
-            continue
-        for ch in placed:
-            kinds[ch.kind] = kinds.get(ch.kind, 0) + 1
-            ev = ClusterEvent(
-                kind=ch.kind,  # type: ignore[arg-type]
-                namespace=ns,
-                agent_id=ch.agent_id,
-                cluster_id=ch.cluster_id,
-                memory_id=ch.memory_id,
-                size=ch.size,
-                radius=ch.radius,
-                stability=ch.stability,
-                event_ts=ch.ts,
-                related=list(ch.related),
-            )
-            changes.append((key, ev.model_dump_json().encode()))
-    new_states = {
-        k: json.dumps({ns: to_state(ac) for ns, ac in sorted(by_ns.items())}).encode()
-        for k, by_ns in loaded.items()
-    }
-    return new_states, changes, dead, kinds
-
-
-def _fetcher(
-    store: VectorStore | None,
-    namespace: str,
-    forgotten: set[tuple[str, str]] | None = None,
-    wait_s: float = 2.0,
-) -> Fetch | None:
-    """Member vectors for a split, from the store. The store stage consumes the same records
-    beside this one and may lag a little, so missing vectors are asked again for up to
-    ``wait_s`` -- unless a missing member already decayed out of the store: then the split is
-    skipped at once (see the README)."""
-    if store is None:
-        return None
-    gone = {mid for ns, mid in forgotten or () if ns == namespace}
-
-    def fetch(ids: list[str]) -> dict[str, np.ndarray]:
-        import time
-
-        found: dict[str, np.ndarray] = {}
-        deadline = time.monotonic() + wait_s
-        while True:
-            want = [i for i in ids if i not in found]
-            found.update({m.memory_id: m.vector for m in store.get(namespace, want)})
-            missing = [i for i in ids if i not in found]
-            if not missing or time.monotonic() >= deadline or gone.intersection(missing):
-                return found
-            time.sleep(0.1)
-
-    return fetch
-
-
-def lifecycle_batch(
-    records: Sequence[RawRecord],
-    states: dict[bytes, bytes | None],
-    params: LifecycleParams,
+    params: MemoryParams,
     embedded_topic: str,
     now: float,
-) -> tuple[dict[bytes, bytes], list[KV], list[tuple[str, str]], list[KV], dict[str, int]]:
-    """New memories (embedded topic) and recalls (access topic) -> lifecycle transitions.
+    store: VectorStore | None = None,
+    model: str = "derived",
+    sweep: dict[str, float] | None = None,
+    cache: MutableMapping[bytes, Any] | None = None,
+) -> MemoryOut:
+    """New memories (embedded topic) and recalls (access topic) through each agent's memory
+    (``pipelines.memory_state``): lifecycle, clusters, near-duplicates, consolidation.
 
-    Per agent and namespace the state holds a clock (the latest event time seen: the agent's
-    watermark) and every memory's life. After the batch, each touched agent's memories are
-    advanced to its clock. Returns new states, lifecycle events, ``(namespace, memory_id)`` pairs
-    to delete from the hot collection (they decayed), dead letters, and transitions per target
-    state.
+    ``states`` maps agent keys to their saved state (JSON: namespace -> ``to_state``), or None;
+    it may hold agents this batch does not touch: those are settled up to ``sweep[namespace]``
+    (the namespace watermark), so silent agents still decay when the world's clock moves on.
+    ``store`` answers for member vectors and texts a split, a near-duplicate test or a
+    distillation needs and this process has not seen (after a restart). ``cache`` (a bounded
+    mapping the caller keeps between batches) holds the live ``AgentMemory`` objects with the
+    state bytes they were saved as, so an agent whose table value is unchanged is neither
+    parsed again nor stripped of its vector cache.
     """
     import json
 
-    loaded: dict[bytes, dict[str, dict[str, Any]]] = {}
-    events: list[KV] = []
-    dead: list[KV] = []
-    touched: set[tuple[bytes, str]] = set()
-    kinds: dict[str, int] = {}
+    loaded: dict[bytes, dict[str, AgentMemory]] = {}
+    raw_states: dict[bytes, dict[str, Any]] = {}
+    out = MemoryOut(inputs=len(records))
+    fxs: dict[tuple[bytes, str], Effects] = {}
 
-    def ns_state(key: bytes, ns: str) -> dict[str, Any]:
-        if key not in loaded:
-            raw = states.get(key)
-            loaded[key] = json.loads(raw) if raw else {}
-        return loaded[key].setdefault(ns, {"clock": 0.0, "m": {}})
+    def load(key: bytes) -> None:
+        if key in loaded:
+            return
+        raw = states.get(key)
+        hit = cache.get(key) if cache is not None and raw else None
+        if hit is not None and hit[0] == raw:  # what we saved last: reuse the live objects
+            raw_states[key], loaded[key] = hit[1], hit[2]
+        else:
+            raw_states[key], loaded[key] = (json.loads(raw) if raw else {}), {}
 
-    def emit(key: bytes, ns: str, agent: str, old: MemoryLife, new: MemoryLife, ts: float) -> None:
-        ev = LifecycleEvent(
-            namespace=ns,
-            agent_id=agent,
-            memory_id=new.memory_id,
-            from_state=old.state.value,
-            to_state=new.state.value,
-            event_ts=ts,
-            retention=round(new.retention(params, ts), 6),
-            stability_s=new.stability(params),
-            recalls=new.recalls,
-        )
-        events.append((key, ev.model_dump_json().encode()))
-        kinds[ev.to_state] = kinds.get(ev.to_state, 0) + 1
+    def memory(key: bytes, ns: str, agent: str) -> tuple[AgentMemory, Effects]:
+        load(key)
+        by_ns = loaded[key]
+        if ns not in by_ns:
+            saved = raw_states[key].get(ns)
+            lookup = _lookup(store, ns)
+            by_ns[ns] = (
+                AgentMemory.from_state(ns, agent, saved, params, lookup)
+                if saved
+                else AgentMemory(ns, agent, params, lookup)
+            )
+        return by_ns[ns], fxs.setdefault((key, ns), Effects())
 
     for rec in records:
         try:
             if rec.topic == embedded_topic:
-                m = EmbeddedMemory.model_validate_json(rec.value or b"").event
-                key, st = m.agent_id.encode(), ns_state(m.agent_id.encode(), m.namespace)
-                st["clock"] = max(st["clock"], m.event_ts)
-                if m.memory_id not in st["m"]:
-                    life = on_created(
-                        m.memory_id, m.type.value, m.importance, m.emotion.arousal, m.event_ts
-                    )
-                    born = MemoryLife(life.memory_id, life.kind, life.importance, life.arousal)
-                    emit(key, m.namespace, m.agent_id, born, life, m.event_ts)
-                    st["m"][m.memory_id] = _dump_life(life)
-                touched.add((key, m.namespace))
+                m = EmbeddedMemory.model_validate_json(rec.value or b"")
+                ev = m.event
+                am, fx = memory(ev.agent_id.encode(), ev.namespace, ev.agent_id)
+                am.on_memory(ev, m.vector(), fx)
+                out.memories += 1
             else:
                 a = AccessEvent.model_validate_json(rec.value or b"")
-                key, st = a.agent_id.encode(), ns_state(a.agent_id.encode(), a.namespace)
-                ts = st["clock"] if a.event_ts is None else a.event_ts
-                st["clock"] = max(st["clock"], ts)
-                for mid in a.memory_ids:
-                    if mid in st["m"]:
-                        life = _load_life(mid, st["m"][mid])
-                        st["m"][mid] = _dump_life(on_recalled(life, ts))
-                touched.add((key, a.namespace))
+                am, fx = memory(a.agent_id.encode(), a.namespace, a.agent_id)
+                ts = am.clock if a.event_ts is None else a.event_ts
+                am.on_access(a.memory_ids, ts, a.outcome == "success", fx)
         except (ValidationError, ValueError) as exc:
-            err = InvalidEventError(f"not a valid lifecycle input: {str(exc)[:500]}")
-            dead.append(_dead(rec, err, "lifecycle", now))
-    deletes: list[tuple[str, str]] = []
-    for key, ns in sorted(touched):
-        st = loaded[key][ns]
-        clock = st["clock"]
-        agent = key.decode()
-        for mid, raw_life in st["m"].items():
-            life = _load_life(mid, raw_life)
-            if life.state not in (MemoryState.active, MemoryState.consolidated):
-                continue
-            new = advance(life, params, clock)
-            if new.state is not life.state:
-                emit(key, ns, agent, life, new, clock)
-                st["m"][mid] = _dump_life(new)
-                if new.state is MemoryState.decayed:
-                    deletes.append((ns, mid))
-    new_states = {k: json.dumps(v, sort_keys=True).encode() for k, v in loaded.items()}
-    return new_states, events, deletes, dead, kinds
+            err = InvalidEventError(f"not a valid memory-stage input: {str(exc)[:500]}")
+            out.dead.append(_dead(rec, err, "memory", now))
+    for key, raw in sorted(states.items()):  # silent agents: settle to the watermark
+        if not sweep or not raw:
+            continue
+        load(key)
+        for ns, st in sorted(raw_states[key].items()):
+            if ns in sweep and st["due"] is not None and st["due"] <= sweep[ns]:
+                am, fx = memory(key, ns, st["clusters"]["agent_id"])
+                am.settle(sweep[ns], fx)
+    for (key, ns), fx in sorted(fxs.items()):
+        _collect(out, key, ns, fx, model, now)
+    for key in sorted({k for k, _ in fxs}):  # save the agents this batch touched
+        merged = raw_states[key]
+        for ns, am in loaded[key].items():
+            merged[ns] = am.to_state()
+            out.clocks[ns] = max(out.clocks.get(ns, 0.0), am.clock)
+        out.states[key] = json.dumps(merged, sort_keys=True).encode()
+        if cache is not None:
+            cache[key] = (out.states[key], merged, loaded[key])
+    return out
 
 
-def _dump_life(life: MemoryLife) -> list[Any]:
-    return [
-        life.state.value,
-        life.kind,
-        life.importance,
-        life.arousal,
-        life.recalls,
-        life.reinforced_ts,
-    ]
+def _collect(out: MemoryOut, key: bytes, ns: str, fx: Effects, model: str, now: float) -> None:
+    """Turn one agent's effects into records and store work."""
+    from pipelines.population import encode_centroid
+
+    for t in fx.transitions:
+        out.lifecycle.append((key, t.model_dump_json().encode()))
+        out.lifecycle_kinds[t.to_state] = out.lifecycle_kinds.get(t.to_state, 0) + 1
+    for ch in fx.cluster:
+        ev = ClusterEvent(
+            kind=ch.kind,  # type: ignore[arg-type]
+            namespace=ns,
+            agent_id=ch.agent_id,
+            cluster_id=ch.cluster_id,
+            memory_id=ch.memory_id,
+            size=ch.size,
+            radius=ch.radius,
+            stability=ch.stability,
+            event_ts=ch.ts,
+            related=list(ch.related),
+            centroid_f16=encode_centroid(ch.centroid) if ch.centroid is not None else None,
+        )
+        out.clusters.append((ns.encode(), ev.model_dump_json().encode()))
+        out.cluster_kinds[ch.kind] = out.cluster_kinds.get(ch.kind, 0) + 1
+    for ev, vec in fx.derived:
+        rec = EmbeddedMemory.build(ev, vec, model, now)
+        out.derived.append((key, rec.model_dump_json().encode()))
+    out.forget += [(ns, mid) for mid in fx.forget]
+    out.archive += [(ns, mid) for mid in fx.archive]
+    out.strengthened += fx.strengthened
 
 
-def _load_life(memory_id: str, raw: list[Any]) -> MemoryLife:
-    state, kind, importance, arousal, recalls, reinforced = raw
-    return MemoryLife(memory_id, kind, importance, arousal, MemoryState(state), recalls, reinforced)
+def _lookup(store: VectorStore | None, namespace: str, wait_s: float = 60.0) -> Lookup | None:
+    """Stored rows by id (the memory stage asks only for live members of its clusters, which
+    the store stage writes). The store stage consumes the same records beside the memory stage
+    and may lag, e.g. just after a restart, so missing rows are asked again for up to
+    ``wait_s``: a decision made without a member's vector could differ from an uninterrupted
+    run's."""
+    if store is None:
+        return None
+
+    def lookup(ids: list[str]) -> dict[str, StoredMemory]:
+        import time
+
+        found: dict[str, StoredMemory] = {}
+        deadline = time.monotonic() + wait_s
+        while True:
+            want = [i for i in ids if i not in found]
+            found.update({m.memory_id: m for m in store.get(namespace, want)})
+            if len(found) == len(ids):
+                return found
+            if time.monotonic() >= deadline:
+                log.warning("%d rows of %s not in the store", len(ids) - len(found), namespace)
+                return found
+            time.sleep(0.1)
+
+    return lookup
 
 
 def drop_forgotten(
     rows: Sequence[StoredMemory], states: dict[bytes, bytes | None]
 ) -> list[StoredMemory]:
-    """Rows whose memory the lifecycle has not already decayed (by the lifecycle table).
-
-    A redelivered or late store of a memory must not bring it back after the lifecycle removed
-    it from the hot collection.
-    """
+    """Rows whose memory the memory stage has not already forgotten (decayed, archived or
+    near-duplicate), by its table. A redelivered or late store of a memory must not bring it
+    back into the hot collection after the memory stage removed it."""
     gone = forgotten_in(states)
     return [r for r in rows if (r.namespace, r.memory_id) not in gone]
 
 
 def forgotten_in(states: dict[bytes, bytes | None]) -> set[tuple[str, str]]:
-    """``(namespace, memory_id)`` of every decayed or deleted memory in lifecycle states."""
+    """``(namespace, memory_id)`` of every forgotten memory in memory-stage states."""
     import json
 
     gone: set[tuple[str, str]] = set()
     for raw in states.values():
-        if not raw:
-            continue
-        for ns, st in json.loads(raw).items():
-            for mid, life in st["m"].items():
-                if life[0] in (MemoryState.decayed.value, MemoryState.deleted.value):
-                    gone.add((ns, mid))
+        if raw:
+            for ns, st in json.loads(raw).items():
+                gone.update((ns, mid) for mid in forgotten_ids(st))
     return gone

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.stage_batches import MemoryOut
 
 
 @dataclass
@@ -15,15 +19,20 @@ class StageStats:
     valid: int = 0
     dead_lettered: int = 0
     embedded: int = 0
-    stored: int = 0  # rows the store stage handled: upserted, or skipped as already decayed
-    skipped_decayed: int = 0
-    clustered: int = 0
+    stored: int = 0  # rows the store stage handled: upserted, or skipped as already forgotten
+    skipped_decayed: int = 0  # skipped: decayed, archived or a near-duplicate
+    clustered: int = 0  # memories (embedded records) the memory stage handled
     cluster_changes: int = 0
     cluster_kinds: dict[str, int] = field(default_factory=dict)
-    lifecycle_inputs: int = 0
+    lifecycle_inputs: int = 0  # memories and recalls the memory stage handled
     lifecycle_events: int = 0
     lifecycle_kinds: dict[str, int] = field(default_factory=dict)
-    decayed: int = 0
+    decayed: int = 0  # deleted from the hot collection on decay
+    archived: int = 0
+    strengthened: int = 0  # near-duplicates that reinforced a memory instead of being stored
+    derived: int = 0  # semantic memories distilled from stable clusters
+    population_inputs: int = 0
+    population_kinds: dict[str, int] = field(default_factory=dict)
     recalls: int = 0
     store_retries: int = 0
     batches: int = 0
@@ -32,6 +41,21 @@ class StageStats:
     first_event_ts: float = 0.0
     last_stored_ts: float = 0.0
     last_store_latency_s: float = 0.0
+
+    def note_memory_batch(self, out: MemoryOut) -> None:
+        self.clustered += out.memories
+        self.lifecycle_inputs += out.inputs
+        self.dead_lettered += len(out.dead)
+        self.lifecycle_events += len(out.lifecycle)
+        self.cluster_changes += len(out.clusters)
+        self.decayed += len(out.forget) - out.strengthened
+        self.archived += len(out.archive)
+        self.strengthened += out.strengthened
+        self.derived += len(out.derived)
+        for kind, n in out.cluster_kinds.items():
+            self.cluster_kinds[kind] = self.cluster_kinds.get(kind, 0) + n
+        for state, n in out.lifecycle_kinds.items():
+            self.lifecycle_kinds[state] = self.lifecycle_kinds.get(state, 0) + n
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)

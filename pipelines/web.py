@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from pipelines.clustering import from_state, summary
 from pipelines.errors import StoreUnavailableError
+from pipelines.population import from_state as population_from_state
+from pipelines.population import summary as population_summary
 from pipelines.recall import recall
 from schemas import AccessEvent, RecallRequest
 
@@ -67,8 +69,8 @@ def register_routes(pipe: Pipeline) -> None:
 
     @app.page("/stats")
     class StatsView(web.View):
-        """Stage counters of this worker; with ``?count=1`` also how many memories the store
-        holds (of ``?namespace=``), which is a query on Milvus: poll it sparingly."""
+        """Stage counters of this worker; with ``?count=1`` also how many memories the hot and
+        the archive collections hold (of ``?namespace=``): queries on Milvus, poll sparingly."""
 
         async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
             namespace = request.query.get("namespace")
@@ -78,6 +80,9 @@ def register_routes(pipe: Pipeline) -> None:
                 try:
                     body["store_count"] = await loop.run_in_executor(
                         count_pool, pipe.store.count, namespace
+                    )
+                    body["archive_count"] = await loop.run_in_executor(
+                        count_pool, pipe.archive.count, namespace
                     )
                 except StoreUnavailableError as exc:
                     return self.json({"error": str(exc), **body}, status=503)
@@ -93,10 +98,23 @@ def register_routes(pipe: Pipeline) -> None:
             ns, agent = request.query.get("namespace"), request.query.get("agent_id")
             if not ns or not agent:
                 return self.json({"error": "namespace and agent_id are required"}, status=400)
-            raw = pipe.cluster_table.get(agent.encode()) if pipe.cluster_table else None
+            raw = pipe.memory_table.get(agent.encode()) if pipe.memory_table else None
             state = json.loads(raw).get(ns) if raw else None
-            clusters = summary(from_state(state)) if state else []
+            clusters = summary(from_state(state["clusters"])) if state else []
             return self.json({"namespace": ns, "agent_id": agent, "clusters": clusters})
+
+    @app.page("/population")
+    class PopulationView(web.View):
+        """GET ?namespace=: the namespace-wide clusters (shared experiences across agents), from
+        the table on this worker (the owner of the namespace's partition)."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
+            ns = request.query.get("namespace")
+            if not ns:
+                return self.json({"error": "namespace is required"}, status=400)
+            raw = pipe.population_table.get(ns.encode()) if pipe.population_table else None
+            pop = population_summary(population_from_state(json.loads(raw))) if raw else []
+            return self.json({"namespace": ns, "clusters": pop})
 
     @app.page("/ready")
     class ReadyView(web.View):

@@ -25,3 +25,8 @@ class ClusterEvent(BaseModel):
     related: list[str] = Field(
         default_factory=list, description="merge: the absorbed cluster ids; split: the new one."
     )
+    centroid_f16: str | None = Field(
+        None,
+        description="The cluster's unit centroid after the change: base64 of little-endian "
+        "float16 (absent when the cluster emptied). Population aggregation reads it.",
+    )

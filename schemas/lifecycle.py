@@ -22,10 +22,16 @@ class AccessEvent(BaseModel):
         None, description="Simulation time of the recall (POSIX s); none = the agent's clock."
     )
     query: str | None = None
+    outcome: Literal["success", "failure"] | None = Field(
+        None,
+        description="The agent used what it recalled (a procedure) and it worked or not; a "
+        "success reinforces a procedural memory once more.",
+    )
 
 
 class LifecycleEvent(BaseModel):
-    """``argos.memory.lifecycle``: one memory moved from one state to another."""
+    """``argos.memory.lifecycle``: one memory moved from one state to another, or (with
+    ``from_state == to_state`` and ``cause="duplicate"``) was strengthened by a near-duplicate."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="LifecycleEvent")
 
@@ -39,3 +45,13 @@ class LifecycleEvent(BaseModel):
     retention: float = Field(ge=0, le=1, description="R = exp(-dt/S) at the transition.")
     stability_s: float = Field(gt=0, description="Stability S in event-time seconds.")
     recalls: int = Field(ge=0)
+    cause: Literal["created", "clock", "recall", "cluster", "duplicate"] | None = Field(
+        None,
+        description="Why: created; clock (retention or idleness on event time); recall "
+        "(recalled often); cluster (inside a stable cluster); duplicate (a near-copy arrived).",
+    )
+    related: list[str] = Field(
+        default_factory=list,
+        description="duplicate: the near-copy's memory id (not stored); consolidated by cluster: "
+        "the cluster id and the derived semantic memory id.",
+    )

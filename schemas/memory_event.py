@@ -101,6 +101,14 @@ class MemoryEvent(_Frozen):
     event_time: AwareDatetime = Field(
         description="Simulation time (RFC 3339 with offset); all lifecycle logic runs on it."
     )
+    derived_from: list[Identifier] | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="A memory distilled from others (e.g. a semantic memory consolidated from a "
+        "cluster of episodes): the ids of its sources. Such memories are not clustered or "
+        "de-duplicated again.",
+    )
     embedding: list[float] | None = Field(
         None,
         min_length=1,

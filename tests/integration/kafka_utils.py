@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from schemas import LifecycleEvent
+
 
 def read_topic(
     bootstrap: str,
@@ -38,3 +42,32 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def ledger(worker: WorkerProcess, namespace: str) -> dict[str, set[str]]:
+    """What the lifecycle topic says happened to ``namespace``'s memories: ids ``created``
+    (published ones and derived semantic ones), ``decayed``, ``archived``, and ``duplicates``
+    (near-copies folded into an earlier memory, never stored)."""
+    topic = worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.lifecycle"
+    out: dict[str, set[str]] = {k: set() for k in ("created", "decayed", "archived", "duplicates")}
+    for r in read_topic(worker.bootstrap, topic, timeout=30):
+        e = LifecycleEvent.model_validate_json(r.value)  # type: ignore[attr-defined]
+        if e.namespace != namespace:
+            continue
+        if e.cause == "duplicate":
+            out["duplicates"].update(e.related)
+        elif e.to_state == "active" and e.from_state == "created":
+            out["created"].add(e.memory_id)
+        elif e.to_state in ("decayed", "archived"):
+            out[e.to_state].add(e.memory_id)
+    return out
+
+
+def expected_in_store(
+    worker: WorkerProcess, client: MemoryClient, namespace: str, n: int, clustered_before: int
+) -> int:
+    """How many of ``n`` just-published memories of ``namespace`` belong in the hot store: all
+    but the near-duplicates the memory stage folded into earlier memories, counted from the
+    lifecycle topic once the memory stage has handled all ``n``."""
+    client.wait_counter("clustered", clustered_before + n, timeout=180)
+    return n - len(ledger(worker, namespace)["duplicates"])

@@ -40,7 +40,7 @@ def _lifecycle(worker: WorkerProcess, until: Callable[[list], bool]) -> list[Lif
     return parse(read_topic(worker.bootstrap, topic, until=lambda r: until(parse(r)), timeout=90))
 
 
-def test_recalled_memory_consolidates_forgotten_one_decays_and_is_gone(
+def test_recalled_memory_consolidates_and_is_archived_forgotten_one_decays_and_is_gone(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     worker = start_worker()
@@ -79,9 +79,20 @@ def test_recalled_memory_consolidates_forgotten_one_decays_and_is_gone(
         ("new", "created", "active"),
     } <= moves
     assert ("kept", "active", "decayed") not in moves
+
+    # consolidated and idle for 60 days (> archive_idle): moved to the archive collection
+    def archived(evs: list[LifecycleEvent]) -> bool:
+        return ("kept", "consolidated", "archived") in {
+            (e.memory_id, e.from_state, e.to_state) for e in evs
+        }
+
+    assert archived(_lifecycle(worker, archived))
     deadline = time.monotonic() + 30
-    while client.count(NS) != 2 and time.monotonic() < deadline:
+    while (client.count(NS), client.count(NS, archive=True)) != (1, 1):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.5)
-    assert client.count(NS) == 2  # 'old' left the hot collection
+    # 'old' left the hot collection, 'kept' moved to the archive, 'new' is hot
+    assert (client.count(NS), client.count(NS, archive=True)) == (1, 1)
     hits = client.recall(NS, "ann", "counting sheep in a meadow", k=10).hits
     assert "old" not in {h.memory_id for h in hits}

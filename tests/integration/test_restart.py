@@ -13,8 +13,7 @@ from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
-from schemas import LifecycleEvent
-from tests.integration.kafka_utils import read_topic
+from tests.integration.kafka_utils import ledger
 
 pytestmark = pytest.mark.integration
 
@@ -36,30 +35,24 @@ def _clusters(client: MemoryClient, agents: set[str]) -> dict[str, list[tuple]]:
     }
 
 
-def _wait(worker: WorkerProcess, timeout: float = 180) -> int:
-    """Until the clusters hold N members and every memory is accounted for: in the store or
-    decayed (a tombstone on the lifecycle topic). Returns the store count."""
+def _wait(worker: WorkerProcess, timeout: float = 180) -> tuple[int, dict[str, set[str]]]:
+    """Until the memory stage handled all N and every published memory is accounted for by the
+    lifecycle topic: created or folded into an earlier one as a near-duplicate; and the hot
+    store holds exactly the created ones that did not decay or move to the archive. Returns the
+    store count and the ledger."""
     client = MemoryClient(worker.url)
-    agents = {e.agent_id for e in _events()}
+    published = {e.memory_id for e in _events()}
+    client.wait_counter("clustered", N, timeout=timeout)
     deadline = time.monotonic() + timeout
-    count = -1
+    count, book = -1, ledger(worker, NS)
     while time.monotonic() < deadline:
-        placed = sum(s for c in _clusters(client, agents).values() for _, s, _ in c)
-        count = client.count(NS)
-        if placed >= N and count + len(_decayed(worker)) == N:
-            return count
+        count, book = client.count(NS), ledger(worker, NS)
+        accounted = (book["created"] & published) | book["duplicates"]
+        live = book["created"] - book["decayed"] - book["archived"]
+        if accounted == published and count == len(live):
+            break
         time.sleep(1.0)
-    return count
-
-
-def _decayed(worker: WorkerProcess) -> set[str]:
-    topic = worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.lifecycle"
-    recs = read_topic(worker.bootstrap, topic, timeout=10)
-    return {
-        ev.memory_id
-        for ev in (LifecycleEvent.model_validate_json(r.value) for r in recs)
-        if ev.to_state == "decayed"
-    }
+    return count, book
 
 
 def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
@@ -73,9 +66,8 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
     with MemoryPublisher(ref.bootstrap, ref.env["ARGOS_TOPIC_PREFIX"] + ".memory.events") as pub:
         pub.publish_many(events)
     ref_client = MemoryClient(ref.url)
-    ref_count = _wait(ref)
+    ref_count, ref_book = _wait(ref)
     expected = _clusters(ref_client, agents)
-    expected_decayed = _decayed(ref)
 
     # the victim: killed with SIGKILL while the stream is flowing, then restarted
     data_dir: Path = tmp_path_factory.mktemp("victim")
@@ -93,15 +85,22 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
 
     again = start_worker(topic_prefix=prefix, data_dir=data_dir, extra_env=FAST_FORGETTING)
     client = MemoryClient(again.url)
-    stored = _wait(again)
-    decayed = _decayed(again)
+    stored, book = _wait(again)
+    published = {e.memory_id for e in events}
     print(
-        f"killed after {before_kill['stored']} stored; after restart: {stored} in the store "
-        f"+ {len(decayed)} decayed (uninterrupted: {ref_count} + {len(expected_decayed)})"
+        f"killed after {before_kill['stored']} stored; after restart: {stored} in the store, "
+        + ", ".join(f"{len(v)} {k}" for k, v in book.items())
+        + f" (uninterrupted: {ref_count} in the store, "
+        + ", ".join(f"{len(v)} {k}" for k, v in ref_book.items())
+        + ")"
     )
-    assert stored + len(decayed) == N  # nothing lost, no duplicate rows (upserts by key)
-    assert stored == ref_count and decayed == expected_decayed  # same lifecycle, too
-    assert len(decayed) > 0
+    # nothing lost: every published memory was created or strengthened an earlier one
+    assert (book["created"] & published) | book["duplicates"] == published
+    assert book["created"].isdisjoint(book["duplicates"])
+    # no duplicate rows (upserts by key): the store holds exactly the live memories
+    assert stored == len(book["created"] - book["decayed"] - book["archived"])
+    assert (stored, book) == (ref_count, ref_book)  # the same lifecycle as without the kill
+    assert book["decayed"] and book["duplicates"]
     got = _clusters(client, agents)
     for a in sorted(agents):
         if got[a] != expected[a]:

@@ -29,6 +29,7 @@ from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
 from schemas import MemoryEvent, parse_memory_event
+from tests.integration.kafka_utils import expected_in_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -235,9 +236,10 @@ def test_typescript_events_are_stored_like_python_ones(
     assert json.loads(proc.stdout.strip().splitlines()[-1])["published"] == len(ts_half)
     with MemoryPublisher(worker.bootstrap, f"{prefix}.memory.events") as pub:
         pub.publish_many(py_half)
-    client.wait_stored("ts-e2e", len(events), timeout=120)
+    expected = expected_in_store(worker, client, "ts-e2e", len(events), 0)
+    client.wait_stored("ts-e2e", expected, timeout=120)
     time.sleep(1.0)
-    assert client.count("ts-e2e") == len(events)
+    assert client.count("ts-e2e") == expected
     for ev in (ts_half[0], py_half[0]):
         hits = client.recall("ts-e2e", ev.agent_id, ev.content, k=1).hits
         assert hits[0].memory_id == ev.memory_id and hits[0].score > 0.99
