@@ -47,6 +47,7 @@ from pipelines.stage_batches import (
 )
 from pipelines.stats import StageStats
 from pipelines.store import MilvusStore, VectorStore
+from pipelines.topics_admin import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def create_app(
             use_partitioner=True,
         )
 
-    memory_table = pipe.memory_table = state_table("memory")
-    population_table = pipe.population_table = state_table("population")
+    memory_table = pipe.memory_table = state_table(TABLES[0])
+    population_table = pipe.population_table = state_table(TABLES[1])
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name
     # New memories and recalls, in one stream, so each agent's memory is one state.
@@ -252,23 +253,47 @@ def create_app(
             finisher.cancel()
 
     agent_cache: LRUCache[bytes, Any] = LRUCache(settings.memory_cache_agents)
-    watermarks: dict[str, float] = {}  # namespace -> latest agent clock seen here
+    # namespace -> source partition -> [latest event time, wall time it last delivered]
+    marks: dict[str, dict[int, list[float]]] = {}
     swept: dict[str, float] = {}  # namespace -> watermark of the last sweep
 
-    def sweep_plan() -> tuple[dict[str, float], list[bytes]]:
-        """Namespaces whose watermark (latest clock minus the allowed lateness) moved on by a
-        sweep interval, and this worker's agents to settle up to it (silent ones included)."""
-        due = {
-            ns: w - settings.watermark_lateness_s
-            for ns, w in watermarks.items()
-            if w - settings.watermark_lateness_s - swept.get(ns, -math.inf)
-            >= settings.sweep_every_s
-        }
-        if not due:
+    def watermark(ns: str, owned: set[int], now: float) -> float:
+        """The namespace's event-time watermark on this worker: the least of its partitions'
+        latest event times (a partition that lags holds it back), ignoring partitions idle for
+        ``partition_idle_s`` (they have nothing pending), minus the allowed lateness. A
+        partition not heard from yet counts as -inf until it idles out."""
+        per = marks.setdefault(ns, {})
+        for p in owned:
+            per.setdefault(p, [-math.inf, now])
+        live = [m[0] for p, m in per.items() if p in owned]
+        busy = [
+            m[0] for p, m in per.items() if p in owned and now - m[1] <= settings.partition_idle_s
+        ]
+        low = min(busy) if busy else max(live, default=-math.inf)
+        return low - settings.watermark_lateness_s
+
+    settled: set[bytes] = set()  # agents whose last outbox this process saw go out
+    scanned: list[frozenset[int]] = [frozenset()]  # partitions already scanned for outboxes
+
+    def extra_keys() -> tuple[dict[str, float], list[bytes]]:
+        """Agents to load beside this batch's: after an assignment, every agent of the new
+        partitions (their last effects may have been cut off by a crash); and, when a
+        namespace's watermark moved a sweep interval, every agent of this worker's partitions,
+        to settle silent ones up to it."""
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == embedded_name}
+        now = time.time()
+        due = {}
+        for ns in marks:
+            w = watermark(ns, owned, now)
+            if w - swept.get(ns, -math.inf) >= settings.sweep_every_s:
+                due[ns] = w
+        fresh = frozenset(owned) - scanned[0]
+        if not due and not fresh:
             return {}, []
         swept.update(due)
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == embedded_name}
-        keys = [k for k in list(memory_table.keys()) if partition_of(k, parts) in owned]
+        scanned[0] = frozenset(owned)
+        wanted = owned if due else fresh
+        keys = [k for k in list(memory_table.keys()) if partition_of(k, parts) in wanted]
         return due, keys
 
     @app.agent(memory_src, concurrency=1, name="argos.memory")
@@ -281,8 +306,8 @@ def create_app(
             records = [_record(e) for e in batch]
             keys = {r.key for r in records if r.key is not None}
             try:
-                sweep, silent = sweep_plan()
-                states = {k: memory_table.get(k) for k in keys | set(silent)}
+                sweep, extra = extra_keys()
+                states = {k: memory_table.get(k) for k in keys | set(extra)}
                 out = await loop.run_in_executor(
                     pipe.memory_pool,
                     memory_batch,
@@ -295,6 +320,7 @@ def create_app(
                     pipe.embedder.name,
                     sweep,
                     agent_cache,
+                    settled,
                 )
                 for k, v in out.states.items():  # first: the store stage reads it (see there)
                     memory_table[k] = v
@@ -306,8 +332,11 @@ def create_app(
                 await _all(futs)
             except Exception as exc:
                 exit_unacked("memory", exc)
-            for ns, clock in out.clocks.items():
-                watermarks[ns] = max(watermarks.get(ns, 0.0), clock)
+            settled.update(states)
+            now = time.time()
+            for (ns, p), clock in out.clocks.items():
+                mark = marks.setdefault(ns, {}).setdefault(p, [-math.inf, now])
+                mark[0], mark[1] = max(mark[0], clock), now
             stats.note_memory_batch(out)
 
     async def apply_store_work(loop: asyncio.AbstractEventLoop, out: MemoryOut) -> None:

@@ -113,8 +113,14 @@ class Settings(BaseSettings):
     watermark_lateness_s: float = Field(
         3600.0,
         ge=0,
-        description="ARGOS_WATERMARK_LATENESS_S: how far behind a namespace's latest event time "
-        "its watermark runs; silent agents are settled up to the watermark.",
+        description="ARGOS_WATERMARK_LATENESS_S: how far a namespace's watermark trails the "
+        "least of its partitions' latest event times; silent agents are settled up to it.",
+    )
+    partition_idle_s: float = Field(
+        5.0,
+        gt=0,
+        description="ARGOS_PARTITION_IDLE_S: wall-clock seconds without records after which a "
+        "partition no longer holds its namespace's watermark back.",
     )
     sweep_every_s: float = Field(
         600.0, gt=0, description="ARGOS_SWEEP_EVERY_S: watermark advance (event time) per sweep."

@@ -8,7 +8,7 @@ for the GIL on a 2-core machine).
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Container, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,10 +82,13 @@ class MemoryOut:
     forget: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) off the hot store
     archive: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) to the archive
     dead: list[KV] = field(default_factory=list)
-    clocks: dict[str, float] = field(default_factory=dict)  # namespace -> latest agent clock
+    # (namespace, source partition) -> the latest event time among this batch's records
+    clocks: dict[tuple[str, int], float] = field(default_factory=dict)
     inputs: int = 0
     memories: int = 0  # embedded records among the inputs
     strengthened: int = 0
+    derived_count: int = 0
+    replayed: int = 0  # agents whose cut-off effects were sent again
     cluster_kinds: dict[str, int] = field(default_factory=dict)
     lifecycle_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -100,6 +103,7 @@ def memory_batch(
     model: str = "derived",
     sweep: dict[str, float] | None = None,
     cache: MutableMapping[bytes, Any] | None = None,
+    settled: Container[bytes] | None = None,
 ) -> MemoryOut:
     """New memories (embedded topic) and recalls (access topic) through each agent's memory
     (``pipelines.memory_state``): lifecycle, clusters, near-duplicates, consolidation.
@@ -111,7 +115,9 @@ def memory_batch(
     distillation needs and this process has not seen (after a restart). ``cache`` (a bounded
     mapping the caller keeps between batches) holds the live ``AgentMemory`` objects with the
     state bytes they were saved as, so an agent whose table value is unchanged is neither
-    parsed again nor stripped of its vector cache.
+    parsed again nor stripped of its vector cache. ``settled`` names the agents whose last
+    outbox this process knows went out; for every other agent in ``states`` the saved outbox
+    (see ``OUTBOX``) is sent again -- pass None to never replay.
     """
     import json
 
@@ -151,11 +157,14 @@ def memory_batch(
                 am, fx = memory(ev.agent_id.encode(), ev.namespace, ev.agent_id)
                 am.on_memory(ev, m.vector(), fx)
                 out.memories += 1
+                ts, ns = ev.event_ts, ev.namespace
             else:
                 a = AccessEvent.model_validate_json(rec.value or b"")
                 am, fx = memory(a.agent_id.encode(), a.namespace, a.agent_id)
-                ts = am.clock if a.event_ts is None else a.event_ts
+                ts, ns = (am.clock if a.event_ts is None else a.event_ts), a.namespace
                 am.on_access(a.memory_ids, ts, a.outcome == "success", fx)
+            part = (ns, rec.partition)
+            out.clocks[part] = max(out.clocks.get(part, ts), ts)
         except (ValidationError, ValueError) as exc:
             err = InvalidEventError(f"not a valid memory-stage input: {str(exc)[:500]}")
             out.dead.append(_dead(rec, err, "memory", now))
@@ -164,28 +173,65 @@ def memory_batch(
             continue
         load(key)
         for ns, st in sorted(raw_states[key].items()):
-            if ns in sweep and st["due"] is not None and st["due"] <= sweep[ns]:
+            if ns != OUTBOX and ns in sweep and st["due"] is not None and st["due"] <= sweep[ns]:
                 am, fx = memory(key, ns, st["clusters"]["agent_id"])
                 am.settle(sweep[ns], fx)
+    boxes: dict[bytes, dict[str, list[Any]]] = {}
+    if settled is not None:  # effects a crash may have cut off: send them again
+        for key, raw in sorted(states.items()):
+            if raw and key not in settled:
+                load(key)
+                box = raw_states[key].get(OUTBOX)
+                if box:
+                    _send(out, box)
+                    boxes[key] = box
+                    out.replayed += 1
     for (key, ns), fx in sorted(fxs.items()):
-        _collect(out, key, ns, fx, model, now)
+        box = boxes.setdefault(key, {})
+        _send(out, _collect(key, ns, fx, model, now, box, out))
     for key in sorted({k for k, _ in fxs}):  # save the agents this batch touched
         merged = raw_states[key]
         for ns, am in loaded[key].items():
             merged[ns] = am.to_state()
-            out.clocks[ns] = max(out.clocks.get(ns, 0.0), am.clock)
+        if boxes.get(key):
+            merged[OUTBOX] = boxes[key]
+        else:
+            merged.pop(OUTBOX, None)
         out.states[key] = json.dumps(merged, sort_keys=True).encode()
         if cache is not None:
             cache[key] = (out.states[key], merged, loaded[key])
     return out
 
 
-def _collect(out: MemoryOut, key: bytes, ns: str, fx: Effects, model: str, now: float) -> None:
-    """Turn one agent's effects into records and store work."""
+# Key (inside an agent's saved state) of the effects its last batch produced. The state is
+# written before those effects go out, so a crash in between leaves them here, and the next
+# process sends them again (at-least-once outputs; every consumer is idempotent). Namespaces
+# cannot start with "_", so it never clashes with one.
+OUTBOX = "_outbox"
+
+
+def _collect(
+    key: bytes,
+    ns: str,
+    fx: Effects,
+    model: str,
+    now: float,
+    box: dict[str, list[Any]],
+    out: MemoryOut,
+) -> dict[str, list[Any]]:
+    """One agent's effects as records and store work, appended to its outbox ``box``; returns
+    just these (to send), counting them in ``out``."""
     from pipelines.population import encode_centroid
 
+    new: dict[str, list[Any]] = {
+        "lifecycle": [],
+        "clusters": [],
+        "derived": [],
+        "forget": [],
+        "archive": [],
+    }
     for t in fx.transitions:
-        out.lifecycle.append((key, t.model_dump_json().encode()))
+        new["lifecycle"].append([key.decode(), t.model_dump_json()])
         out.lifecycle_kinds[t.to_state] = out.lifecycle_kinds.get(t.to_state, 0) + 1
     for ch in fx.cluster:
         ev = ClusterEvent(
@@ -201,14 +247,29 @@ def _collect(out: MemoryOut, key: bytes, ns: str, fx: Effects, model: str, now: 
             related=list(ch.related),
             centroid_f16=encode_centroid(ch.centroid) if ch.centroid is not None else None,
         )
-        out.clusters.append((ns.encode(), ev.model_dump_json().encode()))
+        new["clusters"].append([ns, ev.model_dump_json()])
         out.cluster_kinds[ch.kind] = out.cluster_kinds.get(ch.kind, 0) + 1
     for ev, vec in fx.derived:
-        rec = EmbeddedMemory.build(ev, vec, model, now)
-        out.derived.append((key, rec.model_dump_json().encode()))
-    out.forget += [(ns, mid) for mid in fx.forget]
-    out.archive += [(ns, mid) for mid in fx.archive]
+        new["derived"].append(
+            [key.decode(), EmbeddedMemory.build(ev, vec, model, now).model_dump_json()]
+        )
+    new["forget"] = [[ns, mid] for mid in fx.forget]
+    new["archive"] = [[ns, mid] for mid in fx.archive]
     out.strengthened += fx.strengthened
+    out.derived_count += len(fx.derived)
+    for name, items in new.items():
+        if items:
+            box.setdefault(name, []).extend(items)
+    return new
+
+
+def _send(out: MemoryOut, box: dict[str, list[Any]]) -> None:
+    """Queue an outbox's records and store work on ``out``."""
+    out.lifecycle += [(k.encode(), v.encode()) for k, v in box.get("lifecycle", [])]
+    out.clusters += [(k.encode(), v.encode()) for k, v in box.get("clusters", [])]
+    out.derived += [(k.encode(), v.encode()) for k, v in box.get("derived", [])]
+    out.forget += [(ns, mid) for ns, mid in box.get("forget", [])]
+    out.archive += [(ns, mid) for ns, mid in box.get("archive", [])]
 
 
 def _lookup(store: VectorStore | None, namespace: str, wait_s: float = 60.0) -> Lookup | None:
@@ -256,5 +317,6 @@ def forgotten_in(states: dict[bytes, bytes | None]) -> set[tuple[str, str]]:
     for raw in states.values():
         if raw:
             for ns, st in json.loads(raw).items():
-                gone.update((ns, mid) for mid in forgotten_ids(st))
+                if ns != OUTBOX:
+                    gone.update((ns, mid) for mid in forgotten_ids(st))
     return gone

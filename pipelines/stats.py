@@ -31,6 +31,7 @@ class StageStats:
     archived: int = 0
     strengthened: int = 0  # near-duplicates that reinforced a memory instead of being stored
     derived: int = 0  # semantic memories distilled from stable clusters
+    replayed_outboxes: int = 0  # agents whose effects a crash cut off, sent again
     population_inputs: int = 0
     population_kinds: dict[str, int] = field(default_factory=dict)
     recalls: int = 0
@@ -48,10 +49,11 @@ class StageStats:
         self.dead_lettered += len(out.dead)
         self.lifecycle_events += len(out.lifecycle)
         self.cluster_changes += len(out.clusters)
-        self.decayed += len(out.forget) - out.strengthened
-        self.archived += len(out.archive)
+        self.decayed += out.lifecycle_kinds.get("decayed", 0)
+        self.archived += out.lifecycle_kinds.get("archived", 0)
         self.strengthened += out.strengthened
-        self.derived += len(out.derived)
+        self.derived += out.derived_count
+        self.replayed_outboxes += out.replayed
         for kind, n in out.cluster_kinds.items():
             self.cluster_kinds[kind] = self.cluster_kinds.get(kind, 0) + n
         for state, n in out.lifecycle_kinds.items():

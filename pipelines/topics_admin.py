@@ -18,8 +18,19 @@ from schemas import TOPICS
 log = logging.getLogger(__name__)
 
 
+# The worker's state tables (``pipelines.app``); Faust names their changelogs
+# ``<app_id>-<table>-changelog``.
+TABLES = ("memory", "population")
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    return [f"{settings.app_id}-{settings.topic_prefix}-{t}-changelog" for t in TABLES]
+
+
 def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
-    """Create every registry topic that is missing; returns the names created."""
+    """Create every registry topic and table changelog that is missing; returns the names
+    created. Changelogs too: Faust declares them itself, but a table written before the
+    producer's metadata knows its new changelog fails (seen with a fast first batch)."""
     assert settings.kafka_bootstrap_servers  # noqa: S101 - callers resolve it first
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
     try:
@@ -40,6 +51,16 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
                     },
                 )
             )
+        for name in changelog_topics(settings):
+            if name not in existing:
+                wanted.append(
+                    NewTopic(
+                        name,
+                        num_partitions=settings.topic_partitions,
+                        replication_factor=replication_factor,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
+                )
         created = []
         for nt in wanted:  # one by one: another worker may create the same topic concurrently
             try:

@@ -96,3 +96,46 @@ def test_recalled_memory_consolidates_and_is_archived_forgotten_one_decays_and_i
     assert (client.count(NS), client.count(NS, archive=True)) == (1, 1)
     hits = client.recall(NS, "ann", "counting sheep in a meadow", k=10).hits
     assert "old" not in {h.memory_id for h in hits}
+
+
+FORGE = [
+    "I hammered a hot iron bar on the anvil at the forge",
+    "The blacksmith showed me how to quench a blade in oil",
+    "I pumped the bellows to heat the forge fire for the smith",
+    "We forged iron nails from a rod at the blacksmith's anvil",
+    "The smith tempered a new sword blade in the forge",
+    "I repaired a horseshoe with the blacksmith at his anvil",
+]
+
+
+def test_stable_cluster_is_distilled_and_near_copy_strengthens(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Episodes of one theme, an hour apart, form a stable cluster: they consolidate and a
+    semantic memory derived from them is stored and recallable; a near-copy is not stored."""
+    stable = {"ARGOS_STABLE_SIZE": "4", "ARGOS_STABLE_AGE_S": "3600", "ARGOS_STABLE_MIN": "0"}
+    worker = start_worker(extra_env={"ARGOS_CLUSTER_JOIN": "0.3", **stable})
+    client = MemoryClient(worker.url)
+    topic = worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.events"
+    events = [_ev(f"f{i}", text, T0 + timedelta(hours=i)) for i, text in enumerate(FORGE)]
+    copy = _ev("copy", FORGE[0] + ".", T0 + timedelta(hours=len(FORGE)))
+    with MemoryPublisher(worker.bootstrap, topic) as pub:
+        pub.publish_many([*events, copy])
+
+    def distilled(evs: list[LifecycleEvent]) -> bool:
+        return any(e.cause == "cluster" for e in evs) and any(e.cause == "duplicate" for e in evs)
+
+    evs = _lifecycle(worker, distilled)
+    by_cluster = [e for e in evs if e.cause == "cluster"]
+    sem_id = by_cluster[0].related[1]
+    assert sem_id.startswith("sem:") and {e.to_state for e in by_cluster} == {"consolidated"}
+    assert [(e.memory_id, e.related) for e in evs if e.cause == "duplicate"] == [("f0", ["copy"])]
+    # the derived memory went through the store like any other: recallable as semantic
+    deadline = time.monotonic() + 60
+    hits: list = []
+    while not hits and time.monotonic() < deadline:
+        hits = client.recall(NS, "ann", "working iron at a forge", k=3, types=["semantic"]).hits
+        time.sleep(0.5)
+    assert [h.memory_id for h in hits] == [sem_id]
+    assert "forge" in hits[0].content or "anvil" in hits[0].content
+    assert client.count(NS) == len(FORGE) + 1  # the episodes + the semantic memory, no copy
