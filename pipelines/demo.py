@@ -155,7 +155,9 @@ def _run(
                 + f" near-dup {int(s['strengthened']) - strong0}",
             )
             clustered = int(s["clustered"]) - clustered0
-            if not thread.is_alive() and min(stored, clustered, lived) >= events and dead >= bad:
+            # derived semantic memories go through the store and memory stages too
+            target = events + int(s["derived"]) - derived0
+            if not thread.is_alive() and min(stored, clustered) >= target and dead >= bad:
                 break
         stop.set()
     thread.join()

@@ -8,14 +8,15 @@ a bug in an agent shows up at its call site, not only in the dead-letter topic.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
 
 from pipelines.errors import ConfigurationError, InvalidEventError
-from schemas import MemoryEvent, parse_memory_event
+from schemas import AccessEvent, MemoryEvent, parse_memory_event
 
 DEFAULT_TOPIC = "argos.memory.events"
 
@@ -68,6 +69,31 @@ class MemoryPublisher:
         )
         self.published += 1
         return fut
+
+    def report_use(
+        self,
+        namespace: str,
+        agent_id: str,
+        memory_ids: Sequence[str],
+        success: bool,
+        event_time: datetime | None = None,
+    ) -> Any:
+        """Tell the memory that the agent used these memories (followed a procedure, acted on a
+        fact) and whether it worked, on ``<prefix>.memory.access``: a use counts as a recall, and
+        a success reinforces a procedural memory once more."""
+        if not self.topic.endswith(".memory.events"):
+            raise ConfigurationError(f"cannot derive the access topic from {self.topic!r}")
+        access = AccessEvent(
+            namespace=namespace,
+            agent_id=agent_id,
+            memory_ids=list(memory_ids),
+            event_ts=event_time.timestamp() if event_time else None,
+            outcome="success" if success else "failure",
+        )
+        topic = self.topic.removesuffix(".memory.events") + ".memory.access"
+        return self._producer.send(
+            topic, key=agent_id.encode(), value=access.model_dump_json().encode()
+        )
 
     def publish_raw(self, key: bytes | None, value: bytes) -> Any:
         """Send bytes as they are (no validation): for other producers' payloads and tests."""

@@ -139,3 +139,32 @@ def test_stable_cluster_is_distilled_and_near_copy_strengthens(
     assert [h.memory_id for h in hits] == [sem_id]
     assert "forge" in hits[0].content or "anvil" in hits[0].content
     assert client.count(NS) == len(FORGE) + 1  # the episodes + the semantic memory, no copy
+
+
+def test_a_procedure_that_works_is_reinforced_more_than_one_that_fails(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    worker = start_worker()
+    topic = worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.events"
+    skills = {"works": "How to light a fire with flint", "fails": "How to catch fish by hand"}
+    with MemoryPublisher(worker.bootstrap, topic) as pub:
+        for mid, text in skills.items():
+            ev = _ev(mid, text, T0).model_copy(
+                update={"type": MemoryType.procedural, "steps": ["try", "again"]}
+            )
+            pub.publish(ev)
+        pub.flush()
+        assert MemoryClient(worker.url).wait_stored(NS, 2, timeout=60) == 2
+        for h in (1, 2, 3):  # used three times each: both consolidate (three recalls)
+            for mid in skills:
+                when = T0 + timedelta(hours=h)
+                pub.report_use(NS, "ann", [mid], success=mid == "works", event_time=when)
+
+    def both(evs: list[LifecycleEvent]) -> bool:
+        return {e.memory_id for e in evs if e.to_state == "consolidated"} == set(skills)
+
+    consolidated = {
+        e.memory_id: e for e in _lifecycle(worker, both) if e.to_state == "consolidated"
+    }
+    assert consolidated["works"].recalls == consolidated["fails"].recalls == 3
+    assert consolidated["works"].stability_s > consolidated["fails"].stability_s
