@@ -106,7 +106,9 @@ def _run(
     base = client.stats()
     dead0, stored0 = int(base["dead_lettered"]), int(base["stored"])
     clustered0, lived0 = int(base["clustered"]), int(base["lifecycle_inputs"])
-    decayed0, strong0, derived0 = (int(base[k]) for k in ("decayed", "strengthened", "derived"))
+    decayed0, strong0, derived0, rederived0 = (
+        int(base[k]) for k in ("decayed", "strengthened", "derived", "rederived")
+    )
     stop = threading.Event()
     pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
     thread = threading.Thread(
@@ -156,7 +158,7 @@ def _run(
             )
             clustered = int(s["clustered"]) - clustered0
             # derived semantic memories go through the store and memory stages too
-            target = events + int(s["derived"]) - derived0
+            target = events + int(s["derived"]) + int(s["rederived"]) - derived0 - rederived0
             if not thread.is_alive() and min(stored, clustered) >= target and dead >= bad:
                 break
         stop.set()

@@ -70,6 +70,7 @@ class Effects:
     forget: list[str] = field(default_factory=list)  # delete from the hot store
     archive: list[str] = field(default_factory=list)  # move to the archive collection
     derived: list[tuple[MemoryEvent, np.ndarray]] = field(default_factory=list)
+    new_semantic: int = 0  # derived memories that are new (the rest re-distil an earlier one)
     strengthened: int = 0
 
 
@@ -266,6 +267,7 @@ class AgentMemory:
                 self._reinforce(self.lives[sem_id], t, False, fx, cause=None, related=[])
         else:
             self._create(sem_id, "semantic", importance, arousal, t, fx)
+            fx.new_semantic += 1
         return sem_id
 
     # -- lookups ------------------------------------------------------------------------------

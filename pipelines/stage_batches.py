@@ -87,7 +87,8 @@ class MemoryOut:
     inputs: int = 0
     memories: int = 0  # embedded records among the inputs
     strengthened: int = 0
-    derived_count: int = 0
+    derived_count: int = 0  # new semantic memories
+    rederived_count: int = 0  # semantic memories distilled again (same id, new content)
     replayed: int = 0  # agents whose cut-off effects were sent again
     cluster_kinds: dict[str, int] = field(default_factory=dict)
     lifecycle_kinds: dict[str, int] = field(default_factory=dict)
@@ -256,7 +257,8 @@ def _collect(
     new["forget"] = [[ns, mid] for mid in fx.forget]
     new["archive"] = [[ns, mid] for mid in fx.archive]
     out.strengthened += fx.strengthened
-    out.derived_count += len(fx.derived)
+    out.derived_count += fx.new_semantic
+    out.rederived_count += len(fx.derived) - fx.new_semantic
     for name, items in new.items():
         if items:
             box.setdefault(name, []).extend(items)

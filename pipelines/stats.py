@@ -30,7 +30,8 @@ class StageStats:
     decayed: int = 0  # deleted from the hot collection on decay
     archived: int = 0
     strengthened: int = 0  # near-duplicates that reinforced a memory instead of being stored
-    derived: int = 0  # semantic memories distilled from stable clusters
+    derived: int = 0  # new semantic memories distilled from stable clusters
+    rederived: int = 0  # semantic memories distilled again as their cluster grew
     replayed_outboxes: int = 0  # agents whose effects a crash cut off, sent again
     population_inputs: int = 0
     population_kinds: dict[str, int] = field(default_factory=dict)
@@ -53,6 +54,7 @@ class StageStats:
         self.archived += out.lifecycle_kinds.get("archived", 0)
         self.strengthened += out.strengthened
         self.derived += out.derived_count
+        self.rederived += out.rederived_count
         self.replayed_outboxes += out.replayed
         for kind, n in out.cluster_kinds.items():
             self.cluster_kinds[kind] = self.cluster_kinds.get(kind, 0) + n
