@@ -36,6 +36,9 @@ from pipelines.errors import ConfigurationError, StoreUnavailableError
 from pipelines.ingest import RawRecord
 from pipelines.memory_state import MemoryParams
 from pipelines.population import PopulationParams, population_batch
+from pipelines.recall import RecallService
+from pipelines.recall_cache import RecallCache
+from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
 from pipelines.stage_batches import (
     BatchOut,
@@ -46,7 +49,7 @@ from pipelines.stage_batches import (
     parse_embedded,
 )
 from pipelines.stats import StageStats
-from pipelines.store import MilvusStore, VectorStore
+from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.topics_admin import TABLES
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class Pipeline:
     archive: VectorStore
     memory_params: MemoryParams
     population_params: PopulationParams
+    recall: RecallService
     memory_table: Any = None
     population_table: Any = None
     access_topic: str = ""
@@ -145,6 +149,21 @@ def create_app(
         memory_pool=ThreadPoolExecutor(1, thread_name_prefix="memory"),
         archive=archive_store,
         memory_params=settings.memory_params(),
+        recall=RecallService(
+            emb,
+            vstore,
+            archive_store,
+            settings.memory_params(),
+            ScoreWeights(
+                settings.recall_w_relevance, settings.recall_w_recency, settings.recall_w_importance
+            ),
+            RecallCache(
+                results_bytes=int(settings.l1_results_mb * 2**20),
+                records_bytes=1 << 20,
+                embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
+            ),
+            state_of=lambda key: pipe.memory_table.get(key) if pipe.memory_table else None,
+        ),
         population_params=PopulationParams(
             join_threshold=settings.population_join, merge_threshold=settings.population_merge
         ),
@@ -325,6 +344,7 @@ def create_app(
                 for k, v in out.states.items():  # first: the store stage reads it (see there)
                     memory_table[k] = v
                 await apply_store_work(loop, out)
+                await loop.run_in_executor(pipe.memory_pool, pipe.recall.learned, out)
                 futs = await produce(lifecycle_name, out.lifecycle)
                 futs += await produce(clusters_name, out.clusters)
                 futs += await produce(embedded_name, out.derived)
@@ -349,6 +369,11 @@ def create_app(
             async for attempt in store_retrying():
                 with attempt:
                     await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
+
+    def store_through(rows: list[StoredMemory]) -> None:
+        """Upsert into Milvus, then into the hot recall index (recallable once stored)."""
+        pipe.store.upsert(rows)
+        pipe.recall.stored(rows)
 
     def archive_move(ns: str, mids: list[str]) -> None:
         rows = pipe.store.get(ns, mids)
@@ -399,7 +424,7 @@ def create_app(
                         # store pool runs jobs in order, so a decay written after this read
                         # queues its delete after this upsert
                         live = drop_forgotten(rows, {k: memory_table.get(k) for k in agents})
-                        await loop.run_in_executor(pipe.store_pool, pipe.store.upsert, live)
+                        await loop.run_in_executor(pipe.store_pool, store_through, live)
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:

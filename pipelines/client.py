@@ -46,8 +46,14 @@ class MemoryClient:
         k: int = 10,
         types: Sequence[MemoryType | str] | None = None,
         event_time: datetime | None = None,
+        **filters: Any,
     ) -> RecallResponse:
-        """Top-k memories; ``event_time`` is the agent's simulation time of this recall."""
+        """Top-k memories, scored by relevance, recency and importance (each hit has its parts).
+
+        ``event_time`` is the agent's simulation time of this recall; ``filters`` are the other
+        ``RecallRequest`` fields: ``since``, ``until``, ``states``, ``include_archived``,
+        ``cluster_id``, ``tags``, ``near`` (``{"x", "y", "z"?, "radius"}``), ``weights``.
+        """
         req = RecallRequest(
             namespace=namespace,
             agent_id=agent_id,
@@ -55,10 +61,11 @@ class MemoryClient:
             k=k,
             types=[MemoryType(t) for t in types] if types else None,
             event_time=event_time,
+            **filters,
         )
         resp = self._http.post(
             "/recall",
-            content=req.model_dump_json(exclude_none=True),
+            content=req.model_dump_json(exclude_none=True, exclude_defaults=True),
             headers={"content-type": "application/json"},
         )
         return RecallResponse.model_validate(self._json(resp))

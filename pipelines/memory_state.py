@@ -71,6 +71,7 @@ class Effects:
     archive: list[str] = field(default_factory=list)  # move to the archive collection
     derived: list[tuple[MemoryEvent, np.ndarray]] = field(default_factory=list)
     new_semantic: int = 0  # derived memories that are new (the rest re-distil an earlier one)
+    lives: dict[str, MemoryLife] = field(default_factory=dict)  # every life that changed
     strengthened: int = 0
 
 
@@ -168,6 +169,7 @@ class AgentMemory:
         related: list[str],
     ) -> None:
         self.lives[new.memory_id] = new
+        fx.lives[new.memory_id] = new
         d = due(new, self.p.lifecycle)
         if d is not None:
             self.next_due = min(self.next_due, d[0])
@@ -317,7 +319,7 @@ class AgentMemory:
         am = cls(namespace, agent_id, params, lookup)
         am.clock = float(state["clock"])
         am.next_due = math.inf if state["due"] is None else float(state["due"])
-        am.lives = {mid: _load_life(mid, raw) for mid, raw in state["m"].items()}
+        am.lives = {mid: load_life(mid, raw) for mid, raw in state["m"].items()}
         am.dups = dict(state["dups"])
         am.derived = {k: list(v) for k, v in state["derived"].items()}
         am.clusters = from_state(state["clusters"], am.p.clusters, am._vectors)
@@ -342,7 +344,7 @@ def _dump_life(life: MemoryLife) -> list[Any]:
     ]
 
 
-def _load_life(memory_id: str, raw: list[Any]) -> MemoryLife:
+def load_life(memory_id: str, raw: list[Any]) -> MemoryLife:
     state, kind, importance, arousal, recalls, reinforced, uses = raw
     return MemoryLife(
         memory_id, kind, importance, arousal, MemoryState(state), recalls, reinforced, uses

@@ -1,42 +1,132 @@
-"""Recall core: "what do I remember that is like X?" for one agent of one namespace."""
+"""Recall on a worker: "what do I remember like X, near here, lately?" for one agent.
+
+Three levels (the ArgOS seed's multi-level cache):
+
+- **L1** (``pipelines.recall_cache``): query results and query embeddings in byte-bounded LRUs.
+  A result is keyed by the agent's index version, so any change to one of the agent's memories
+  (stored, reinforced, decayed, clustered) makes its cached results unreachable.
+- **L2** (``pipelines.hot_index``): the agent's memories in RAM on the worker that owns the agent,
+  searched exactly with numpy (filters, then Generative-Agents-style scoring). Written through by
+  the store stage (a memory is recallable as soon as it is stored) and the memory stage (states,
+  stabilities, clusters); warmed from L3 the first time an agent is asked for after a start.
+- **L3**: Milvus, the hot collection and the archive collection (archived memories stay in L2
+  with their state and come back only when asked for).
+"""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pipelines.embed import Embedder
-from pipelines.store import VectorStore
-from schemas import RecallHit, RecallRequest, RecallResponse
+from pipelines.hot_index import HotIndex
+from pipelines.memory_state import MemoryParams, load_life
+from pipelines.recall_cache import RecallCache
+from pipelines.scoring import ScoreWeights
+from pipelines.stage_batches import MemoryOut
+from pipelines.store import StoredMemory, VectorStore
+from schemas import RecallRequest, RecallResponse
+
+StateOf = Callable[[bytes], bytes | None]  # agent key -> its saved memory-stage state
 
 
-def recall(req: RecallRequest, embedder: Embedder, store: VectorStore) -> RecallResponse:
-    """Top-k memories of ``req.agent_id`` in ``req.namespace`` by cosine similarity.
+class RecallService:
+    """L1 + L2 over L3 for the agents this worker owns."""
 
-    Namespace and agent are always part of the store filter, so a recall never sees another
-    namespace's memories.
-    """
-    t0 = time.perf_counter()
-    qvec = embedder.embed_many([req.query])[0]
-    hits = store.search(
-        qvec, namespace=req.namespace, agent_id=req.agent_id, k=req.k, types=req.types
-    )
-    return RecallResponse(
-        namespace=req.namespace,
-        agent_id=req.agent_id,
-        query=req.query,
-        hits=[
-            RecallHit(
-                memory_id=h.memory.memory_id,
-                agent_id=h.memory.agent_id,
-                namespace=h.memory.namespace,
-                type=h.memory.type,  # type: ignore[arg-type]
-                content=h.memory.content,
-                importance=h.memory.importance,
-                event_time=h.memory.event_time,
-                score=h.score,
-            )
-            for h in hits
-            if h.memory.namespace == req.namespace and h.memory.agent_id == req.agent_id
-        ],
-        took_ms=(time.perf_counter() - t0) * 1000.0,
-    )
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        archive: VectorStore,
+        params: MemoryParams,
+        weights: ScoreWeights,
+        cache: RecallCache,
+        state_of: StateOf,
+    ) -> None:
+        self.embedder, self.store, self.archive = embedder, store, archive
+        self.params, self.weights, self.cache = params, weights, cache
+        self.state_of = state_of
+        self.index = HotIndex(embedder.dim, params.lifecycle, weights)
+        self._warm: set[tuple[str, str]] = set()
+        self._warming = threading.Lock()
+        self.hits = self.misses = 0
+
+    # -- writes (from the stages) ---------------------------------------------------------------
+
+    def stored(self, rows: Sequence[StoredMemory]) -> None:
+        """Write-through from the store stage: recallable as soon as stored."""
+        self.index.upsert(rows)
+
+    def learned(self, out: MemoryOut) -> None:
+        """Write-through from the memory stage: states, stabilities and clusters."""
+        for ns, agent, mid, state, stability_s, reinforced, recalls in out.lives:
+            self.index.update_life(ns, agent, mid, state, stability_s, reinforced, recalls)
+        for ns, agent, mid, cid in out.members:
+            self.index.set_cluster(ns, agent, mid, cid)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def warm(self, namespace: str, agent_id: str) -> None:
+        """Load an agent from L3 into L2 once per process (rows of both collections, then the
+        lives and clusters the memory stage keeps for it)."""
+        key = (namespace, agent_id)
+        if key in self._warm:
+            return
+        with self._warming:
+            if key in self._warm:
+                return
+            rows = self.store.agent_rows(namespace, agent_id)
+            rows += self.archive.agent_rows(namespace, agent_id)
+            raw = self.state_of(agent_id.encode())
+            state = json.loads(raw).get(namespace) if raw else None
+            self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
+            if state is not None:
+                for mid, life_raw in state["m"].items():
+                    life = load_life(mid, life_raw)
+                    self.index.update_life(
+                        namespace,
+                        agent_id,
+                        mid,
+                        life.state.value,
+                        life.stability(self.params.lifecycle),
+                        life.reinforced_ts,
+                        life.recalls,
+                    )
+                for c in state["clusters"]["clusters"]:
+                    for mid in c["members"]:
+                        self.index.set_cluster(namespace, agent_id, mid, c["id"])
+            self._warm.add(key)
+
+    def recall(self, req: RecallRequest) -> RecallResponse:
+        t0 = time.perf_counter()
+        self.warm(req.namespace, req.agent_id)
+        generation = self.index.version(req.namespace, req.agent_id)
+        cached = self.cache.get(req, generation)
+        if cached is not None:
+            self.hits += 1
+            return cached.model_copy(update={"took_ms": (time.perf_counter() - t0) * 1000.0})
+        self.misses += 1
+        qvec = self.cache.embedding(req.query, self.embedder.embed_many)
+        hits = self.index.recall(req, qvec, self.weights)
+        resp = RecallResponse(
+            namespace=req.namespace,
+            agent_id=req.agent_id,
+            query=req.query,
+            hits=[h.to_recall_hit() for h in hits],
+            took_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+        self.cache.put(req, resp, generation)
+        return resp
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "l1_hits": self.hits,
+            "l1_misses": self.misses,
+            "l1": self.cache.stats(),
+            "l2_rows": len(self.index),
+            "l2_bytes": self.index.nbytes(),
+            "l2_agents_warm": len(self._warm),
+        }

@@ -137,6 +137,22 @@ class Settings(BaseSettings):
     population_merge: float = Field(
         0.9, ge=-1, le=1, description="ARGOS_POPULATION_MERGE: population centroids that merge."
     )
+    # Recall
+    recall_w_relevance: float = Field(
+        1.0, ge=0, description="ARGOS_RECALL_W_RELEVANCE: weight of cosine similarity."
+    )
+    recall_w_recency: float = Field(
+        0.5, ge=0, description="ARGOS_RECALL_W_RECENCY: weight of retention R at recall time."
+    )
+    recall_w_importance: float = Field(
+        0.3, ge=0, description="ARGOS_RECALL_W_IMPORTANCE: weight of the memory's importance."
+    )
+    l1_results_mb: float = Field(
+        32.0, gt=0, description="ARGOS_L1_RESULTS_MB: bytes of cached recall results."
+    )
+    l1_embeddings_mb: float = Field(
+        8.0, gt=0, description="ARGOS_L1_EMBEDDINGS_MB: bytes of cached query embeddings."
+    )
     # Stream batching
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")

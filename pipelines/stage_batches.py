@@ -87,6 +87,11 @@ class MemoryOut:
     inputs: int = 0
     memories: int = 0  # embedded records among the inputs
     strengthened: int = 0
+    # for the worker's hot recall index (not sent anywhere):
+    # (namespace, agent, memory id, state, stability S, reinforced at, recalls) of changed lives
+    lives: list[tuple[str, str, str, str, float, float, int]] = field(default_factory=list)
+    # (namespace, agent, memory id, cluster id or None) of memories whose cluster changed
+    members: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     derived_count: int = 0  # new semantic memories
     rederived_count: int = 0  # semantic memories distilled again (same id, new content)
     replayed: int = 0  # agents whose cut-off effects were sent again
@@ -190,6 +195,7 @@ def memory_batch(
     for (key, ns), fx in sorted(fxs.items()):
         box = boxes.setdefault(key, {})
         _send(out, _collect(key, ns, fx, model, now, box, out))
+        _index_updates(out, ns, loaded[key][ns], fx, params)
     for key in sorted({k for k, _ in fxs}):  # save the agents this batch touched
         merged = raw_states[key]
         for ns, am in loaded[key].items():
@@ -263,6 +269,36 @@ def _collect(
         if items:
             box.setdefault(name, []).extend(items)
     return new
+
+
+def _index_updates(
+    out: MemoryOut, ns: str, am: AgentMemory, fx: Effects, params: MemoryParams
+) -> None:
+    """What the hot recall index must learn from one agent's effects: changed lives, and the
+    members of every cluster that changed (a merge or split moves many at once)."""
+    agent = am.agent_id
+    for mid, life in fx.lives.items():
+        out.lives.append(
+            (
+                ns,
+                agent,
+                mid,
+                life.state.value,
+                life.stability(params.lifecycle),
+                life.reinforced_ts,
+                life.recalls,
+            )
+        )
+    touched: set[str] = set()
+    for ch in fx.cluster:
+        touched.add(ch.cluster_id)
+        touched.update(ch.related)
+        if ch.kind == "remove" and ch.memory_id:
+            out.members.append((ns, agent, ch.memory_id, None))
+    for cid in sorted(touched):
+        c = am.clusters.clusters.get(cid)
+        if c is not None:
+            out.members += [(ns, agent, mid, cid) for mid in c.members]
 
 
 def _send(out: MemoryOut, box: dict[str, list[Any]]) -> None:

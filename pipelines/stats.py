@@ -36,6 +36,7 @@ class StageStats:
     population_inputs: int = 0
     population_kinds: dict[str, int] = field(default_factory=dict)
     recalls: int = 0
+    routed: int = 0  # requests forwarded to the worker that owns the agent
     store_retries: int = 0
     batches: int = 0
     embed_busy_s: float = 0.0

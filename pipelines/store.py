@@ -92,6 +92,8 @@ class VectorStore(Protocol):
 
     def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]: ...
 
+    def agent_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]: ...
+
     def delete(self, namespace: str, memory_ids: Sequence[str]) -> int: ...
 
     def close(self) -> None: ...
@@ -295,6 +297,23 @@ class MilvusStore:
             raise StoreUnavailableError(f"get failed: {exc}") from exc
         return [self._row(r, r.get("vector")) for r in res]
 
+    def agent_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
+        """Every row (with its vector) of one agent: what warms the hot recall index."""
+        rows: list[StoredMemory] = []
+        try:
+            it = self._client.query_iterator(
+                self.collection,
+                batch_size=1000,
+                filter=_filter(namespace, agent_id, None),
+                output_fields=[*_OUTPUT, "vector"],
+            )
+            while batch := it.next():
+                rows += [self._row(r, r.get("vector")) for r in batch]
+            it.close()
+        except Exception as exc:
+            raise StoreUnavailableError(f"reading {agent_id}'s rows failed: {exc}") from exc
+        return rows
+
     def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
         """Remove memories (decayed ones leave the hot collection); returns how many were asked."""
         if not memory_ids:
@@ -358,6 +377,11 @@ class InMemoryStore:
     def get(self, namespace: str, memory_ids: Sequence[str]) -> list[StoredMemory]:
         keys = [primary_key(namespace, m) for m in memory_ids]
         return [self._rows[k] for k in keys if k in self._rows]
+
+    def agent_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
+        return [
+            r for r in self._rows.values() if (r.namespace, r.agent_id) == (namespace, agent_id)
+        ]
 
     def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
         for m in memory_ids:

@@ -12,13 +12,16 @@ from pydantic import ValidationError
 
 from pipelines.clustering import from_state, summary
 from pipelines.errors import StoreUnavailableError
+from pipelines.openapi import openapi
 from pipelines.population import from_state as population_from_state
 from pipelines.population import summary as population_summary
-from pipelines.recall import recall
 from schemas import AccessEvent, RecallRequest
 
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
+
+
+ROUTED_HEADER = "X-Argos-Routed"
 
 
 def register_routes(pipe: Pipeline) -> None:
@@ -26,9 +29,30 @@ def register_routes(pipe: Pipeline) -> None:
     recall_pool = ThreadPoolExecutor(1, thread_name_prefix="recall")
     count_pool = ThreadPoolExecutor(1, thread_name_prefix="count")
 
+    async def routed(request: web.Request, agent_id: str, body: bytes | None) -> Any:
+        """The owner's answer when another worker owns ``agent_id`` (its memories, hot index and
+        state live there), else None: answer here. One hop only (the header marks it)."""
+        if request.headers.get(ROUTED_HEADER) or pipe.memory_table is None:
+            return None
+        try:
+            owner = app.router.key_store(pipe.memory_table.name, agent_id.encode())
+        except KeyError:  # no assignment yet (starting or rebalancing)
+            return None
+        here = app.conf.canonical_url  # a yarl URL, like ``owner``
+        if (owner.host, owner.port) == (here.host, here.port):
+            return None
+        url = owner.with_path(request.path).with_query(request.query)
+        headers = {ROUTED_HEADER: "1", "Content-Type": "application/json"}
+        async with app.http_client.request(
+            request.method, str(url), data=body, headers=headers
+        ) as resp:
+            text = await resp.text()
+            pipe.stats.routed += 1
+            return text, resp.status
+
     @app.page("/recall")
     class RecallView(web.View):
-        """POST a RecallRequest as JSON; get a RecallResponse."""
+        """POST a RecallRequest as JSON; get a RecallResponse (routed to the agent's owner)."""
 
         async def post(self, request: web.Request, **kwargs: Any) -> web.Response:
             body = await self.read_request_content(request)
@@ -40,14 +64,16 @@ def register_routes(pipe: Pipeline) -> None:
                     for e in exc.errors(include_url=False)
                 ]
                 return self.json({"error": "invalid recall request", "details": errs}, status=400)
+            forwarded = await routed(request, req.agent_id, body)
+            if forwarded is not None:
+                text, status = forwarded
+                return self.text(text, content_type="application/json", status=status)
             loop = asyncio.get_running_loop()
             try:
-                resp = await loop.run_in_executor(
-                    recall_pool, recall, req, pipe.embedder, pipe.store
-                )
+                resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
             except StoreUnavailableError as exc:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
-            if resp.hits:  # a recall reinforces what it found (the lifecycle stage listens)
+            if resp.hits:  # a recall reinforces what it found (the memory stage listens)
                 access = AccessEvent(
                     namespace=req.namespace,
                     agent_id=req.agent_id,
@@ -67,6 +93,13 @@ def register_routes(pipe: Pipeline) -> None:
                 pipe.stats.recalls += 1
             return self.json(json.loads(resp.model_dump_json()))
 
+    @app.page("/openapi.json")
+    class OpenAPIView(web.View):
+        """The HTTP API described as OpenAPI 3.1 (schemas from the pydantic models)."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
+            return self.json(openapi())
+
     @app.page("/stats")
     class StatsView(web.View):
         """Stage counters of this worker; with ``?count=1`` also how many memories the hot and
@@ -74,7 +107,11 @@ def register_routes(pipe: Pipeline) -> None:
 
         async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
             namespace = request.query.get("namespace")
-            body: dict[str, Any] = {**pipe.stats.as_dict(), "embedder": pipe.embedder.name}
+            body: dict[str, Any] = {
+                **pipe.stats.as_dict(),
+                "embedder": pipe.embedder.name,
+                "recall": pipe.recall.stats(),
+            }
             if request.query.get("count") in ("1", "true"):
                 loop = asyncio.get_running_loop()
                 try:
@@ -98,6 +135,10 @@ def register_routes(pipe: Pipeline) -> None:
             ns, agent = request.query.get("namespace"), request.query.get("agent_id")
             if not ns or not agent:
                 return self.json({"error": "namespace and agent_id are required"}, status=400)
+            forwarded = await routed(request, agent, None)
+            if forwarded is not None:
+                text, status = forwarded
+                return self.text(text, content_type="application/json", status=status)
             raw = pipe.memory_table.get(agent.encode()) if pipe.memory_table else None
             state = json.loads(raw).get(ns) if raw else None
             clusters = summary(from_state(state["clusters"])) if state else []

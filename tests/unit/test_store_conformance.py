@@ -150,6 +150,15 @@ def test_get_returns_rows_with_vectors(store: VectorStore) -> None:
     assert np.allclose(row.vector, np.eye(DIM)[2], atol=1e-6)
 
 
+def test_agent_rows_returns_one_agents_rows_with_vectors(store: VectorStore) -> None:
+    store.upsert([_row(f"r{i}", "a", "ns", [1, 0, i]) for i in range(5)])
+    store.upsert([_row("x", "b", "ns", [0, 1, 0]), _row("r0", "a", "other", [0, 0, 1])])
+    rows = store.agent_rows("ns", "a")
+    assert sorted(r.memory_id for r in rows) == [f"r{i}" for i in range(5)]
+    assert all(r.vector.shape == (DIM,) for r in rows)
+    assert store.agent_rows("ns", "nobody") == []
+
+
 def test_collection_of_an_older_schema_is_refused_with_advice(tmp_path: Path) -> None:
     from pymilvus import DataType, MilvusClient
 
