@@ -18,6 +18,7 @@ from tests.integration.kafka_utils import read_topic
 pytestmark = pytest.mark.integration
 
 NS = "life-test"
+SHEEP = "counting sheep in a meadow"
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
 
@@ -65,6 +66,9 @@ def test_recalled_memory_consolidates_and_is_archived_forgotten_one_decays_and_i
     )
     assert consolidated(_lifecycle(worker, consolidated))
 
+    # asked now, 'old' is there (and the answer is cached in L1)
+    assert "old" in {h.memory_id for h in client.recall(NS, "ann", SHEEP, k=10).hits}
+
     # the world's clock moves on 60 days: the unrecalled memory is forgotten
     with MemoryPublisher(worker.bootstrap, topic) as pub:
         pub.publish(_ev("new", "A storm flattened the wheat", T0 + timedelta(days=60)))
@@ -94,8 +98,12 @@ def test_recalled_memory_consolidates_and_is_archived_forgotten_one_decays_and_i
         time.sleep(0.5)
     # 'old' left the hot collection, 'kept' moved to the archive, 'new' is hot
     assert (client.count(NS), client.count(NS, archive=True)) == (1, 1)
-    hits = client.recall(NS, "ann", "counting sheep in a meadow", k=10).hits
+    # the same question again: the decay invalidated the cached answer
+    hits = client.recall(NS, "ann", SHEEP, k=10).hits
     assert "old" not in {h.memory_id for h in hits}
+    assert "kept" not in {h.memory_id for h in hits}  # archived: only when asked for
+    hits = client.recall(NS, "ann", "tempering steel", k=10, include_archived=True).hits
+    assert [(h.memory_id, h.state) for h in hits if h.memory_id == "kept"] == [("kept", "archived")]
 
 
 FORGE = [

@@ -1,0 +1,137 @@
+"""Recall on the real broker: filters and score parts, recall right after storing, and routing
+to the worker that owns the agent (two workers, each with its own Milvus Lite)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from schemas import MemoryEvent, MemoryType
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+THINGS = [  # (id, type, text, (x, y), tags, hours after T0)
+    ("well", "episodic", "I drew cold water from the village well", (10.0, 10.0), ["water"], 0),
+    ("river", "episodic", "I drank water from the river bank", (13.0, 14.0), ["water"], 1),
+    ("lake", "episodic", "I swam in the clear water of the lake", (40.0, 40.0), ["water"], 2),
+    ("rule", "semantic", "Water from the river is safe to drink", (13.0, 14.0), ["water"], 3),
+    ("bread", "episodic", "I baked bread in the stone oven", (10.0, 10.0), ["food"], 4),
+]
+
+
+def _events(agent: str, ns: str, id_prefix: str = "") -> list[MemoryEvent]:
+    """Memory ids are unique within a namespace: give each agent its own with ``id_prefix``."""
+    return [
+        MemoryEvent(
+            schema_version=1,
+            memory_id=id_prefix + mid,
+            agent_id=agent,
+            namespace=ns,
+            type=MemoryType(kind),
+            content=text,
+            importance=0.5,
+            position={"x": x, "y": y},  # type: ignore[arg-type]
+            tags=tags,
+            event_time=T0 + timedelta(hours=h),
+        )
+        for mid, kind, text, (x, y), tags, h in THINGS
+    ]
+
+
+def test_filters_and_score_parts_and_recall_right_after_storing(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    worker = start_worker()
+    client = MemoryClient(worker.url)
+    ns = "recall-filters"
+    with MemoryPublisher(
+        worker.bootstrap, worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.events"
+    ) as p:
+        p.publish_many(_events("ann", ns))
+    assert client.wait_stored(ns, len(THINGS), timeout=60) == len(THINGS)
+    # stored -> recallable at once (the store stage writes through into the hot index)
+    hits = client.recall(ns, "ann", "drinking water", k=10).hits
+    assert {h.memory_id for h in hits} == {t[0] for t in THINGS}
+    top = hits[0]
+    assert top.parts is not None and top.state == "active"
+    w = {"relevance": 1.0, "recency": 0.5, "importance": 0.3}  # the defaults
+    total = sum(w[k] * getattr(top.parts, k) for k in w)
+    assert top.score == pytest.approx(total, abs=1e-5)
+
+    def ids(**filters: object) -> set[str]:
+        return {h.memory_id for h in client.recall(ns, "ann", "water", k=10, **filters).hits}
+
+    assert ids(types=["semantic"]) == {"rule"}
+    assert ids(tags=["food"]) == {"bread"}
+    assert ids(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2)) == {"river", "lake"}
+    # radius 5 around (10, 10): the river at distance 5 is on the boundary, so it is in
+    assert ids(near={"x": 10.0, "y": 10.0, "radius": 5.0}) == {"well", "bread", "river", "rule"}
+    assert ids(near={"x": 10.0, "y": 10.0, "radius": 4.99}) == {"well", "bread"}
+    assert ids(near={"x": 10.0, "y": 10.0, "radius": 5.0}, tags=["water"], types=["episodic"]) == {
+        "well",
+        "river",
+    }
+    assert ids(states=["consolidated"]) == set()
+    # another namespace with the same agent and memory ids: never leaks
+    assert client.recall("elsewhere", "ann", "water", k=10).hits == []
+    # the same request twice: the second comes from the L1 cache
+    before = client.stats()["recall"]["l1_hits"]
+    client.recall(ns, "ann", "a question asked twice", k=3)
+    client.recall(ns, "ann", "a question asked twice", k=3)
+    assert client.stats()["recall"]["l1_hits"] >= before + 1
+
+
+def _stable(clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 90) -> None:
+    """Until both workers are ready with an unchanged assignment for ``seconds``."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            now = [c._http.get("/ready").json() for c in clients]
+        except httpx.HTTPError:
+            now = None
+        state = (
+            tuple(s["assigned_partitions"] for s in now)
+            if now and all(s["ready"] for s in now)
+            else None
+        )
+        if state != last:
+            last, since = state, time.monotonic()
+        elif state is not None and time.monotonic() - since >= seconds and all(state):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"workers did not settle: {last}")
+
+
+def test_any_worker_answers_for_any_agent(start_worker: Callable[..., WorkerProcess]) -> None:
+    a = start_worker()
+    prefix = a.env["ARGOS_TOPIC_PREFIX"]
+    b = start_worker(topic_prefix=prefix)  # same group: the partitions are shared
+    ca, cb = MemoryClient(a.url), MemoryClient(b.url)
+    _stable([ca, cb])
+    ns = "recall-routing"
+    agents = [f"agent-{i}" for i in range(8)]
+    with MemoryPublisher(a.bootstrap, prefix + ".memory.events") as pub:
+        for agent in agents:
+            pub.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
+    total = len(agents) * len(THINGS)
+    deadline = time.monotonic() + 120
+    while ca.count(ns) + cb.count(ns) < total and time.monotonic() < deadline:
+        time.sleep(1.0)
+    counts = (ca.count(ns), cb.count(ns))
+    assert sum(counts) == total and all(counts), counts  # each worker owns some agents
+    for agent in agents:
+        via_a = ca.recall(ns, agent, "drinking water", k=5).hits
+        via_b = cb.recall(ns, agent, "drinking water", k=5).hits
+        assert [h.memory_id for h in via_a] == [h.memory_id for h in via_b]
+        assert len(via_a) == 5 and {h.agent_id for h in via_a} == {agent}
+    assert ca.stats()["routed"] > 0 and cb.stats()["routed"] > 0
