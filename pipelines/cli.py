@@ -130,12 +130,63 @@ def print_recall(resp: object) -> None:
     assert isinstance(resp, RecallResponse)  # noqa: S101 - internal contract
     table = Table(title=f"{resp.agent_id} remembers, like “{resp.query}” ({resp.took_ms:.0f} ms)")
     table.add_column("score", justify="right")
+    table.add_column("rel/rec/imp", justify="right")
     table.add_column("type")
     table.add_column("when")
     table.add_column("memory")
     for h in resp.hits:
-        table.add_row(f"{h.score:.3f}", h.type.value, h.event_time[:16], h.content)
+        p = h.parts
+        parts = f"{p.relevance:.2f}/{p.recency:.2f}/{p.importance:.2f}" if p else ""
+        table.add_row(f"{h.score:.3f}", parts, h.type.value, h.event_time[:16], h.content)
     console.print(table)
+
+
+@app.command()
+def subscribe(
+    topic: Annotated[
+        str, typer.Argument(help="A topic suffix (memory.lifecycle, clusters, ...) or full name.")
+    ],
+    from_beginning: Annotated[
+        bool, typer.Option(help="Start at the oldest record instead of new ones.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Stop after this many records (0 = never).")] = 0,
+    raw: Annotated[bool, typer.Option(help="Print one JSON line per record.")] = False,
+) -> None:
+    """Print a topic's records as they arrive (no consumer group: nothing is committed)."""
+    from kafka import KafkaConsumer
+
+    from pipelines.worker import resolve_bootstrap
+
+    settings = resolve_bootstrap(Settings())
+    assert settings.kafka_bootstrap_servers  # noqa: S101 - resolve_bootstrap guarantees it
+    name = topic if topic.startswith(f"{settings.topic_prefix}.") else settings.topic(topic)
+    consumer = KafkaConsumer(
+        name,
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    seen = 0
+    try:
+        for rec in consumer:
+            try:
+                value: object = json.loads(rec.value)
+            except ValueError:
+                value = rec.value.decode("utf-8", "replace")
+            if raw:
+                print(json.dumps({"key": (rec.key or b"").decode(), "value": value}), flush=True)
+            else:
+                console.print(
+                    f"[dim]{name}[{rec.partition}]@{rec.offset} key={(rec.key or b'').decode()}[/]"
+                )
+                console.print_json(data=value)
+            seen += 1
+            if limit and seen >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
 
 
 @app.command()

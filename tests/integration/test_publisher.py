@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -41,3 +45,24 @@ def test_publishes_keyed_by_agent_and_refuses_invalid_events(kafka_bootstrap: st
 def test_publisher_without_bootstrap_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="bootstrap"):
         MemoryPublisher("")
+
+
+def test_argos_subscribe_prints_a_topic_readably(kafka_bootstrap: str) -> None:
+    prefix = f"sub-{uuid.uuid4().hex[:8]}"
+    events = list(Population(2, seed=9, namespace="sub").events(3))
+    with MemoryPublisher(kafka_bootstrap, f"{prefix}.memory.events") as pub:
+        for f in [pub.publish(e) for e in events]:
+            f.get(timeout=10)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ARGOS_TOPIC_PREFIX": prefix}
+    proc = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "pipelines.cli", "subscribe", "memory.events"]
+        + ["--from-beginning", "--limit", "3", "--raw"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(x["value"]["memory_id"] for x in lines) == sorted(e.memory_id for e in events)
+    assert all(x["key"] == x["value"]["agent_id"] for x in lines)
