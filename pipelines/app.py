@@ -25,12 +25,14 @@ import time
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
 from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from pipelines.analytics import Analytics, AnalyticsParams, analytics_batch
 from pipelines.embed import Embedder, load_embedder
 from pipelines.errors import ConfigurationError, StoreUnavailableError
 from pipelines.ingest import RawRecord
@@ -60,6 +62,8 @@ CLUSTERS = "clusters"
 ACCESS = "memory.access"
 LIFECYCLE = "memory.lifecycle"
 DEADLETTER = "deadletter"
+PREDICTIONS = "analytics.predictions"
+METRICS = "analytics.metrics"
 
 
 @dataclass
@@ -74,10 +78,12 @@ class Pipeline:
     embed_pool: ThreadPoolExecutor
     store_pool: ThreadPoolExecutor
     memory_pool: ThreadPoolExecutor  # memory-stage batch functions
+    analytics_pool: ThreadPoolExecutor
     archive: VectorStore
     memory_params: MemoryParams
     population_params: PopulationParams
     recall: RecallService
+    analytics: Any = None
     memory_table: Any = None
     population_table: Any = None
     access_topic: str = ""
@@ -147,6 +153,7 @@ def create_app(
         embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
         store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
         memory_pool=ThreadPoolExecutor(1, thread_name_prefix="memory"),
+        analytics_pool=ThreadPoolExecutor(1, thread_name_prefix="analytics"),
         archive=archive_store,
         memory_params=settings.memory_params(),
         recall=RecallService(
@@ -408,6 +415,52 @@ def create_app(
             for kind, n in counts.items():
                 stats.population_kinds[kind] = stats.population_kinds.get(kind, 0) + n
 
+    checkpoint = settings.data_dir / ANALYTICS_CHECKPOINT
+    analytics = pipe.analytics = load_checkpoint(checkpoint)
+    stats.analytics_restored = checkpoint.exists()
+    analytics_topics = {
+        "embedded": embedded_name,
+        "access": access_name,
+        "lifecycle": lifecycle_name,
+        "clusters": clusters_name,
+    }
+    analytics_src = app.topic(*analytics_topics.values(), partitions=parts, **raw)
+    predictions_name, metrics_name = settings.topic(PREDICTIONS), settings.topic(METRICS)
+
+    @app.agent(analytics_src, concurrency=1, name="argos.analytics")
+    async def analytics_stage(stream: faust.StreamT[bytes]) -> None:
+        """River models learning one event at a time from memories, recalls and lifecycle
+        transitions; predictions and metrics go to ``argos.analytics.*``. The models are
+        checkpointed to a file in the data folder every ``analytics_checkpoint_s``."""
+        loop = asyncio.get_running_loop()
+        last_checkpoint = time.monotonic()
+        async for batch in stream.take_events(take_max, within=within):
+            records = [_record(e) for e in batch]
+            try:
+                preds, mets, dead = await loop.run_in_executor(
+                    pipe.analytics_pool,
+                    analytics_batch,
+                    records,
+                    analytics,
+                    analytics_topics,
+                    time.time(),
+                )
+                futs = await produce(predictions_name, preds)
+                futs += await produce(metrics_name, mets)
+                futs += await produce(dlq_name, dead)
+                await _all(futs)
+                if time.monotonic() - last_checkpoint >= settings.analytics_checkpoint_s:
+                    await loop.run_in_executor(
+                        pipe.analytics_pool, save_checkpoint, analytics, settings.data_dir
+                    )
+                    last_checkpoint = time.monotonic()
+            except Exception as exc:
+                exit_unacked("analytics", exc)
+            stats.analytics_inputs += len(records)
+            stats.predictions += len(preds)
+            stats.metrics += len(mets)
+            stats.dead_lettered += len(dead)
+
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -458,6 +511,26 @@ def exit_unacked(stage: str, exc: BaseException) -> NoReturn:
 def _note_retry(stats: StageStats, outcome: Any) -> None:
     stats.store_retries += 1
     log.warning("store unavailable, retrying: %s", outcome.exception() if outcome else "?")
+
+
+ANALYTICS_CHECKPOINT = "analytics.ckpt"
+
+
+def load_checkpoint(path: Path) -> Analytics:
+    """The analytics models as last checkpointed in the data folder, or fresh ones."""
+    if path.exists():
+        try:
+            return Analytics.from_bytes(path.read_bytes())
+        except (ValueError, EOFError) as exc:
+            log.warning("analytics checkpoint %s unreadable (%s): starting fresh", path, exc)
+    return Analytics(AnalyticsParams())
+
+
+def save_checkpoint(analytics: Analytics, data_dir: Path) -> None:
+    """Write the models atomically (a temporary file, then a rename)."""
+    tmp = data_dir / (ANALYTICS_CHECKPOINT + ".tmp")
+    tmp.write_bytes(analytics.to_bytes())
+    tmp.replace(data_dir / ANALYTICS_CHECKPOINT)
 
 
 def _by_namespace(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     l1_embeddings_mb: float = Field(
         8.0, gt=0, description="ARGOS_L1_EMBEDDINGS_MB: bytes of cached query embeddings."
     )
+    # Analytics
+    analytics_checkpoint_s: float = Field(
+        30.0,
+        gt=0,
+        description="ARGOS_ANALYTICS_CHECKPOINT_S: wall seconds between checkpoints of the "
+        "analytics models (a file in the data folder).",
+    )
     # Stream batching
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")

@@ -33,6 +33,10 @@ class StageStats:
     derived: int = 0  # new semantic memories distilled from stable clusters
     rederived: int = 0  # semantic memories distilled again as their cluster grew
     replayed_outboxes: int = 0  # agents whose effects a crash cut off, sent again
+    analytics_inputs: int = 0
+    analytics_restored: bool = False  # the models came from a checkpoint
+    predictions: int = 0
+    metrics: int = 0
     population_inputs: int = 0
     population_kinds: dict[str, int] = field(default_factory=dict)
     recalls: int = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.analytics import MetricEvent, PredictionEvent
 from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
@@ -30,6 +31,8 @@ EXPORTS: dict[str, type[BaseModel]] = {
     "lifecycle_event.v1.json": LifecycleEvent,
     "recall_request.v1.json": RecallRequest,
     "recall_response.v1.json": RecallResponse,
+    "prediction_event.v1.json": PredictionEvent,
+    "metric_event.v1.json": MetricEvent,
 }
 
 

@@ -59,11 +59,28 @@ TOPICS: dict[str, Topic] = {
         ),
         Topic(
             "clusters",
-            "agent_id",
+            "namespace",
             "cluster_event.v1.json",
             "delete",
             _WEEK,
-            "Changes of each agent's memory micro-clusters (create/join/merge/split/remove).",
+            "Changes of each agent's memory micro-clusters (create/join/merge/split/remove), "
+            "with the centroid; keyed by namespace so the population stage sees them in order.",
+        ),
+        Topic(
+            "analytics.predictions",
+            "namespace",
+            "prediction_event.v1.json",
+            "delete",
+            _WEEK,
+            "Online models' predictions, each with its progressive score beside a baseline's.",
+        ),
+        Topic(
+            "analytics.metrics",
+            "namespace",
+            "metric_event.v1.json",
+            "delete",
+            _WEEK,
+            "Dataset statistics, rates, latency quantiles and correlations, per namespace.",
         ),
         Topic(
             "deadletter",

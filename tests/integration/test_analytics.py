@@ -1,0 +1,78 @@
+"""The analytics stage on the real broker: predictions with their scores beside a baseline's,
+metrics per namespace, and models that survive a restart (the checkpoint in the data folder)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.app import ANALYTICS_CHECKPOINT
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from pipelines.simulation import Population
+from schemas.analytics import MetricEvent, PredictionEvent
+from tests.integration.kafka_utils import read_topic
+
+pytestmark = pytest.mark.integration
+
+NS = "analytics-test"
+FAST = {"ARGOS_ANALYTICS_CHECKPOINT_S": "0.5"}
+
+
+def _metric_total(worker: WorkerProcess) -> float:
+    """The models' count of published memories (derived semantic ones left out)."""
+    topic = worker.env["ARGOS_TOPIC_PREFIX"] + ".analytics.metrics"
+    totals = [
+        m.values["total"] - m.values.get("derived", 0.0)
+        for m in (
+            MetricEvent.model_validate_json(r.value) for r in read_topic(worker.bootstrap, topic)
+        )
+        if m.namespace == NS and m.name == "events" and m.values
+    ]
+    return max(totals, default=0.0)
+
+
+def test_predictions_metrics_and_models_survive_a_restart(
+    start_worker: Callable[..., WorkerProcess], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data_dir: Path = tmp_path_factory.mktemp("analytics")
+    worker = start_worker(data_dir=data_dir, extra_env=FAST)
+    prefix = worker.env["ARGOS_TOPIC_PREFIX"]
+    pop = Population(8, seed=4, namespace=NS)
+    with MemoryPublisher(worker.bootstrap, prefix + ".memory.events") as pub:
+        pub.publish_many(pop.events(400))
+    client = MemoryClient(worker.url)
+    assert client.stats()["analytics_restored"] is False
+    client.wait_counter("clustered", 400, timeout=180)
+    deadline = time.monotonic() + 60
+    while _metric_total(worker) < 400 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    assert _metric_total(worker) == 400
+
+    preds = [
+        PredictionEvent.model_validate_json(r.value)
+        for r in read_topic(worker.bootstrap, prefix + ".analytics.predictions")
+    ]
+    targets = {p.target for p in preds}
+    assert {"recall_probability", "volume_forecast"} <= targets, targets
+    for p in preds:  # every prediction says how far to trust it
+        assert p.model and p.model_version and p.score.metric and p.baseline.name
+    time.sleep(1.5)  # past one checkpoint interval
+    worker.stop()
+    assert (data_dir / ANALYTICS_CHECKPOINT).exists()
+
+    again = start_worker(topic_prefix=prefix, data_dir=data_dir, extra_env=FAST)
+    with MemoryPublisher(again.bootstrap, prefix + ".memory.events") as pub:
+        pub.publish_many(pop.events(50))
+    client = MemoryClient(again.url)
+    deadline = time.monotonic() + 120
+    while _metric_total(again) < 450 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    # the models were restored and go on counting: 450, each memory once (a memory the
+    # restarted worker reads again is not counted twice)
+    assert client.stats()["analytics_restored"] is True
+    assert _metric_total(again) == 450
