@@ -52,7 +52,7 @@ from pipelines.stage_batches import (
 )
 from pipelines.stats import StageStats
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
-from pipelines.topics_admin import TABLES
+from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ def create_app(
         producer_acks=-1,
         producer_linger=0.005,
         producer_max_batch_size=1024 * 1024,  # embedded records are ~2 KB: few large requests
+        # an agent's saved memory state grows with its memories and clusters; its changelog
+        # topic accepts up to STATE_MAX_BYTES (see topics_admin)
+        producer_max_request_size=STATE_MAX_BYTES,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(settings.session_timeout / 10, 0.5),
@@ -198,6 +201,7 @@ def create_app(
             value_type=bytes,
             partitions=parts,
             use_partitioner=True,
+            extra_topic_configs={"max.message.bytes": str(STATE_MAX_BYTES)},
         )
 
     memory_table = pipe.memory_table = state_table(TABLES[0])

@@ -40,6 +40,7 @@ class StageStats:
     population_inputs: int = 0
     population_kinds: dict[str, int] = field(default_factory=dict)
     recalls: int = 0
+    access_send_failures: int = 0  # recall reinforcements Kafka did not take
     routed: int = 0  # requests forwarded to the worker that owns the agent
     store_retries: int = 0
     batches: int = 0

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # The worker's state tables (``pipelines.app``); Faust names their changelogs
 # ``<app_id>-<table>-changelog``.
 TABLES = ("memory", "population")
+# Largest record a changelog accepts: one agent's (or namespace's) whole state is one value, and
+# Kafka's 1 MiB default is reached by an agent with a few thousand memories.
+STATE_MAX_BYTES = 32 * 1024 * 1024
 
 
 def changelog_topics(settings: Settings) -> list[str]:
@@ -58,7 +61,10 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
                         name,
                         num_partitions=settings.topic_partitions,
                         replication_factor=replication_factor,
-                        topic_configs={"cleanup.policy": "compact"},
+                        topic_configs={
+                            "cleanup.policy": "compact",
+                            "max.message.bytes": str(STATE_MAX_BYTES),
+                        },
                     )
                 )
         created = []

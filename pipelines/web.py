@@ -50,6 +50,10 @@ def register_routes(pipe: Pipeline) -> None:
             pipe.stats.routed += 1
             return text, resp.status
 
+    def note_access_sent(fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            pipe.stats.access_send_failures += 1
+
     @app.page("/recall")
     class RecallView(web.View):
         """POST a RecallRequest as JSON; get a RecallResponse (routed to the agent's owner)."""
@@ -81,6 +85,8 @@ def register_routes(pipe: Pipeline) -> None:
                     event_ts=req.event_time.timestamp() if req.event_time else None,
                     query=req.query,
                 )
+                # queued, not awaited: waiting for Kafka's ack (linger + acks=all) would add
+                # ~8 ms to every recall; a crash in that moment loses one reinforcement
                 fut = await app.producer.send(
                     pipe.access_topic,
                     req.agent_id.encode(),
@@ -89,7 +95,7 @@ def register_routes(pipe: Pipeline) -> None:
                     None,
                     None,
                 )
-                await fut
+                fut.add_done_callback(note_access_sent)
                 pipe.stats.recalls += 1
             return self.json(json.loads(resp.model_dump_json()))
 
