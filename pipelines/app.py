@@ -12,7 +12,8 @@ Stages: ``argos.ingest_embed`` (events -> embedded + dead letters), then two con
 embedded topic: ``argos.memory`` (with the access topic: each agent's lifecycle, micro-clusters,
 near-duplicates and consolidation in one table -> ``argos.memory.lifecycle``, ``argos.clusters``,
 derived semantic memories, deletes and archive moves) and ``argos.store`` (Milvus upserts);
-and ``argos.population`` (namespace-wide clusters from ``argos.clusters``).
+``argos.population`` (namespace-wide clusters from ``argos.clusters``); and ``argos.analytics``
+(River models over memories, recalls, lifecycle and cluster events -> ``argos.analytics.*``).
 """
 
 from __future__ import annotations
