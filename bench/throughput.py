@@ -46,6 +46,17 @@ def ceiling(backend: str, texts: list[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
+def _wait_all_stored(client: Any, published: int, timeout: float = 1800) -> None:
+    """Until the store stage handled every published event and every derived memory."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = client.stats()
+        if int(s["stored"]) >= published + int(s["derived"]) + int(s["rederived"]):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the store stage did not catch up")
+
+
 def pipeline(backend: str, bootstrap: str, events: list[Any], workdir: Path) -> dict[str, float]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     ns = events[0].namespace
@@ -59,21 +70,30 @@ def pipeline(backend: str, bootstrap: str, events: list[Any], workdir: Path) -> 
             pub.publish_many(events)
             pub.flush()
             t_pub = time.perf_counter() - t0
-            client.wait_counter("stored", len(events), timeout=1800, poll=0.1)
+            _wait_all_stored(client, len(events))
             elapsed = time.perf_counter() - t0
-        # the truth, checked once the clock has stopped: every event is in the store or was
-        # forgotten since (the events span days of simulation time, so the lifecycle decays some)
-        client.wait_counter("lifecycle_inputs", len(events), timeout=600)
-        n, decayed = client.count(ns), int(client.stats()["decayed"])
-        if n + decayed != len(events):
-            raise RuntimeError(f"{n} in the store + {decayed} decayed != {len(events)} published")
+        # the truth, checked once the clock has stopped: every event is in the hot store, was
+        # archived or forgotten since (the events span days of simulation time), or folded into
+        # an earlier memory as a near-duplicate; derived semantic memories are stored as well
+        client.wait_counter("clustered", len(events), timeout=600)
+        s = client.stats()
+        n, archived = client.count(ns), client.count(ns, archive=True)
+        decayed, dups, derived = (int(s[k]) for k in ("decayed", "strengthened", "derived"))
+        if n + archived + decayed + dups != len(events) + derived:
+            raise RuntimeError(
+                f"{n} in the store + {archived} archived + {decayed} decayed + {dups} "
+                f"near-duplicates != {len(events)} published + {derived} derived"
+            )
         return {
             "events": len(events),
             "seconds": elapsed,
             "events_per_s": len(events) / elapsed,
             "publish_seconds": t_pub,
             "in_store": n,
+            "archived": archived,
             "decayed": decayed,
+            "near_duplicates": dups,
+            "derived": derived,
         }
     finally:
         worker.stop()
