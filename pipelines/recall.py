@@ -66,6 +66,8 @@ class RecallService:
             self.index.update_life(ns, agent, mid, state, stability_s, reinforced, recalls)
         for ns, agent, mid, cid in out.members:
             self.index.set_cluster(ns, agent, mid, cid)
+        for ns, mid in out.forget:  # near-duplicates the store stage may have written already
+            self.index.remove(ns, [mid])
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -147,6 +147,8 @@ def test_stable_cluster_is_distilled_and_near_copy_strengthens(
     assert [h.memory_id for h in hits] == [sem_id]
     assert "forge" in hits[0].content or "anvil" in hits[0].content
     assert client.count(NS) == len(FORGE) + 1  # the episodes + the semantic memory, no copy
+    hits = client.recall(NS, "ann", FORGE[0], k=10).hits  # nor in the hot recall index
+    assert "f0" in {h.memory_id for h in hits} and "copy" not in {h.memory_id for h in hits}
 
 
 def test_a_procedure_that_works_is_reinforced_more_than_one_that_fails(
