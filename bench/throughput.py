@@ -76,9 +76,16 @@ def pipeline(backend: str, bootstrap: str, events: list[Any], workdir: Path) -> 
         # archived or forgotten since (the events span days of simulation time), or folded into
         # an earlier memory as a near-duplicate; derived semantic memories are stored as well
         client.wait_counter("clustered", len(events), timeout=600)
-        s = client.stats()
-        n, archived = client.count(ns), client.count(ns, archive=True)
-        decayed, dups, derived = (int(s[k]) for k in ("decayed", "strengthened", "derived"))
+        deadline = time.monotonic() + 120  # Milvus Lite counts lag its writes a little
+        while True:
+            s = client.stats()
+            n, archived = client.count(ns), client.count(ns, archive=True)
+            decayed, dups, derived = (int(s[k]) for k in ("decayed", "strengthened", "derived"))
+            if n + archived + decayed + dups == len(events) + derived:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(2.0)
         if n + archived + decayed + dups != len(events) + derived:
             raise RuntimeError(
                 f"{n} in the store + {archived} archived + {decayed} decayed + {dups} "
