@@ -31,8 +31,8 @@ Models (per namespace):
 - **Importance** (``importance.linear_regression``): importance 0..1 from content features
   (length, words, tags, steps, type, valence, arousal, hashed words and tags) and context (the
   agent's recent mean importance). Learnt from events that carry an importance; published for
-  events that arrive without one (``has_importance=False``; note that the embedded topic always
-  carries the field, so there every event is a training example). Baseline:
+  events that arrive without one (``has_importance=False``: on the embedded topic,
+  ``EmbeddedMemory.importance_given`` says whether the agent set it). Baseline:
   ``dummy.StatisticRegressor(Mean)``. Metric: MAE.
 - **Anomalous agents** (``anomaly.half_space_trees``): per agent event, a feature vector in
   [0, 1] -- event rate over the last ``anomaly_window_s``, arousal, valence, movement since the
@@ -1165,7 +1165,9 @@ def analytics_batch(
             raw = rec.value or b""
             if kind == "embedded":
                 m = EmbeddedMemory.model_validate_json(raw)
-                analytics.observe_memory(m.event, m.ingest_ts, seen_ts=now)
+                analytics.observe_memory(
+                    m.event, m.ingest_ts, seen_ts=now, has_importance=m.importance_given
+                )
             elif kind == "events":
                 analytics.observe_memory(parse_memory_event(raw))
             elif kind == "access":

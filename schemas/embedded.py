@@ -24,6 +24,11 @@ class EmbeddedMemory(BaseModel):
     dim: int = Field(ge=1, le=4096)
     model: str = Field(description="Name of the embedding model (or 'client' for agent vectors).")
     ingest_ts: float = Field(description="Wall-clock POSIX seconds when the event was ingested.")
+    importance_given: bool = Field(
+        True,
+        description="Whether the agent set the importance (else it is the default 0.5 and the "
+        "analytics predict one).",
+    )
 
     @classmethod
     def build(
@@ -36,6 +41,7 @@ class EmbeddedMemory(BaseModel):
             dim=int(vec.shape[0]),
             model=model,
             ingest_ts=ingest_ts,
+            importance_given="importance" in event.model_fields_set,
         )
 
     def vector(self) -> np.ndarray:

@@ -128,7 +128,9 @@ class MemoryEvent(_Frozen):
         return self.event_time.timestamp()
 
     def to_json_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        """The event as sent: fields the agent left out stay out (so a consumer can tell a
+        default importance from one the agent gave)."""
+        return self.model_dump_json(exclude_none=True, exclude_unset=True).encode()
 
 
 def _reason(exc: ValidationError) -> str:

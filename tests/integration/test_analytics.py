@@ -61,6 +61,27 @@ def test_predictions_metrics_and_models_survive_a_restart(
     assert {"recall_probability", "volume_forecast"} <= targets, targets
     for p in preds:  # every prediction says how far to trust it
         assert p.model and p.model_version and p.score.metric and p.baseline.name
+    # events that come without an importance get one predicted
+    blank = [
+        {k: v for k, v in e.model_dump(mode="json").items() if k != "importance"}
+        for e in Population(8, seed=5, namespace=NS).events(20)
+    ]
+    blank = [{**b, "memory_id": f"blank-{i}"} for i, b in enumerate(blank)]
+    with MemoryPublisher(worker.bootstrap, prefix + ".memory.events") as pub:
+        for b in blank:
+            pub.publish(b)
+
+    def importance_preds() -> list[PredictionEvent]:
+        recs = read_topic(worker.bootstrap, prefix + ".analytics.predictions")
+        got = [PredictionEvent.model_validate_json(r.value) for r in recs]
+        return [p for p in got if p.target == "importance"]
+
+    deadline = time.monotonic() + 60
+    while len(importance_preds()) < len(blank) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    imp = importance_preds()
+    assert {p.memory_id for p in imp} == {b["memory_id"] for b in blank}
+    assert all(0.0 <= p.value <= 1.0 and p.baseline.name == "mean" for p in imp)
     time.sleep(1.5)  # past one checkpoint interval
     worker.stop()
     assert (data_dir / ANALYTICS_CHECKPOINT).exists()
@@ -70,9 +91,9 @@ def test_predictions_metrics_and_models_survive_a_restart(
         pub.publish_many(pop.events(50))
     client = MemoryClient(again.url)
     deadline = time.monotonic() + 120
-    while _metric_total(again) < 450 and time.monotonic() < deadline:
+    while _metric_total(again) < 470 and time.monotonic() < deadline:
         time.sleep(1.0)
-    # the models were restored and go on counting: 450, each memory once (a memory the
-    # restarted worker reads again is not counted twice)
+    # the models were restored and go on counting: 400 + 20 + 50, each memory once (a memory
+    # the restarted worker reads again is not counted twice)
     assert client.stats()["analytics_restored"] is True
-    assert _metric_total(again) == 450
+    assert _metric_total(again) == 470
