@@ -38,35 +38,25 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
     try:
         existing = set(admin.list_topics())
-        wanted = []
-        for t in TOPICS.values():
-            name = settings.topic(t.suffix)
-            if name in existing:
-                continue
-            wanted.append(
-                NewTopic(
-                    name,
-                    num_partitions=settings.topic_partitions,
-                    replication_factor=replication_factor,
-                    topic_configs={
-                        "cleanup.policy": t.cleanup_policy,
-                        "retention.ms": str(t.retention_ms),
-                    },
-                )
+
+        def new(name: str, configs: dict[str, str]) -> NewTopic:
+            return NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=replication_factor,
+                topic_configs=configs,
             )
-        for name in changelog_topics(settings):
-            if name not in existing:
-                wanted.append(
-                    NewTopic(
-                        name,
-                        num_partitions=settings.topic_partitions,
-                        replication_factor=replication_factor,
-                        topic_configs={
-                            "cleanup.policy": "compact",
-                            "max.message.bytes": str(STATE_MAX_BYTES),
-                        },
-                    )
-                )
+
+        wanted = [
+            new(
+                settings.topic(t.suffix),
+                {"cleanup.policy": t.cleanup_policy, "retention.ms": str(t.retention_ms)},
+            )
+            for t in TOPICS.values()
+        ]
+        compacted = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}
+        wanted += [new(name, compacted) for name in changelog_topics(settings)]
+        wanted = [nt for nt in wanted if nt.name not in existing]
         created = []
         for nt in wanted:  # one by one: another worker may create the same topic concurrently
             try:
