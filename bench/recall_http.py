@@ -65,7 +65,7 @@ from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
 from pipelines.simulation import Population
 from pipelines.store import StoredMemory
-from schemas import MemoryEvent
+from schemas import EmbeddedMemory, MemoryEvent
 
 try:
     from bench.machine import describe
@@ -142,20 +142,7 @@ def stored_rows(events: list[MemoryEvent], embedder: HashingEmbedder) -> Iterato
         part = events[lo : lo + chunk]
         vecs = embedder.embed_many([text_of(e) for e in part])
         for e, v in zip(part, vecs, strict=True):
-            yield StoredMemory(
-                memory_id=e.memory_id,
-                agent_id=e.agent_id,
-                namespace=e.namespace,
-                type=e.type.value,
-                content=e.content,
-                importance=e.importance,
-                event_ts=e.event_ts,
-                event_time=e.event_time.isoformat(),
-                vector=v,
-                extra=e.model_dump(
-                    mode="json", include={"emotion", "position", "tags", "steps"}, exclude_none=True
-                ),
-            )
+            yield StoredMemory.from_embedded(EmbeddedMemory.build(e, v, embedder.name, 0.0))
 
 
 def make_queries(

@@ -288,10 +288,6 @@ class AgentMemory:
 
     # -- state --------------------------------------------------------------------------------
 
-    def forgotten(self) -> set[str]:
-        """Ids that must not be (or stay) in the hot store: gone lives and near-duplicates."""
-        return {m for m, life in self.lives.items() if life.state in GONE} | set(self.dups)
-
     def to_state(self) -> dict[str, Any]:
         return {
             "clock": self.clock,
@@ -327,9 +323,15 @@ class AgentMemory:
 
 
 def forgotten_ids(state: dict[str, Any]) -> set[str]:
-    """``AgentMemory.forgotten()`` straight from a saved state (no clusters rebuilt)."""
+    """Ids of a saved agent state that must not be (or stay) in the hot store: gone lives and
+    near-duplicates (read straight from the state: no clusters rebuilt)."""
     gone = {mid for mid, raw in state["m"].items() if raw[0] in {s.value for s in GONE}}
     return gone | set(state["dups"])
+
+
+def index_fields(life: MemoryLife, p: LifecycleParams) -> tuple[str, float, float, int]:
+    """What the hot recall index keeps of a life: state, stability S, reinforced at, recalls."""
+    return life.state.value, life.stability(p), life.reinforced_ts, life.recalls
 
 
 def _dump_life(life: MemoryLife) -> list[Any]:

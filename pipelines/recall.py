@@ -23,7 +23,7 @@ from typing import Any
 
 from pipelines.embed import Embedder
 from pipelines.hot_index import HotIndex
-from pipelines.memory_state import MemoryParams, load_life
+from pipelines.memory_state import MemoryParams, index_fields, load_life
 from pipelines.recall_cache import RecallCache
 from pipelines.scoring import ScoreWeights
 from pipelines.stage_batches import MemoryOut
@@ -87,16 +87,8 @@ class RecallService:
             self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
             if state is not None:
                 for mid, life_raw in state["m"].items():
-                    life = load_life(mid, life_raw)
-                    self.index.update_life(
-                        namespace,
-                        agent_id,
-                        mid,
-                        life.state.value,
-                        life.stability(self.params.lifecycle),
-                        life.reinforced_ts,
-                        life.recalls,
-                    )
+                    fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
+                    self.index.update_life(namespace, agent_id, mid, *fields)
                 for c in state["clusters"]["clusters"]:
                     for mid in c["members"]:
                         self.index.set_cluster(namespace, agent_id, mid, c["id"])

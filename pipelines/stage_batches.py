@@ -18,7 +18,14 @@ from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
 from pipelines.errors import InvalidEventError
 from pipelines.ingest import RawRecord, dead_letter, ingest_batch
-from pipelines.memory_state import AgentMemory, Effects, Lookup, MemoryParams, forgotten_ids
+from pipelines.memory_state import (
+    AgentMemory,
+    Effects,
+    Lookup,
+    MemoryParams,
+    forgotten_ids,
+    index_fields,
+)
 from pipelines.store import StoredMemory, VectorStore
 from schemas import AccessEvent, ClusterEvent, EmbeddedMemory
 
@@ -278,17 +285,7 @@ def _index_updates(
     members of every cluster that changed (a merge or split moves many at once)."""
     agent = am.agent_id
     for mid, life in fx.lives.items():
-        out.lives.append(
-            (
-                ns,
-                agent,
-                mid,
-                life.state.value,
-                life.stability(params.lifecycle),
-                life.reinforced_ts,
-                life.recalls,
-            )
-        )
+        out.lives.append((ns, agent, mid, *index_fields(life, params.lifecycle)))
     touched: set[str] = set()
     for ch in fx.cluster:
         touched.add(ch.cluster_id)
