@@ -95,6 +95,17 @@ def _record(event: Any) -> RawRecord:
     return RawRecord(event.value, msg.key, msg.topic, msg.partition, msg.offset)
 
 
+def _save_states(table: Any, states: dict[bytes, bytes]) -> list[Any]:
+    """Write table keys and return their changelog deliveries. ``table[k] = v`` only buffers
+    the changelog record, so a crash could keep effects already applied (store deletes, sent
+    records) while losing the state that made them: await these before any effect."""
+    futs = []
+    for key, value in states.items():
+        futs.append(table.send_changelog(table.partition_for_key(key), key, value))
+        table.data[key] = value
+    return futs
+
+
 async def _all(futures: Iterable[Awaitable[Any]]) -> None:
     """Wait until Kafka acknowledged every message of the batch (acks=all)."""
     pending = list(futures)
@@ -353,8 +364,9 @@ def create_app(
                     agent_cache,
                     settled,
                 )
-                for k, v in out.states.items():  # first: the store stage reads it (see there)
-                    memory_table[k] = v
+                # first, durably: the store stage reads it (see there), and a restart must
+                # find the state that made every effect below
+                await _all(_save_states(memory_table, out.states))
                 await apply_store_work(loop, out)
                 await loop.run_in_executor(pipe.memory_pool, pipe.recall.learned, out)
                 futs = await produce(lifecycle_name, out.lifecycle)
@@ -410,8 +422,7 @@ def create_app(
                     pipe.population_params,
                     time.time(),
                 )
-                for k, v in new_states.items():
-                    population_table[k] = v
+                await _all(_save_states(population_table, new_states))
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:
                 exit_unacked("population", exc)

@@ -102,6 +102,7 @@ class MemoryOut:
     derived_count: int = 0  # new semantic memories
     rederived_count: int = 0  # semantic memories distilled again (same id, new content)
     replayed: int = 0  # agents whose cut-off effects were sent again
+    skipped: int = 0  # records redelivered after a crash whose effect the state already holds
     cluster_kinds: dict[str, int] = field(default_factory=dict)
     lifecycle_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -162,20 +163,42 @@ def memory_batch(
             )
         return by_ns[ns], fxs.setdefault((key, ns), Effects())
 
+    offsets: dict[bytes, dict[str, list[int]]] = {}  # agent -> topic -> [partition, offset]
+
+    def applied(key: bytes, rec: RawRecord) -> bool:
+        """Whether the agent's saved state already holds this record's effect (a redelivery:
+        the state is made durable before the source offsets are committed), so each record
+        acts on the state exactly once."""
+        load(key)
+        mine = offsets.setdefault(key, dict(raw_states[key].get(OFFSETS, {})))
+        seen = mine.get(rec.topic)
+        if rec.offset is None or rec.partition is None:
+            return False
+        if seen is not None and seen[0] == rec.partition and rec.offset <= seen[1]:
+            return True
+        mine[rec.topic] = [rec.partition, rec.offset]
+        return False
+
     for rec in records:
         try:
             if rec.topic == embedded_topic:
                 m = EmbeddedMemory.model_validate_json(rec.value or b"")
                 ev = m.event
-                am, fx = memory(ev.agent_id.encode(), ev.namespace, ev.agent_id)
-                am.on_memory(ev, m.vector(), fx)
-                out.memories += 1
                 ts, ns = ev.event_ts, ev.namespace
+                if applied(ev.agent_id.encode(), rec):
+                    out.skipped += 1
+                else:
+                    am, fx = memory(ev.agent_id.encode(), ns, ev.agent_id)
+                    am.on_memory(ev, m.vector(), fx)
+                    out.memories += 1
             else:
                 a = AccessEvent.model_validate_json(rec.value or b"")
                 am, fx = memory(a.agent_id.encode(), a.namespace, a.agent_id)
                 ts, ns = (am.clock if a.event_ts is None else a.event_ts), a.namespace
-                am.on_access(a.memory_ids, ts, a.outcome == "success", fx)
+                if applied(a.agent_id.encode(), rec):
+                    out.skipped += 1
+                else:
+                    am.on_access(a.memory_ids, ts, a.outcome == "success", fx)
             part = (ns, rec.partition)
             out.clocks[part] = max(out.clocks.get(part, ts), ts)
         except (ValidationError, ValueError) as exc:
@@ -186,7 +209,7 @@ def memory_batch(
             continue
         load(key)
         for ns, st in sorted(raw_states[key].items()):
-            if ns != OUTBOX and ns in sweep and st["due"] is not None and st["due"] <= sweep[ns]:
+            if not private(ns) and ns in sweep and st["due"] is not None and st["due"] <= sweep[ns]:
                 am, fx = memory(key, ns, st["clusters"]["agent_id"])
                 am.settle(sweep[ns], fx)
     boxes: dict[bytes, dict[str, list[Any]]] = {}
@@ -211,6 +234,8 @@ def memory_batch(
             merged[OUTBOX] = boxes[key]
         else:
             merged.pop(OUTBOX, None)
+        if offsets.get(key):
+            merged[OFFSETS] = offsets[key]
         out.states[key] = json.dumps(merged, sort_keys=True).encode()
         if cache is not None:
             cache[key] = (out.states[key], merged, loaded[key])
@@ -222,6 +247,14 @@ def memory_batch(
 # process sends them again (at-least-once outputs; every consumer is idempotent). Namespaces
 # cannot start with "_", so it never clashes with one.
 OUTBOX = "_outbox"
+# Key of the last source offset applied per topic (``[partition, offset]``), so a record the
+# state already holds is skipped when a crash makes Kafka deliver it again.
+OFFSETS = "_offsets"
+
+
+def private(key: str) -> bool:
+    """Whether a key of a saved agent state is bookkeeping (outbox, offsets), not a namespace."""
+    return key.startswith("_")
 
 
 def _collect(
@@ -352,6 +385,6 @@ def forgotten_in(states: dict[bytes, bytes | None]) -> set[tuple[str, str]]:
     for raw in states.values():
         if raw:
             for ns, st in json.loads(raw).items():
-                if ns != OUTBOX:
+                if not private(ns):
                     gone.update((ns, mid) for mid in forgotten_ids(st))
     return gone

@@ -33,6 +33,7 @@ class StageStats:
     derived: int = 0  # new semantic memories distilled from stable clusters
     rederived: int = 0  # semantic memories distilled again as their cluster grew
     replayed_outboxes: int = 0  # agents whose effects a crash cut off, sent again
+    redelivered_skipped: int = 0  # records whose effect the recovered state already held
     analytics_inputs: int = 0
     analytics_restored: bool = False  # the models came from a checkpoint
     predictions: int = 0
@@ -62,6 +63,7 @@ class StageStats:
         self.derived += out.derived_count
         self.rederived += out.rederived_count
         self.replayed_outboxes += out.replayed
+        self.redelivered_skipped += out.skipped
         for kind, n in out.cluster_kinds.items():
             self.cluster_kinds[kind] = self.cluster_kinds.get(kind, 0) + n
         for state, n in out.lifecycle_kinds.items():

@@ -3,6 +3,7 @@ and watermark sweeps -- and that none of it depends on where batches are cut."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -300,3 +301,23 @@ def test_effects_a_crash_cut_off_are_sent_again_by_the_next_process() -> None:
     recs = [_mem("later", T0 + timedelta(days=60, hours=1))]
     nxt = memory_batch(recs, states, P, "emb", 0.0, None, "test", None, None, set())
     assert nxt.forget == [("w", "old")] and len(nxt.lifecycle) == len(first.lifecycle) + 1
+
+
+def test_records_redelivered_after_a_crash_act_on_the_state_once() -> None:
+    """The state is saved before the source offsets are committed, so a crash redelivers
+    records the state already holds: they are skipped (an access must not reinforce twice)."""
+
+    def at(rec: RawRecord, offset: int) -> RawRecord:
+        return dataclasses.replace(rec, partition=3, offset=offset)
+
+    t1 = T0 + timedelta(hours=1)
+    batch = [at(_mem("m1", T0), 0), at(_access(["m1"], t1), 0)]
+    states, _, first = _run(batch, {})
+    assert first.skipped == 0 and first.memories == 1
+    again, evs, out = _run(batch, states)  # the same records, delivered again
+    assert out.skipped == 2 and evs == [] and out.memories == 0
+    assert _core(again) == _core(states)
+    # a record past the saved offsets still acts: one more recall in the memory's life
+    later, _, out = _run([at(_access(["m1"], t1 + timedelta(hours=1)), 1)], states)
+    assert out.skipped == 0
+    assert _core(later)[b"ann"]["w"]["m"] != _core(states)[b"ann"]["w"]["m"]
