@@ -92,7 +92,12 @@ class Pipeline:
 
 def _record(event: Any) -> RawRecord:
     msg = event.message
-    return RawRecord(event.value, msg.key, msg.topic, msg.partition, msg.offset)
+    headers = msg.headers
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return RawRecord(
+        event.value, msg.key, msg.topic, msg.partition, msg.offset, list(headers or []) or None
+    )
 
 
 def _save_states(table: Any, states: dict[bytes, bytes]) -> list[Any]:

@@ -22,6 +22,7 @@ class RawRecord:
     topic: str = "argos.memory.events"
     partition: int | None = None
     offset: int | None = None
+    headers: list[tuple[str, bytes]] | None = None  # trace context, publisher token
 
 
 def validate(raw: bytes | None) -> MemoryEvent:

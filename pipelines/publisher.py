@@ -3,6 +3,11 @@
 Built on kafka-python: keyed by ``agent_id`` (so an agent's memories stay ordered on one
 partition), ``acks=all``, batched with a short linger. Events are validated before they leave, so
 a bug in an agent shows up at its call site, not only in the dead-letter topic.
+
+Each event starts its trace: a ``publish`` span (OpenTelemetry, the global tracer provider unless
+one is given) whose W3C ``traceparent`` travels in the record's headers, so every stage after it
+adds its span to the same trace. A ``token`` travels in the ``argos-token`` header: the worker
+checks at ingest that it may publish to the event's namespace.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind
 
 from pipelines.errors import ConfigurationError, InvalidEventError
 from schemas import AccessEvent, MemoryEvent, parse_memory_event
 
 DEFAULT_TOPIC = "argos.memory.events"
+TOKEN_HEADER = "argos-token"  # noqa: S105 (a header name, not a secret)
 
 
 class MemoryPublisher:
@@ -36,6 +45,8 @@ class MemoryPublisher:
         linger_ms: int = 20,
         batch_size: int = 256 * 1024,
         validate: bool = True,
+        token: str | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
         **producer_config: Any,
     ) -> None:
         if not bootstrap_servers:
@@ -44,6 +55,8 @@ class MemoryPublisher:
         self.topic = topic
         self.validate = validate
         self.published = 0
+        self._token = [(TOKEN_HEADER, token.encode())] if token else []
+        self._tracer = trace.get_tracer("argos.publisher", tracer_provider=tracer_provider)
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers.split(","),
             acks="all",
@@ -64,10 +77,26 @@ class MemoryPublisher:
                 event = parse_memory_event(event)
             except ValueError as exc:
                 raise InvalidEventError(str(exc)) from None
-        fut = self._producer.send(
-            self.topic, key=event.agent_id.encode(), value=event.to_json_bytes()
-        )
-        self.published += 1
+        return self._send(self.topic, event.agent_id.encode(), event.to_json_bytes(), event)
+
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes, event: MemoryEvent | None = None
+    ) -> Any:
+        """Send one record inside its ``publish`` span, the trace context in its headers."""
+        with self._tracer.start_as_current_span(
+            "argos.publish",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+        ) as span:
+            if event is not None and span.is_recording():
+                span.set_attribute("argos.namespace", event.namespace)
+                span.set_attribute("argos.memory_id", event.memory_id)
+            carrier: dict[str, str] = {}
+            inject(carrier)
+            headers = self._token + [(k, v.encode()) for k, v in carrier.items()]
+            fut = self._producer.send(topic, key=key, value=value, headers=headers or None)
+        if topic == self.topic:
+            self.published += 1
         return fut
 
     def report_use(
@@ -91,15 +120,11 @@ class MemoryPublisher:
             outcome="success" if success else "failure",
         )
         topic = self.topic.removesuffix(".memory.events") + ".memory.access"
-        return self._producer.send(
-            topic, key=agent_id.encode(), value=access.model_dump_json().encode()
-        )
+        return self._send(topic, agent_id.encode(), access.model_dump_json().encode())
 
     def publish_raw(self, key: bytes | None, value: bytes) -> Any:
         """Send bytes as they are (no validation): for other producers' payloads and tests."""
-        fut = self._producer.send(self.topic, key=key, value=value)
-        self.published += 1
-        return fut
+        return self._send(self.topic, key, value)
 
     def publish_many(self, events: Iterable[MemoryEvent | dict[str, Any]]) -> int:
         n = 0

@@ -161,6 +161,51 @@ class Settings(BaseSettings):
         "analytics models (a file in the data folder).",
     )
     # Stream batching
+    # Security (issue 6)
+    tokens: str | None = Field(
+        None,
+        description="ARGOS_TOKENS: JSON list of access tokens, each {token, subject, namespaces "
+        "(list, '*' = all), agents (list or null = all in them), publish (bool), admin (bool)}; "
+        "unset and no tokens_file = the API is open (local development only).",
+    )
+    tokens_file: Path | None = Field(
+        None, description="ARGOS_TOKENS_FILE: the same JSON in a file (a mounted secret)."
+    )
+    encryption_keys: str | None = Field(
+        None,
+        description="ARGOS_ENCRYPTION_KEYS: 'kid:base64-of-32-bytes,...' AES-256-GCM keys; "
+        "memory content is encrypted at rest (Milvus, tables) when set.",
+    )
+    encryption_keys_file: Path | None = Field(
+        None, description="ARGOS_ENCRYPTION_KEYS_FILE: the same list in a file (a mounted secret)."
+    )
+    encryption_key_id: str | None = Field(
+        None,
+        description="ARGOS_ENCRYPTION_KEY_ID: the key that encrypts new data (default: the "
+        "first listed); the others still decrypt, so keys rotate without downtime.",
+    )
+    rate_ingest_agent: str = Field(
+        "1000/second", description="ARGOS_RATE_INGEST_AGENT: events per agent ('limits' syntax)."
+    )
+    rate_ingest_namespace: str = Field(
+        "20000/second", description="ARGOS_RATE_INGEST_NAMESPACE: events per namespace."
+    )
+    rate_recall_agent: str = Field(
+        "200/second", description="ARGOS_RATE_RECALL_AGENT: recalls per agent."
+    )
+    rate_recall_namespace: str = Field(
+        "2000/second", description="ARGOS_RATE_RECALL_NAMESPACE: recalls per namespace."
+    )
+    # OpenTelemetry
+    otel_exporter: Literal["console", "otlp", "none"] = Field(
+        "console",
+        description="ARGOS_OTEL_EXPORTER: console (default), otlp (also chosen whenever "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set), or none.",
+    )
+    otel_console_file: Path | None = Field(
+        None,
+        description="ARGOS_OTEL_CONSOLE_FILE: where the console exporter writes (default stdout).",
+    )
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")
     # Worker

@@ -52,7 +52,12 @@ def _wait(worker: WorkerProcess, timeout: float = 300) -> tuple[int, dict[str, s
             break
         time.sleep(2.0)
     else:
-        print("not settled in time; worker counters:", client.stats())
+        missing = published - ((book["created"] & published) | book["duplicates"])
+        print(
+            f"not settled in time: {len(missing)} unaccounted (e.g. {sorted(missing)[:5]}), "
+            f"{count} stored vs {len(live)} live; worker counters:",
+            client.stats(),
+        )
     return count, book
 
 
