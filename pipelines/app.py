@@ -34,8 +34,9 @@ from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from pipelines.analytics import Analytics, AnalyticsParams, analytics_batch
+from pipelines.crypto import Keyring, is_encrypted
 from pipelines.embed import Embedder, load_embedder
-from pipelines.errors import ConfigurationError, StoreUnavailableError
+from pipelines.errors import ConfigurationError, DecryptionError, StoreUnavailableError
 from pipelines.ingest import RawRecord
 from pipelines.memory_state import MemoryParams
 from pipelines.population import PopulationParams, population_batch
@@ -88,6 +89,23 @@ class Pipeline:
     memory_table: Any = None
     population_table: Any = None
     access_topic: str = ""
+    keyring: Keyring | None = None
+
+    def state(self, table: Any, key: bytes) -> bytes | None:
+        """A table value in plaintext. Values recovered from a changelog are encrypted (see
+        ``_save_states``); each is decrypted once and kept so in the worker's memory."""
+        if table is None:
+            return None
+        raw = table.get(key)
+        if raw is not None and is_encrypted(raw):
+            if self.keyring is None:
+                raise DecryptionError(
+                    f"{table.name} holds encrypted state and no keys are configured "
+                    "(set ARGOS_ENCRYPTION_KEYS or ARGOS_ENCRYPTION_KEYS_FILE)"
+                )
+            raw = self.keyring.decrypt_bytes(raw, aad=_state_aad(table, key))
+            table.data[key] = raw
+        return raw
 
 
 def _record(event: Any) -> RawRecord:
@@ -100,13 +118,20 @@ def _record(event: Any) -> RawRecord:
     )
 
 
-def _save_states(table: Any, states: dict[bytes, bytes]) -> list[Any]:
+def _state_aad(table: Any, key: bytes) -> bytes:
+    return table.name.encode() + b"|" + key
+
+
+def _save_states(table: Any, states: dict[bytes, bytes], keyring: Keyring | None) -> list[Any]:
     """Write table keys and return their changelog deliveries. ``table[k] = v`` only buffers
     the changelog record, so a crash could keep effects already applied (store deletes, sent
-    records) while losing the state that made them: await these before any effect."""
+    records) while losing the state that made them: await these before any effect. With a
+    keyring the changelog (the state at rest) is encrypted; the worker's memory keeps the
+    plaintext."""
     futs = []
     for key, value in states.items():
-        futs.append(table.send_changelog(table.partition_for_key(key), key, value))
+        sealed = keyring.encrypt_bytes(value, _state_aad(table, key)) if keyring else value
+        futs.append(table.send_changelog(table.partition_for_key(key), key, sealed))
         table.data[key] = value
     return futs
 
@@ -160,9 +185,10 @@ def create_app(
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
     )
     emb = embedder or load_embedder(settings.embedder, settings.embed_threads, settings.embed_batch)
-    vstore = store or MilvusStore(settings.milvus_target, settings.collection, emb.dim)
+    keyring = Keyring.from_settings(settings)
+    vstore = store or MilvusStore(settings.milvus_target, settings.collection, emb.dim, keyring)
     archive_store = archive or MilvusStore(
-        settings.milvus_target, settings.archive_collection, emb.dim
+        settings.milvus_target, settings.archive_collection, emb.dim, keyring
     )
     pipe = Pipeline(
         app=app,
@@ -175,6 +201,7 @@ def create_app(
         memory_pool=ThreadPoolExecutor(1, thread_name_prefix="memory"),
         analytics_pool=ThreadPoolExecutor(1, thread_name_prefix="analytics"),
         archive=archive_store,
+        keyring=keyring,
         memory_params=settings.memory_params(),
         recall=RecallService(
             emb,
@@ -189,7 +216,7 @@ def create_app(
                 records_bytes=1 << 20,
                 embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
             ),
-            state_of=lambda key: pipe.memory_table.get(key) if pipe.memory_table else None,
+            state_of=lambda key: pipe.state(pipe.memory_table, key),
         ),
         population_params=PopulationParams(
             join_threshold=settings.population_join, merge_threshold=settings.population_merge
@@ -354,7 +381,7 @@ def create_app(
             keys = {r.key for r in records if r.key is not None}
             try:
                 sweep, extra = extra_keys()
-                states = {k: memory_table.get(k) for k in keys | set(extra)}
+                states = {k: pipe.state(memory_table, k) for k in keys | set(extra)}
                 out = await loop.run_in_executor(
                     pipe.memory_pool,
                     memory_batch,
@@ -371,7 +398,7 @@ def create_app(
                 )
                 # first, durably: the store stage reads it (see there), and a restart must
                 # find the state that made every effect below
-                await _all(_save_states(memory_table, out.states))
+                await _all(_save_states(memory_table, out.states, pipe.keyring))
                 await apply_store_work(loop, out)
                 await loop.run_in_executor(pipe.memory_pool, pipe.recall.learned, out)
                 futs = await produce(lifecycle_name, out.lifecycle)
@@ -418,7 +445,7 @@ def create_app(
             records = [_record(e) for e in batch]
             keys = {r.key for r in records if r.key is not None}
             try:
-                states = {k: population_table.get(k) for k in keys}
+                states = {k: pipe.state(population_table, k) for k in keys}
                 new_states, dead, counts = await loop.run_in_executor(
                     pipe.memory_pool,
                     population_batch,
@@ -427,7 +454,7 @@ def create_app(
                     pipe.population_params,
                     time.time(),
                 )
-                await _all(_save_states(population_table, new_states))
+                await _all(_save_states(population_table, new_states, pipe.keyring))
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:
                 exit_unacked("population", exc)
@@ -497,7 +524,9 @@ def create_app(
                         # read the lifecycle table and queue the upsert in one loop step: the
                         # store pool runs jobs in order, so a decay written after this read
                         # queues its delete after this upsert
-                        live = drop_forgotten(rows, {k: memory_table.get(k) for k in agents})
+                        live = drop_forgotten(
+                            rows, {k: pipe.state(memory_table, k) for k in agents}
+                        )
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipelines.errors import ConfigurationError, StoreUnavailableError
+from pipelines.crypto import Keyring, is_encrypted
+from pipelines.errors import ConfigurationError, DecryptionError, StoreUnavailableError
 from schemas import EmbeddedMemory, MemoryType
 
 MAX_VARCHAR = 65535
@@ -147,9 +148,18 @@ _OUTPUT = [
 class MilvusStore:
     """Milvus (Lite file or server URI) behind the ``VectorStore`` protocol."""
 
-    def __init__(self, uri: str, collection: str = "argos_memories", dim: int = 384) -> None:
+    def __init__(
+        self,
+        uri: str,
+        collection: str = "argos_memories",
+        dim: int = 384,
+        keyring: Keyring | None = None,
+    ) -> None:
+        """``keyring``: content is encrypted (AES-GCM, bound to the row's key) before it
+        reaches Milvus and decrypted on the way out; rows written without one still read."""
         from pymilvus import MilvusClient
 
+        self.keyring = keyring
         self.uri = uri
         self.collection = collection
         self.dim = dim
@@ -217,7 +227,7 @@ class MilvusStore:
                 "namespace": r.namespace,
                 "agent_id": r.agent_id,
                 "type": r.type,
-                "content": r.content,
+                "content": self._seal(r),
                 "importance": r.importance,
                 "event_ts": r.event_ts,
                 "event_time": r.event_time,
@@ -258,14 +268,28 @@ class MilvusStore:
             hits.append(Hit(self._row(ent, None), float(h["distance"])))
         return hits
 
-    @staticmethod
-    def _row(ent: dict[str, Any], vector: Any) -> StoredMemory:
+    def _seal(self, r: StoredMemory) -> str:
+        if self.keyring is None:
+            return r.content
+        return self.keyring.encrypt_text(r.content, aad=r.key)
+
+    def _row(self, ent: dict[str, Any], vector: Any) -> StoredMemory:
+        content = ent["content"]
+        if self.keyring is not None or is_encrypted(content):
+            if self.keyring is None:
+                raise DecryptionError(
+                    f"{self.collection} holds encrypted content and no keys are configured "
+                    "(set ARGOS_ENCRYPTION_KEYS or ARGOS_ENCRYPTION_KEYS_FILE)"
+                )
+            content = self.keyring.decrypt_text(
+                content, aad=primary_key(ent["namespace"], ent["memory_id"])
+            )
         return StoredMemory(
             memory_id=ent["memory_id"],
             agent_id=ent["agent_id"],
             namespace=ent["namespace"],
             type=ent["type"],
-            content=ent["content"],
+            content=content,
             importance=float(ent["importance"]),
             event_ts=float(ent["event_ts"]),
             event_time=ent["event_time"],
@@ -313,6 +337,35 @@ class MilvusStore:
         except Exception as exc:
             raise StoreUnavailableError(f"reading {agent_id}'s rows failed: {exc}") from exc
         return rows
+
+    def reencrypt(self, batch: int = 1000) -> tuple[int, int]:
+        """Rewrite every row whose content is plaintext or under a key other than the current
+        one (after a rotation: add the new key first, make it current, run this, then drop the
+        old key). Returns (rows read, rows rewritten)."""
+        if self.keyring is None:
+            raise ConfigurationError("re-encryption needs ARGOS_ENCRYPTION_KEYS (none are set)")
+        stale: dict[str, list[str]] = {}
+        seen = 0
+        try:
+            it = self._client.query_iterator(
+                self.collection,
+                batch_size=batch,
+                filter="",
+                output_fields=["memory_id", "namespace", "content"],
+            )
+            while page := it.next():
+                seen += len(page)
+                for r in page:
+                    if self.keyring.needs_rotation(r["content"]):
+                        stale.setdefault(r["namespace"], []).append(r["memory_id"])
+            it.close()
+        except Exception as exc:
+            raise StoreUnavailableError(f"reading {self.collection} failed: {exc}") from exc
+        done = 0
+        for ns, mids in sorted(stale.items()):
+            for i in range(0, len(mids), batch):
+                done += self.upsert(self.get(ns, mids[i : i + batch]))
+        return seen, done
 
     def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
         """Remove memories (decayed ones leave the hot collection); returns how many were asked."""

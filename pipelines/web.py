@@ -145,7 +145,7 @@ def register_routes(pipe: Pipeline) -> None:
             if forwarded is not None:
                 text, status = forwarded
                 return self.text(text, content_type="application/json", status=status)
-            raw = pipe.memory_table.get(agent.encode()) if pipe.memory_table else None
+            raw = pipe.state(pipe.memory_table, agent.encode())
             state = json.loads(raw).get(ns) if raw else None
             clusters = summary(from_state(state["clusters"])) if state else []
             return self.json({"namespace": ns, "agent_id": agent, "clusters": clusters})
@@ -159,7 +159,7 @@ def register_routes(pipe: Pipeline) -> None:
             ns = request.query.get("namespace")
             if not ns:
                 return self.json({"error": "namespace is required"}, status=400)
-            raw = pipe.population_table.get(ns.encode()) if pipe.population_table else None
+            raw = pipe.state(pipe.population_table, ns.encode())
             pop = population_summary(population_from_state(json.loads(raw))) if raw else []
             return self.json({"namespace": ns, "clusters": pop})
 
