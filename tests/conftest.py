@@ -32,6 +32,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+# Every test worker encrypts at rest (content in Milvus, state changelogs) with one shared key,
+# so the whole suite runs the encrypted path; OTel exporters are off unless a test asks.
+TEST_KEYS = "test1:" + "A" * 43 + "="
+WORKER_ENV = {"ARGOS_ENCRYPTION_KEYS": TEST_KEYS, "ARGOS_OTEL_EXPORTER": "none"}
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -53,6 +59,7 @@ def start_worker(
             topic_prefix=prefix,
             app_id=f"{prefix}-app",
             embedder=str(kwargs.pop("embedder", "onnx")),
+            extra_env={**WORKER_ENV, **dict(kwargs.pop("extra_env", None) or {})},  # type: ignore[call-overload]
             **kwargs,  # type: ignore[arg-type]
         )
         w.start()
