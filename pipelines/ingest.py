@@ -6,10 +6,15 @@ Nothing is dropped: every record comes out either as a valid ``MemoryEvent`` or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pipelines.errors import InvalidEventError, PoisonEventError, SchemaVersionUnsupported
+from pipelines.errors import (
+    InvalidEventError,
+    PoisonEventError,
+    RejectedError,
+    SchemaVersionUnsupported,
+)
 from schemas import DeadLetter, MemoryEvent, SchemaVersionError, parse_memory_event
 
 
@@ -43,7 +48,18 @@ def validate(raw: bytes | None) -> MemoryEvent:
         raise InvalidEventError(str(exc)) from None
 
 
-def dead_letter(rec: RawRecord, exc: PoisonEventError, stage: str, now: float) -> DeadLetter:
+def header(rec: RawRecord, name: str) -> bytes | None:
+    """The last value of header ``name`` on ``rec`` (None when absent)."""
+    found = None
+    for k, v in rec.headers or ():
+        if k == name:
+            found = v
+    return found
+
+
+def dead_letter(
+    rec: RawRecord, exc: PoisonEventError | RejectedError, stage: str, now: float
+) -> DeadLetter:
     return DeadLetter.of(
         reason=exc.reason,
         error=type(exc).__name__,
@@ -57,15 +73,24 @@ def dead_letter(rec: RawRecord, exc: PoisonEventError, stage: str, now: float) -
     )
 
 
+# Admission of a valid event (publish rights, rate limits): raises ``RejectedError``.
+Guard = Callable[[RawRecord, MemoryEvent], object]
+
+
 def ingest_batch(
-    records: Iterable[RawRecord], now: float
-) -> tuple[list[MemoryEvent], list[tuple[RawRecord, DeadLetter]]]:
-    """Split a batch into valid events and dead letters (each with the record it came from)."""
-    good: list[MemoryEvent] = []
+    records: Iterable[RawRecord], now: float, guard: Guard | None = None
+) -> tuple[list[tuple[RawRecord, MemoryEvent]], list[tuple[RawRecord, DeadLetter]]]:
+    """Split a batch into valid events and dead letters, each with the record it came from.
+    ``guard`` refuses valid events by policy (no right to publish to that namespace, over a
+    rate limit): they are dead-lettered too, with the reason, never dropped."""
+    good: list[tuple[RawRecord, MemoryEvent]] = []
     bad: list[tuple[RawRecord, DeadLetter]] = []
     for rec in records:
         try:
-            good.append(validate(rec.value))
-        except PoisonEventError as exc:
+            ev = validate(rec.value)
+            if guard is not None:
+                guard(rec, ev)
+            good.append((rec, ev))
+        except (PoisonEventError, RejectedError) as exc:
             bad.append((rec, dead_letter(rec, exc, "ingest", now)))
     return good, bad

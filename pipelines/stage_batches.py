@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
-from pipelines.errors import InvalidEventError
-from pipelines.ingest import RawRecord, dead_letter, ingest_batch
+from pipelines.errors import InvalidEventError, RejectedError
+from pipelines.ingest import Guard, RawRecord, dead_letter, ingest_batch
 from pipelines.memory_state import (
     AgentMemory,
     Effects,
@@ -27,7 +27,7 @@ from pipelines.memory_state import (
     index_fields,
 )
 from pipelines.store import StoredMemory, VectorStore
-from schemas import AccessEvent, ClusterEvent, EmbeddedMemory
+from schemas import AccessEvent, ClusterEvent, EmbeddedMemory, MemoryEvent
 
 KV = tuple[bytes | None, bytes]
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ class BatchOut:
     forward: list[KV] = field(default_factory=list)
     dead: list[KV] = field(default_factory=list)
     valid: int = 0
+    # index (into the batch's records) of the record each forward record came from
+    forward_src: list[int] = field(default_factory=list)
+    # records refused by policy (401/403/429 at ingest), for the audit trail
+    denied: list[tuple[int, str, str, str]] = field(default_factory=list)  # (index, ns, agent, why)
 
 
 def _dead(rec: RawRecord, err: InvalidEventError, stage: str, now: float) -> KV:
@@ -47,19 +51,37 @@ def _dead(rec: RawRecord, err: InvalidEventError, stage: str, now: float) -> KV:
     return (rec.key, dead_letter(rec, err, stage, now).model_dump_json().encode())
 
 
-def ingest_and_embed(records: Sequence[RawRecord], embedder: Embedder, now: float) -> BatchOut:
-    """Validate raw events (bad ones -> dead letters), embed the good ones in one model call."""
+def ingest_and_embed(
+    records: Sequence[RawRecord], embedder: Embedder, now: float, guard: Guard | None = None
+) -> BatchOut:
+    """Validate raw events (bad ones -> dead letters), admit them (``guard``: rights and rate
+    limits; refused ones -> dead letters), embed the good ones in one model call."""
     out = BatchOut()
-    good, bad = ingest_batch(records, now)
-    out.valid = len(good)
+    where = {id(r): i for i, r in enumerate(records)}
+    denied: list[tuple[RawRecord, MemoryEvent, RejectedError]] = []
+
+    def admit(rec: RawRecord, ev: MemoryEvent) -> None:
+        try:
+            if guard is not None:
+                guard(rec, ev)
+        except RejectedError as exc:
+            denied.append((rec, ev, exc))
+            raise
+
+    pairs, bad = ingest_batch(records, now, admit)
+    out.valid = len(pairs) + len(denied)
     for rec, dl in bad:
         out.dead.append((rec.key, dl.model_dump_json().encode()))
-    embedded, refused = embed_events(good, embedder, now)
+    for rec, ev, exc in denied:
+        out.denied.append((where[id(rec)], ev.namespace, ev.agent_id, exc.reason))
+    source = {id(ev): rec for rec, ev in pairs}
+    embedded, refused = embed_events([ev for _, ev in pairs], embedder, now)
     for ev, err in refused:
-        rec = RawRecord(ev.to_json_bytes(), ev.agent_id.encode(), records[0].topic)
-        out.dead.append(_dead(rec, err, "embed", now))
+        out.dead.append(_dead(source[id(ev)], err, "embed", now))
     for m in embedded:
         out.forward.append((m.event.agent_id.encode(), m.model_dump_json().encode()))
+        # the event object passes through unchanged (pydantic keeps model instances)
+        out.forward_src.append(where[id(source[id(m.event)])])
     return out
 
 

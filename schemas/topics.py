@@ -83,6 +83,16 @@ TOPICS: dict[str, Topic] = {
             "Dataset statistics, rates, latency quantiles and correlations, per namespace.",
         ),
         Topic(
+            "audit",
+            "namespace",
+            "audit_record.v1.json",
+            "delete",
+            _FOREVER,
+            "Audit trail: every create, recall, lifecycle transition, delete, archive and denied "
+            "request (actor, namespace, agent, memory, action, outcome, trace id, time); "
+            "audit_id is deterministic, so a record replayed after a crash dedupes.",
+        ),
+        Topic(
             "deadletter",
             "agent_id (original key)",
             "deadletter.v1.json",

@@ -45,3 +45,28 @@ def test_embed_events_uses_model_and_keeps_client_vectors() -> None:
 def test_procedural_text_includes_steps() -> None:
     ev = next(e for e in Population(3, seed=5).events(200) if e.type is MemoryType.procedural)
     assert ev.steps and ev.steps[0] in text_of(ev)
+
+
+def test_guard_refusals_are_dead_lettered_with_the_reason_and_listed_for_audit() -> None:
+    from pipelines.embed import HashingEmbedder
+    from pipelines.errors import RateLimitedError
+    from pipelines.stage_batches import ingest_and_embed
+
+    evs = list(Population(3, seed=3).events(12))
+    records = [
+        RawRecord(e.to_json_bytes(), e.agent_id.encode(), "t", 0, i) for i, e in enumerate(evs)
+    ]
+    refused_agent = evs[0].agent_id
+
+    def guard(rec: RawRecord, ev: object) -> None:
+        if getattr(ev, "agent_id", None) == refused_agent:
+            raise RateLimitedError(f"over 5 per second for agent {refused_agent}")
+
+    out = ingest_and_embed(records, HashingEmbedder(dim=16), 1.0, guard)
+    n_refused = sum(e.agent_id == refused_agent for e in evs)
+    assert len(out.forward) == len(evs) - n_refused and len(out.dead) == n_refused
+    assert {d[3] for d in out.denied} == {f"over 5 per second for agent {refused_agent}"}
+    assert [records[i].offset for i in out.forward_src] == [
+        i for i, e in enumerate(evs) if e.agent_id != refused_agent
+    ]
+    assert b"RateLimitedError" in out.dead[0][1]
