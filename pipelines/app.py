@@ -33,13 +33,17 @@ import faust
 from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from pipelines.access import AccessPolicy
 from pipelines.analytics import Analytics, AnalyticsParams, analytics_batch
+from pipelines.audit import denied_record, emit, from_value, to_kv
 from pipelines.crypto import Keyring, is_encrypted
 from pipelines.embed import Embedder, load_embedder
 from pipelines.errors import ConfigurationError, DecryptionError, StoreUnavailableError
-from pipelines.ingest import RawRecord
+from pipelines.ingest import RawRecord, header
 from pipelines.memory_state import MemoryParams
 from pipelines.population import PopulationParams, population_batch
+from pipelines.publisher import TOKEN_HEADER
+from pipelines.rate_limit import RateLimits
 from pipelines.recall import RecallService
 from pipelines.recall_cache import RecallCache
 from pipelines.scoring import ScoreWeights
@@ -54,6 +58,7 @@ from pipelines.stage_batches import (
 )
 from pipelines.stats import StageStats
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
+from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ LIFECYCLE = "memory.lifecycle"
 DEADLETTER = "deadletter"
 PREDICTIONS = "analytics.predictions"
 METRICS = "analytics.metrics"
+AUDIT = "audit"
 
 
 @dataclass
@@ -89,7 +95,38 @@ class Pipeline:
     memory_table: Any = None
     population_table: Any = None
     access_topic: str = ""
+    audit_topic: str = ""
     keyring: Keyring | None = None
+    telemetry: Telemetry | None = None
+    policy: AccessPolicy | None = None
+    limits: RateLimits | None = None
+    # (stage, topic, partition) -> the next offset that stage will read (for the lag gauge)
+    positions: dict[tuple[str, str, int], int] | None = None
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet processed per source partition (by the slowest stage)."""
+        from faust.types import TP
+
+        low: dict[tuple[str, int], int] = {}
+        for (_, topic, part), pos in list((self.positions or {}).items()):
+            low[(topic, part)] = min(low.get((topic, part), pos), pos)
+        out: dict[tuple[str, int], int] = {}
+        for (topic, part), pos in low.items():
+            try:
+                high = self.app.consumer.highwater(TP(topic, part))
+            except Exception:  # noqa: S112 - no metadata yet (starting, rebalancing)
+                continue
+            if high is not None:
+                out[(topic, part)] = max(0, int(high) - pos)
+        return out
+
+    def note_positions(self, stage: str, records: Iterable[RawRecord]) -> None:
+        if self.positions is None:
+            self.positions = {}
+        for r in records:
+            if r.partition is not None and r.offset is not None:
+                k = (stage, r.topic, r.partition)
+                self.positions[k] = max(self.positions.get(k, 0), r.offset + 1)
 
     def state(self, table: Any, key: bytes) -> bytes | None:
         """A table value in plaintext. Values recovered from a changelog are encrypted (see
@@ -190,7 +227,13 @@ def create_app(
     archive_store = archive or MilvusStore(
         settings.milvus_target, settings.archive_collection, emb.dim, keyring
     )
+    tel = setup_telemetry(settings)
+    policy = AccessPolicy.from_settings(settings)
+    limits = RateLimits.from_settings(settings)
     pipe = Pipeline(
+        telemetry=tel,
+        policy=policy,
+        limits=limits,
         app=app,
         settings=settings,
         embedder=emb,
@@ -252,6 +295,8 @@ def create_app(
     population_table = pipe.population_table = state_table(TABLES[1])
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name
+    audit_name = pipe.audit_topic = settings.topic(AUDIT)
+    tel.observe_lag(pipe.lag)
     # New memories and recalls, in one stream, so each agent's memory is one state.
     memory_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
     clusters_t = app.topic(clusters_name, partitions=parts, **raw)
@@ -268,17 +313,48 @@ def create_app(
             reraise=True,
         )
 
-    async def produce(topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> list[Any]:
-        """Hand records to the producer; returns the delivery futures (await before acking)."""
+    async def produce(
+        topic: str,
+        items: Iterable[tuple[bytes | None, bytes]],
+        headers: list[list[tuple[str, bytes]]] | None = None,
+    ) -> list[Any]:
+        """Hand records to the producer (``headers[i]`` with record i: the trace context);
+        returns the delivery futures (await before acking)."""
         send = app.producer.send
-        return [await send(topic, key, value, None, None, None) for key, value in items]
+        if headers is None:
+            return [await send(topic, key, value, None, None, None) for key, value in items]
+        return [
+            await send(topic, key, value, None, None, h or None)
+            for (key, value), h in zip(items, headers, strict=True)
+        ]
 
-    def timed(records: list[RawRecord], now: float) -> BatchOut:
+    def admit(rec: RawRecord, ev: Any) -> None:
+        """Ingest's policy: the event's token may publish to its namespace (401/403), and the
+        agent and namespace are under their rate limits (429)."""
+        policy.check_publish_token(header(rec, TOKEN_HEADER), ev.namespace, ev.agent_id)
+        limits.check_ingest(ev.namespace, ev.agent_id)
+
+    def timed(records: list[RawRecord], now: float) -> tuple[BatchOut, list[Any], list[Any]]:
+        """One chunk through ingest + embed, a span per record (child of its publish span);
+        returns the batch, the trace headers of each forward record and the denials' audit."""
         t0 = time.perf_counter()
         try:
-            return ingest_and_embed(records, pipe.embedder, now)
+            with tel.batch_spans("argos.ingest_embed", records) as spans:
+                out = ingest_and_embed(records, pipe.embedder, now, admit)
+                heads = [spans.headers(i) for i in out.forward_src]
+                audits = []
+                for i, ns, agent, status, why in out.denied:
+                    spans.fail(i, why)
+                    r = records[i]
+                    rid = f"{r.topic}/{r.partition}/{r.offset}"
+                    a = denied_record(agent, ns, agent, status, why, spans.trace_id(i), now, rid)
+                    emit(tel.logger, a)
+                    audits.append(to_kv(a))
+            return out, heads, audits
         finally:
-            stats.embed_busy_s += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            stats.embed_busy_s += dt
+            tel.record_stage_latency("ingest_embed", dt)
 
     @app.agent(events_t, concurrency=1, name="argos.ingest_embed")
     async def ingest_embed(stream: faust.StreamT[bytes]) -> None:
@@ -290,17 +366,16 @@ def create_app(
         after the chunk's records are acknowledged by Kafka), so ``take_events`` returning does
         not make an offset committable: a crash re-delivers every chunk still in flight."""
         loop = asyncio.get_running_loop()
-        inflight: asyncio.Queue[tuple[list[Any], asyncio.Future[BatchOut]]] = asyncio.Queue(
-            maxsize=2
-        )
+        inflight: asyncio.Queue[tuple[list[Any], asyncio.Future[Any]]] = asyncio.Queue(maxsize=2)
 
         async def finish_in_order() -> None:
             while True:
                 events, fut = await inflight.get()
                 try:
-                    out = await fut
-                    futs = await produce(embedded_name, out.forward)
+                    out, heads, audits = await fut
+                    futs = await produce(embedded_name, out.forward, heads)
                     futs += await produce(dlq_name, out.dead)
+                    futs += await produce(audit_name, audits)
                     await _all(futs)
                 except Exception as exc:
                     exit_unacked("ingest_embed", exc)
@@ -309,7 +384,11 @@ def create_app(
                 stats.valid += out.valid
                 stats.embedded += len(out.forward)
                 stats.dead_lettered += len(out.dead)
+                stats.denied += len(out.denied)
                 stats.ingested += len(events)
+                tel.count_events("ingest_embed", "ok", len(out.forward))
+                tel.count_deadletters("ingest", "refused", len(out.dead))
+                pipe.note_positions("ingest_embed", [_record(e) for e in events])
 
         finisher = asyncio.ensure_future(finish_in_order())
         try:
@@ -370,6 +449,31 @@ def create_app(
         keys = [k for k in list(memory_table.keys()) if partition_of(k, parts) in wanted]
         return due, keys
 
+    def memory_work(
+        records: list[RawRecord], states: dict[bytes, Any], sweep: dict[str, float], now: float
+    ) -> MemoryOut:
+        """One memory-stage batch in the worker thread, a span per record; its audit records
+        go out as OTel logs here (and to ``argos.audit`` from the stage)."""
+        t0 = time.perf_counter()
+        with tel.batch_spans("argos.memory", records) as spans:
+            out = memory_batch(
+                records,
+                states,
+                pipe.memory_params,
+                embedded_name,
+                now,
+                pipe.store,
+                pipe.embedder.name,
+                sweep,
+                agent_cache,
+                settled,
+                [spans.trace_id(i) for i in range(len(records))],
+            )
+        for _, value in out.audit:
+            emit(tel.logger, from_value(value))
+        tel.record_stage_latency("memory", time.perf_counter() - t0)
+        return out
+
     @app.agent(memory_src, concurrency=1, name="argos.memory")
     async def memory_stage(stream: faust.StreamT[bytes]) -> None:
         """Each agent's memory on event time: lifecycle (created -> active, recalls reinforce,
@@ -383,18 +487,7 @@ def create_app(
                 sweep, extra = extra_keys()
                 states = {k: pipe.state(memory_table, k) for k in keys | set(extra)}
                 out = await loop.run_in_executor(
-                    pipe.memory_pool,
-                    memory_batch,
-                    records,
-                    states,
-                    pipe.memory_params,
-                    embedded_name,
-                    time.time(),
-                    pipe.store,
-                    pipe.embedder.name,
-                    sweep,
-                    agent_cache,
-                    settled,
+                    pipe.memory_pool, memory_work, records, states, sweep, time.time()
                 )
                 # first, durably: the store stage reads it (see there), and a restart must
                 # find the state that made every effect below
@@ -405,9 +498,12 @@ def create_app(
                 futs += await produce(clusters_name, out.clusters)
                 futs += await produce(embedded_name, out.derived)
                 futs += await produce(dlq_name, out.dead)
+                futs += await produce(audit_name, out.audit)
                 await _all(futs)
             except Exception as exc:
                 exit_unacked("memory", exc)
+            pipe.note_positions("memory", records)
+            tel.count_events("memory", "ok", len(records) - len(out.dead))
             settled.update(states)
             now = time.time()
             for (ns, p), clock in out.clocks.items():
@@ -514,9 +610,12 @@ def create_app(
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(take_max, within=within):
             t0 = time.perf_counter()
+            records = [_record(e) for e in batch]
+            store_spans = tel.batch_spans("argos.store", records)  # closed once stored
+            store_spans.__enter__()
             try:
                 rows, dead = await loop.run_in_executor(
-                    pipe.store_pool, parse_embedded, [_record(e) for e in batch], time.time()
+                    pipe.store_pool, parse_embedded, records, time.time()
                 )
                 agents = {r.agent_id.encode() for r in rows}
                 async for attempt in store_retrying():
@@ -532,6 +631,10 @@ def create_app(
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:
                 exit_unacked("store", exc)
+            store_spans.__exit__(None, None, None)
+            pipe.note_positions("store", records)
+            tel.count_events("store", "ok", len(rows))
+            tel.record_stage_latency("store", time.perf_counter() - t0)
             stats.last_store_latency_s = time.perf_counter() - t0
             stats.store_busy_s += stats.last_store_latency_s
             stats.last_stored_ts = time.time()

@@ -23,11 +23,18 @@ class RecallError(RuntimeError):
 
 
 class MemoryClient:
-    """Talks to one worker (any worker will do once recall routing lands)."""
+    """Talks to one worker (any worker answers any agent: requests are routed to the owner).
+    ``token``: the bearer token, when the workers require one (``ARGOS_TOKENS``)."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:6066", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:6066",
+        timeout: float = 30.0,
+        token: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def _json(self, resp: httpx.Response) -> Any:
         try:

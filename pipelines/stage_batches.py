@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipelines.audit import from_lifecycle
 from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
 from pipelines.errors import InvalidEventError, RejectedError
@@ -43,7 +44,8 @@ class BatchOut:
     # index (into the batch's records) of the record each forward record came from
     forward_src: list[int] = field(default_factory=list)
     # records refused by policy (401/403/429 at ingest), for the audit trail
-    denied: list[tuple[int, str, str, str]] = field(default_factory=list)  # (index, ns, agent, why)
+    # (index, namespace, agent, HTTP status, reason)
+    denied: list[tuple[int, str, str, int, str]] = field(default_factory=list)
 
 
 def _dead(rec: RawRecord, err: InvalidEventError, stage: str, now: float) -> KV:
@@ -73,7 +75,7 @@ def ingest_and_embed(
     for rec, dl in bad:
         out.dead.append((rec.key, dl.model_dump_json().encode()))
     for rec, ev, exc in denied:
-        out.denied.append((where[id(rec)], ev.namespace, ev.agent_id, exc.reason))
+        out.denied.append((where[id(rec)], ev.namespace, ev.agent_id, exc.http_status, exc.reason))
     source = {id(ev): rec for rec, ev in pairs}
     embedded, refused = embed_events([ev for _, ev in pairs], embedder, now)
     for ev, err in refused:
@@ -108,6 +110,7 @@ class MemoryOut:
     lifecycle: list[KV] = field(default_factory=list)
     clusters: list[KV] = field(default_factory=list)  # keyed by namespace
     derived: list[KV] = field(default_factory=list)  # embedded records, keyed by agent
+    audit: list[KV] = field(default_factory=list)  # one audit record per transition
     forget: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) off the hot store
     archive: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) to the archive
     dead: list[KV] = field(default_factory=list)
@@ -140,6 +143,7 @@ def memory_batch(
     sweep: dict[str, float] | None = None,
     cache: MutableMapping[bytes, Any] | None = None,
     settled: Container[bytes] | None = None,
+    traces: Sequence[str | None] | None = None,
 ) -> MemoryOut:
     """New memories (embedded topic) and recalls (access topic) through each agent's memory
     (``pipelines.memory_state``): lifecycle, clusters, near-duplicates, consolidation.
@@ -153,7 +157,8 @@ def memory_batch(
     state bytes they were saved as, so an agent whose table value is unchanged is neither
     parsed again nor stripped of its vector cache. ``settled`` names the agents whose last
     outbox this process knows went out; for every other agent in ``states`` the saved outbox
-    (see ``OUTBOX``) is sent again -- pass None to never replay.
+    (see ``OUTBOX``) is sent again -- pass None to never replay. ``traces`` holds the trace id
+    of each record (its span): the audit record of a transition a record caused names it.
     """
     import json
 
@@ -186,6 +191,7 @@ def memory_batch(
         return by_ns[ns], fxs.setdefault((key, ns), Effects())
 
     offsets: dict[bytes, dict[str, list[int]]] = {}  # agent -> topic -> [partition, offset]
+    trace_of: dict[str, str] = {}  # memory id -> trace id of the record that brought it
 
     def applied(key: bytes, rec: RawRecord) -> bool:
         """Whether the agent's saved state already holds this record's effect (a redelivery:
@@ -201,7 +207,7 @@ def memory_batch(
         mine[rec.topic] = [rec.partition, rec.offset]
         return False
 
-    for rec in records:
+    for i, rec in enumerate(records):
         try:
             if rec.topic == embedded_topic:
                 m = EmbeddedMemory.model_validate_json(rec.value or b"")
@@ -213,6 +219,8 @@ def memory_batch(
                     am, fx = memory(ev.agent_id.encode(), ns, ev.agent_id)
                     am.on_memory(ev, m.vector(), fx)
                     out.memories += 1
+                    if traces is not None and (tid := traces[i]):
+                        trace_of[ev.memory_id] = tid
             else:
                 a = AccessEvent.model_validate_json(rec.value or b"")
                 am, fx = memory(a.agent_id.encode(), a.namespace, a.agent_id)
@@ -246,7 +254,7 @@ def memory_batch(
                     out.replayed += 1
     for (key, ns), fx in sorted(fxs.items()):
         box = boxes.setdefault(key, {})
-        _send(out, _collect(key, ns, fx, model, now, box, out))
+        _send(out, _collect(key, ns, fx, model, now, box, out, trace_of))
         _index_updates(out, ns, loaded[key][ns], fx, params)
     for key in sorted({k for k, _ in fxs}):  # save the agents this batch touched
         merged = raw_states[key]
@@ -287,6 +295,7 @@ def _collect(
     now: float,
     box: dict[str, list[Any]],
     out: MemoryOut,
+    trace_of: dict[str, str],
 ) -> dict[str, list[Any]]:
     """One agent's effects as records and store work, appended to its outbox ``box``; returns
     just these (to send), counting them in ``out``."""
@@ -298,9 +307,12 @@ def _collect(
         "derived": [],
         "forget": [],
         "archive": [],
+        "audit": [],
     }
     for t in fx.transitions:
         new["lifecycle"].append([key.decode(), t.model_dump_json()])
+        rec = from_lifecycle(t, trace_of.get(t.memory_id), now)
+        new["audit"].append([ns, rec.model_dump_json()])
         out.lifecycle_kinds[t.to_state] = out.lifecycle_kinds.get(t.to_state, 0) + 1
     for ch in fx.cluster:
         ev = ClusterEvent(
@@ -358,6 +370,7 @@ def _send(out: MemoryOut, box: dict[str, list[Any]]) -> None:
     out.lifecycle += [(k.encode(), v.encode()) for k, v in box.get("lifecycle", [])]
     out.clusters += [(k.encode(), v.encode()) for k, v in box.get("clusters", [])]
     out.derived += [(k.encode(), v.encode()) for k, v in box.get("derived", [])]
+    out.audit += [(k.encode(), v.encode()) for k, v in box.get("audit", [])]
     out.forget += [(ns, mid) for ns, mid in box.get("forget", [])]
     out.archive += [(ns, mid) for ns, mid in box.get("archive", [])]
 

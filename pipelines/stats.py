@@ -43,6 +43,7 @@ class StageStats:
     recalls: int = 0
     access_send_failures: int = 0  # recall reinforcements Kafka did not take
     routed: int = 0  # requests forwarded to the worker that owns the agent
+    denied: int = 0  # events and requests refused by policy (401/403/429), each audited
     store_retries: int = 0
     batches: int = 0
     embed_busy_s: float = 0.0

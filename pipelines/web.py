@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from faust import web
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from pipelines.access import Principal
+from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.clustering import from_state, summary
-from pipelines.errors import StoreUnavailableError
+from pipelines.errors import ForbiddenError, RejectedError, StoreUnavailableError
 from pipelines.openapi import openapi
 from pipelines.population import from_state as population_from_state
 from pipelines.population import summary as population_summary
@@ -29,6 +34,51 @@ def register_routes(pipe: Pipeline) -> None:
     recall_pool = ThreadPoolExecutor(1, thread_name_prefix="recall")
     count_pool = ThreadPoolExecutor(1, thread_name_prefix="count")
 
+    tel, policy, limits = pipe.telemetry, pipe.policy, pipe.limits
+    assert tel is not None and policy is not None and limits is not None  # noqa: S101
+
+    async def audit(rec: Any) -> None:
+        """An audit record: an OTel log now, and on ``argos.audit`` (queued, not awaited)."""
+        emit(tel.logger, rec)
+        key, value = to_kv(rec)
+        await app.producer.send(pipe.audit_topic, key, value, None, None, None)
+
+    async def admit(
+        request: web.Request, namespace: str, agent_id: str, span: Any, rate: bool = True
+    ) -> Principal:
+        """The caller's token may read this agent's memories (401/403) and, when ``rate``,
+        the agent and namespace are under their recall limits (429). A refusal is audited
+        and raised."""
+        actor = "anonymous"
+        try:
+            principal = policy.authenticate(request.headers.get("Authorization"))
+            actor = principal.subject
+            policy.authorize_read(principal, namespace, agent_id)
+            if rate:
+                limits.check_recall(namespace, agent_id)
+            return principal
+        except RejectedError as exc:
+            pipe.stats.denied += 1
+            tid = f"{span.get_span_context().trace_id:032x}" if span else None
+            rid = uuid.uuid4().hex
+            await audit(
+                denied_record(
+                    actor, namespace, agent_id, exc.http_status, exc.reason, tid, time.time(), rid
+                )
+            )
+            raise
+
+    def refused(view: web.View, exc: RejectedError) -> web.Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        resp = view.json({"error": exc.reason, "status": exc.http_status}, status=exc.http_status)
+        for k, v in (headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    def forward_headers(request: web.Request) -> dict[str, str]:
+        auth = request.headers.get("Authorization")
+        return {"Authorization": auth} if auth else {}
+
     async def routed(request: web.Request, agent_id: str, body: bytes | None) -> Any:
         """The owner's answer when another worker owns ``agent_id`` (its memories, hot index and
         state live there), else None: answer here. One hop only (the header marks it)."""
@@ -42,7 +92,11 @@ def register_routes(pipe: Pipeline) -> None:
         if (owner.host, owner.port) == (here.host, here.port):
             return None
         url = owner.with_path(request.path).with_query(request.query)
-        headers = {ROUTED_HEADER: "1", "Content-Type": "application/json"}
+        headers = {
+            ROUTED_HEADER: "1",
+            "Content-Type": "application/json",
+            **forward_headers(request),
+        }
         async with app.http_client.request(
             request.method, str(url), data=body, headers=headers
         ) as resp:
@@ -59,6 +113,13 @@ def register_routes(pipe: Pipeline) -> None:
         """POST a RecallRequest as JSON; get a RecallResponse (routed to the agent's owner)."""
 
         async def post(self, request: web.Request, **kwargs: Any) -> web.Response:
+            t0 = time.perf_counter()
+            with tel.span("argos.recall", kind=SpanKind.SERVER) as span:
+                resp = await self._recall(request, span)
+            tel.record_recall_latency(time.perf_counter() - t0)
+            return resp
+
+        async def _recall(self, request: web.Request, span: Any) -> web.Response:
             body = await self.read_request_content(request)
             try:
                 req = RecallRequest.model_validate_json(body)
@@ -68,15 +129,53 @@ def register_routes(pipe: Pipeline) -> None:
                     for e in exc.errors(include_url=False)
                 ]
                 return self.json({"error": "invalid recall request", "details": errs}, status=400)
+            span.set_attribute("argos.namespace", req.namespace)
+            span.set_attribute("argos.agent_id", req.agent_id)
+            here = request.headers.get(ROUTED_HEADER) is not None
+            try:  # limits count where the recall is answered (once, even when routed)
+                principal = await admit(request, req.namespace, req.agent_id, span, rate=here)
+            except RejectedError as exc:
+                return refused(self, exc)
             forwarded = await routed(request, req.agent_id, body)
             if forwarded is not None:
                 text, status = forwarded
                 return self.text(text, content_type="application/json", status=status)
+            if not here:
+                try:
+                    limits.check_recall(req.namespace, req.agent_id)
+                except RejectedError as exc:
+                    pipe.stats.denied += 1
+                    tid = f"{span.get_span_context().trace_id:032x}"
+                    await audit(
+                        denied_record(
+                            principal.subject,
+                            req.namespace,
+                            req.agent_id,
+                            exc.http_status,
+                            exc.reason,
+                            tid,
+                            time.time(),
+                            uuid.uuid4().hex,
+                        )
+                    )
+                    return refused(self, exc)
             loop = asyncio.get_running_loop()
             try:
                 resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
             except StoreUnavailableError as exc:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
+            await audit(
+                recall_record(
+                    principal.subject,
+                    req.namespace,
+                    req.agent_id,
+                    [h.memory_id for h in resp.hits],
+                    f"{span.get_span_context().trace_id:032x}",
+                    req.event_time.timestamp() if req.event_time else time.time(),
+                    time.time(),
+                    uuid.uuid4().hex,
+                )
+            )
             if resp.hits:  # a recall reinforces what it found (the memory stage listens)
                 access = AccessEvent(
                     namespace=req.namespace,
@@ -117,6 +216,7 @@ def register_routes(pipe: Pipeline) -> None:
                 **pipe.stats.as_dict(),
                 "embedder": pipe.embedder.name,
                 "recall": pipe.recall.stats(),
+                "lag": {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())},
             }
             if request.query.get("count") in ("1", "true"):
                 loop = asyncio.get_running_loop()
@@ -141,6 +241,10 @@ def register_routes(pipe: Pipeline) -> None:
             ns, agent = request.query.get("namespace"), request.query.get("agent_id")
             if not ns or not agent:
                 return self.json({"error": "namespace and agent_id are required"}, status=400)
+            try:
+                await admit(request, ns, agent, None, rate=False)
+            except RejectedError as exc:
+                return refused(self, exc)
             forwarded = await routed(request, agent, None)
             if forwarded is not None:
                 text, status = forwarded
@@ -159,6 +263,25 @@ def register_routes(pipe: Pipeline) -> None:
             ns = request.query.get("namespace")
             if not ns:
                 return self.json({"error": "namespace is required"}, status=400)
+            try:
+                principal = policy.authenticate(request.headers.get("Authorization"))
+                if not principal.in_namespace(ns):
+                    raise ForbiddenError(f"{principal.subject!r} may not use namespace {ns!r}")
+            except RejectedError as exc:
+                pipe.stats.denied += 1
+                await audit(
+                    denied_record(
+                        "anonymous",
+                        ns,
+                        None,
+                        exc.http_status,
+                        exc.reason,
+                        None,
+                        time.time(),
+                        uuid.uuid4().hex,
+                    )
+                )
+                return refused(self, exc)
             raw = pipe.state(pipe.population_table, ns.encode())
             pop = population_summary(population_from_state(json.loads(raw))) if raw else []
             return self.json({"namespace": ns, "clusters": pop})

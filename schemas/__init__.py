@@ -5,6 +5,7 @@ Pydantic models per topic, the topic registry, and the JSON Schema files exporte
 the project.
 """
 
+from schemas.audit import AuditRecord
 from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
@@ -25,6 +26,7 @@ __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "TOPICS",
     "AccessEvent",
+    "AuditRecord",
     "ClusterEvent",
     "DeadLetter",
     "EmbeddedMemory",

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.analytics import MetricEvent, PredictionEvent
+from schemas.audit import AuditRecord
 from schemas.clusters import ClusterEvent
 from schemas.deadletter import DeadLetter
 from schemas.embedded import EmbeddedMemory
@@ -33,6 +34,7 @@ EXPORTS: dict[str, type[BaseModel]] = {
     "recall_response.v1.json": RecallResponse,
     "prediction_event.v1.json": PredictionEvent,
     "metric_event.v1.json": MetricEvent,
+    "audit_record.v1.json": AuditRecord,
 }
 
 

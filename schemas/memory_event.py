@@ -13,11 +13,13 @@ semantic (a concept or fact) and procedural (an action sequence or skill) memori
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -31,16 +33,69 @@ SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 MAX_EVENT_BYTES = 64 * 1024
 MAX_CONTENT_CHARS = 8192
 MAX_EMBEDDING_DIM = 4096
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects the event parser reads (a v1 event needs 3)."""
+MAX_COORDINATE = 1e12
+"""Largest absolute position coordinate: far beyond any world, small enough that squared
+distances stay finite."""
+MAX_EMBEDDING_VALUE = 1e6
+"""Largest absolute value in a brought embedding: its float32 norm stays finite."""
+
+# C0 controls except \t \n \r, DEL, C1 controls, and lone surrogates (not valid Unicode: they
+# cannot be encoded as UTF-8, so they would fail later, in a sink, instead of here).
+_BAD_TEXT_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_BAD_LINE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _describe(ch: str) -> str:
+    kind = "a lone surrogate" if "\ud800" <= ch <= "\udfff" else "a control character"
+    return f"{kind} (U+{ord(ch):04X})"
+
+
+def _clean_text(value: str) -> str:
+    """Text (content, steps, query): no control characters but tab, newline, carriage return."""
+    bad = _BAD_TEXT_CHARS.search(value)
+    if bad is not None:
+        raise ValueError(f"must not contain {_describe(bad.group())} (at index {bad.start()})")
+    return value
+
+
+def _clean_line(value: str) -> str:
+    """A one-line string (tags, cluster ids): no control characters at all."""
+    bad = _BAD_LINE_CHARS.search(value)
+    if bad is not None:
+        raise ValueError(f"must not contain {_describe(bad.group())} (at index {bad.start()})")
+    return value
+
+
+def _utc_representable(value: datetime) -> datetime:
+    """An aware datetime whose UTC instant is a ``datetime`` too (years 1..9999 in UTC)."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("must lie between years 1 and 9999 in UTC") from None
+    return value
+
 
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"),
 ]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+"""ASCII letters, digits and ``._:@/-`` (so never a control character)."""
+Tag = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, strip_whitespace=True),
+    AfterValidator(_clean_line),
+]
 Text = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS, pattern=r"\S"),
+    AfterValidator(_clean_text),
 ]
+EventTime = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+"""RFC 3339 with an offset; its instant must be representable in UTC."""
+Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]
+EmbeddingValue = Annotated[float, Field(ge=-MAX_EMBEDDING_VALUE, le=MAX_EMBEDDING_VALUE)]
 
 
 class SchemaVersionError(ValueError):
@@ -69,9 +124,9 @@ class Emotion(_Frozen):
 class Position(_Frozen):
     """Where in the simulated world the memory formed."""
 
-    x: float
-    y: float
-    z: float | None = None
+    x: Coordinate
+    y: Coordinate
+    z: Coordinate | None = None
 
 
 class MemoryEvent(_Frozen):
@@ -98,7 +153,7 @@ class MemoryEvent(_Frozen):
     emotion: Emotion = Field(default_factory=Emotion)
     position: Position | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    event_time: AwareDatetime = Field(
+    event_time: EventTime = Field(
         description="Simulation time (RFC 3339 with offset); all lifecycle logic runs on it."
     )
     derived_from: list[Identifier] | None = Field(
@@ -109,7 +164,7 @@ class MemoryEvent(_Frozen):
         "cluster of episodes): the ids of its sources. Such memories are not clustered or "
         "de-duplicated again.",
     )
-    embedding: list[float] | None = Field(
+    embedding: list[EmbeddingValue] | None = Field(
         None,
         min_length=1,
         max_length=MAX_EMBEDDING_DIM,
@@ -133,13 +188,66 @@ class MemoryEvent(_Frozen):
         return self.model_dump_json(exclude_none=True, exclude_unset=True).encode()
 
 
+def _printable(part: object, limit: int = 64) -> str:
+    """A location part (a field name, or any key a client sent) safe to put in a reason: at most
+    ``limit`` characters, with control characters and lone surrogates escaped."""
+    text = str(part)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "event"
+        loc = ".".join(_printable(p) for p in err["loc"]) or "event"
         parts.append(f"{loc}: {err['msg']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in JSON text (brackets inside strings do not count).
+
+    Linear in the input and without recursion, so it can run before ``json.loads`` (whose
+    recursion is what a deeply nested input attacks). Malformed text gets a number too; the
+    parser then says what is wrong with it.
+
+    >>> json_depth(b'{"a": [1, {"b": "[[["}]}')
+    3
+    >>> json_depth(b'"just a string"')
+    0
+    """
+    # A string always matches (an unterminated one runs to the end), so this is one pass.
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for b in brackets:
+        if b == 0x5B or b == 0x7B:  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif depth:
+            depth -= 1
+    return deepest
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:64]!r} in an object")
+            seen.add(key)
+    return obj
 
 
 def parse_memory_event(raw: bytes | str | dict[str, Any]) -> MemoryEvent:
@@ -152,19 +260,36 @@ def parse_memory_event(raw: bytes | str | dict[str, Any]) -> MemoryEvent:
         data: Any = raw
     else:
         if isinstance(raw, str):
-            raw = raw.encode()
+            try:
+                raw = raw.encode()
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"event is not valid Unicode: {exc.reason} at index {exc.start}"
+                ) from None
         if len(raw) > MAX_EVENT_BYTES:
             raise ValueError(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"event is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        # Counting opening brackets is an upper bound on the depth, and cheap: most events have
+        # a few, and only those with many are scanned.
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and (
+            (depth := json_depth(raw)) > MAX_JSON_DEPTH
+        ):
+            raise ValueError(
+                f"event JSON is nested too deeply: {depth} levels; the limit is {MAX_JSON_DEPTH}"
+            )
         try:
-            data = json.loads(text)
-        except RecursionError:
+            data = json.loads(
+                text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+            )
+        except RecursionError:  # not reachable after json_depth; kept as a guard
             raise ValueError("event JSON is nested too deeply") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"event is not JSON: {exc.msg} at line {exc.lineno}") from None
+        except ValueError as exc:  # a constant, a duplicate key, an integer too long to read
+            raise ValueError(f"event is not acceptable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"event must be a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
@@ -172,7 +297,8 @@ def parse_memory_event(raw: bytes | str | dict[str, Any]) -> MemoryEvent:
         raise SchemaVersionError("schema_version is missing")
     if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise SchemaVersionError(
-            f"unsupported schema_version {version!r}; supported: {list(SUPPORTED_SCHEMA_VERSIONS)}"
+            f"unsupported schema_version {_printable(repr(version))}; "
+            f"supported: {list(SUPPORTED_SCHEMA_VERSIONS)}"
         )
     try:
         return MemoryEvent.model_validate(data)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.memory_event import Identifier, MemoryType, Position, Tag, Text
+from schemas.memory_event import (
+    Coordinate,
+    EventTime,
+    Identifier,
+    MemoryType,
+    Position,
+    Tag,
+    Text,
+    _clean_line,
+)
+
+ClusterId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_clean_line)]
 
 RecallState = Literal["active", "consolidated", "archived"]
 """Lifecycle states a recall may return (decayed and deleted memories never are)."""
@@ -21,9 +32,9 @@ class Near(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, title="Near")
 
-    x: float
-    y: float
-    z: float | None = None
+    x: Coordinate
+    y: Coordinate
+    z: Coordinate | None = None
     radius: float = Field(gt=0, description="Euclidean distance, in world units (> 0).")
 
 
@@ -51,13 +62,13 @@ class RecallRequest(BaseModel):
     query: Text
     k: int = Field(10, ge=1, le=100)
     types: list[MemoryType] | None = Field(None, description="Only these memory types.")
-    event_time: AwareDatetime | None = Field(
+    event_time: EventTime | None = Field(
         None, description="The agent's simulation time now; the recall reinforces at that time."
     )
-    since: AwareDatetime | None = Field(
+    since: EventTime | None = Field(
         None, description="Only memories whose event_time is at or after this."
     )
-    until: AwareDatetime | None = Field(
+    until: EventTime | None = Field(
         None, description="Only memories whose event_time is at or before this."
     )
     states: list[RecallState] = Field(
@@ -69,9 +80,7 @@ class RecallRequest(BaseModel):
     include_archived: bool = Field(
         False, description="Also return archived memories (they are left out otherwise)."
     )
-    cluster_id: str | None = Field(
-        None, min_length=1, max_length=256, description="Only members of this memory cluster."
-    )
+    cluster_id: ClusterId | None = Field(None, description="Only members of this memory cluster.")
     tags: list[Tag] | None = Field(
         None, min_length=1, max_length=32, description="Only memories carrying all these tags."
     )
