@@ -33,6 +33,7 @@ def test_public_api_is_locked() -> None:
             "SUPPORTED_SCHEMA_VERSIONS",
             "TOPICS",
             "AccessEvent",
+            "AuditRecord",
             "ClusterEvent",
             "DeadLetter",
             "EmbeddedMemory",
