@@ -465,6 +465,11 @@ def _mode(settings: Settings | None) -> str:
     return settings.otel_exporter if settings is not None else "none"
 
 
+def _json_line(item: Any) -> str:
+    """Console exporters write JSON Lines (one compact object per line: greppable, parseable)."""
+    return item.to_json(indent=None) + "\n"
+
+
 def setup_telemetry(
     settings: Settings | None,
     service_name: str = "argos-worker",
@@ -506,19 +511,23 @@ def setup_telemetry(
 
         span_exporter = OTLPSpanExporter()
     elif span_exporter is None and mode == "console":
-        span_exporter = ConsoleSpanExporter(service_name=service_name, out=console())
+        span_exporter = ConsoleSpanExporter(
+            service_name=service_name, out=console(), formatter=_json_line
+        )
     if log_exporter is None and mode == "otlp":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
         log_exporter = OTLPLogExporter()
     elif log_exporter is None and mode == "console":
-        log_exporter = ConsoleLogRecordExporter(out=console())
+        log_exporter = ConsoleLogRecordExporter(out=console(), formatter=_json_line)
     if metric_reader is None and mode == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         metric_reader = PeriodicExportingMetricReader(OTLPMetricExporter())
     elif metric_reader is None and mode == "console":
-        metric_reader = PeriodicExportingMetricReader(ConsoleMetricExporter(out=console()))
+        metric_reader = PeriodicExportingMetricReader(
+            ConsoleMetricExporter(out=console(), formatter=_json_line)
+        )
 
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if span_exporter is not None:
