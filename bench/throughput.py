@@ -57,11 +57,22 @@ def _wait_all_stored(client: Any, published: int, timeout: float = 1800) -> None
     raise TimeoutError("the store stage did not catch up")
 
 
-def pipeline(backend: str, bootstrap: str, events: list[Any], workdir: Path) -> dict[str, float]:
+def pipeline(
+    backend: str,
+    bootstrap: str,
+    events: list[Any],
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, float]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     ns = events[0].namespace
     worker = WorkerProcess(
-        bootstrap, workdir / prefix, topic_prefix=prefix, app_id=f"{prefix}-app", embedder=backend
+        bootstrap,
+        workdir / prefix,
+        topic_prefix=prefix,
+        app_id=f"{prefix}-app",
+        embedder=backend,
+        extra_env={"ARGOS_OTEL_EXPORTER": "none", **(extra_env or {})},
     )
     client = worker.start()
     try:

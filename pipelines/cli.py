@@ -87,6 +87,9 @@ def publish(
     file: Annotated[
         Path | None, typer.Option(help="Publish the JSON lines of this file instead ('-': stdin).")
     ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="ARGOS_TOKEN", help="Publish token (argos-token header).")
+    ] = None,
 ) -> None:
     """Publish memory events: a simulated population's, or JSON lines from a file."""
     from pipelines.publisher import MemoryPublisher
@@ -96,7 +99,8 @@ def publish(
     settings = resolve_bootstrap(Settings())
     assert settings.kafka_bootstrap_servers  # noqa: S101 - resolve_bootstrap guarantees it
     n = 0
-    with MemoryPublisher(settings.kafka_bootstrap_servers, settings.topic("memory.events")) as pub:
+    topic = settings.topic("memory.events")
+    with MemoryPublisher(settings.kafka_bootstrap_servers, topic, token=token) as pub:
         if file is not None:
             lines = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
             for line in lines:
@@ -115,11 +119,14 @@ def recall(
     namespace: Annotated[str, typer.Option(help="World / tenant.")] = "sim",
     k: Annotated[int, typer.Option(help="How many memories.")] = 5,
     url: Annotated[str, typer.Option(help="A worker's base URL.")] = "http://127.0.0.1:6066",
+    token: Annotated[
+        str | None, typer.Option(envvar="ARGOS_TOKEN", help="Bearer token of the recall API.")
+    ] = None,
 ) -> None:
     """Ask a worker what an agent remembers that is like QUERY."""
     from pipelines.client import MemoryClient
 
-    with MemoryClient(url) as client:
+    with MemoryClient(url, token=token) as client:
         resp = client.recall(namespace, agent, query, k=k)
     print_recall(resp)
 
@@ -187,6 +194,67 @@ def subscribe(
         pass
     finally:
         consumer.close()
+
+
+keys_app = typer.Typer(help="Encryption keys (AES-256-GCM) for content at rest.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    key_id: Annotated[str, typer.Argument(help="Id of the new key, e.g. 2026-11.")],
+) -> None:
+    """Print a new key entry for ARGOS_ENCRYPTION_KEYS ('kid:base64'). To rotate: append it to
+    the list, make it current (ARGOS_ENCRYPTION_KEY_ID), restart the workers, run
+    `argos reencrypt`, then drop the old key."""
+    from pipelines.crypto import Keyring
+
+    Keyring.parse(f"{key_id}:{(key := Keyring.generate_key())}")  # validates the id
+    print(f"{key_id}:{key}")
+
+
+@app.command()
+def reencrypt() -> None:
+    """Rewrite stored content under the current key (hot and archive collections). With Milvus
+    Lite, run it while the worker that owns the data folder is stopped."""
+    from pipelines.crypto import Keyring
+    from pipelines.errors import ConfigurationError
+    from pipelines.store import MilvusStore
+
+    settings = Settings()
+    keyring = Keyring.from_settings(settings)
+    if keyring is None:
+        raise ConfigurationError("set ARGOS_ENCRYPTION_KEYS (or _FILE) to re-encrypt")
+    for name in (settings.collection, settings.archive_collection):
+        store = MilvusStore(settings.milvus_target, name, keyring=keyring)
+        try:
+            seen, done = store.reencrypt()
+        finally:
+            store.close()
+        console.print(f"{name}: {seen} rows read, {done} rewritten under key {keyring.current_id}")
+
+
+@app.command()
+def token(
+    subject: Annotated[str, typer.Argument(help="Who holds it, e.g. sim-writer.")],
+    namespace: Annotated[list[str], typer.Option(help="Namespaces it may use ('*': all).")],
+    agent: Annotated[
+        list[str] | None, typer.Option(help="Only these agents (default: every agent).")
+    ] = None,
+    publish: Annotated[bool, typer.Option(help="May publish memory events.")] = False,
+) -> None:
+    """Print a new token entry (JSON) for the ARGOS_TOKENS list."""
+    from pipelines.access import AccessPolicy, generate_token
+
+    entry = {
+        "token": generate_token(),
+        "subject": subject,
+        "namespaces": namespace,
+        "agents": agent or None,
+        "publish": publish,
+    }
+    AccessPolicy.parse(json.dumps([entry]))  # validates it
+    print(json.dumps(entry))
 
 
 @app.command()
