@@ -94,6 +94,7 @@ class Pipeline:
     analytics: Any = None
     memory_table: Any = None
     population_table: Any = None
+    hot_table: Any = None
     access_topic: str = ""
     audit_topic: str = ""
     keyring: Keyring | None = None
@@ -119,6 +120,18 @@ class Pipeline:
             if high is not None:
                 out[(topic, part)] = max(0, int(high) - pos)
         return out
+
+    def hot_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
+        """An agent's rows in the L2 table (one scan of the keys this worker holds)."""
+        if self.hot_table is None:
+            return []
+        prefix = hot_key(namespace, agent_id, "")
+        rows = []
+        for key in [k for k in list(self.hot_table.data.keys()) if k.startswith(prefix)]:
+            raw = self.state(self.hot_table, key)
+            if raw is not None:
+                rows.append(StoredMemory.from_bytes(raw))
+        return rows
 
     def note_positions(self, stage: str, records: Iterable[RawRecord]) -> None:
         if self.positions is None:
@@ -155,20 +168,38 @@ def _record(event: Any) -> RawRecord:
     )
 
 
+def hot_key(namespace: str, agent_id: str, memory_id: str) -> bytes:
+    """Key of one memory in the L2 table (namespace and agent first, so an agent's rows share
+    a prefix; NUL cannot occur in identifiers)."""
+    return f"{namespace}\x00{agent_id}\x00{memory_id}".encode()
+
+
 def _state_aad(table: Any, key: bytes) -> bytes:
     return table.name.encode() + b"|" + key
 
 
-def _save_states(table: Any, states: dict[bytes, bytes], keyring: Keyring | None) -> list[Any]:
+def _save_states(
+    table: Any,
+    states: dict[bytes, bytes | None],
+    keyring: Keyring | None,
+    partition: int | None = None,
+) -> list[Any]:
     """Write table keys and return their changelog deliveries. ``table[k] = v`` only buffers
     the changelog record, so a crash could keep effects already applied (store deletes, sent
     records) while losing the state that made them: await these before any effect. With a
     keyring the changelog (the state at rest) is encrypted; the worker's memory keeps the
-    plaintext."""
+    plaintext. ``partition`` overrides the key's: the L2 table's keys (one per memory) live in
+    their agent's partition, so they are recovered by the worker that owns the agent. A None
+    value deletes the key (a tombstone in the changelog)."""
     futs = []
     for key, value in states.items():
+        part = table.partition_for_key(key) if partition is None else partition
+        if value is None:
+            futs.append(table.send_changelog(part, key, None, value_serializer="raw"))
+            table.data.pop(key, None)
+            continue
         sealed = keyring.encrypt_bytes(value, _state_aad(table, key)) if keyring else value
-        futs.append(table.send_changelog(table.partition_for_key(key), key, sealed))
+        futs.append(table.send_changelog(part, key, sealed))
         table.data[key] = value
     return futs
 
@@ -260,6 +291,7 @@ def create_app(
                 embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
             ),
             state_of=lambda key: pipe.state(pipe.memory_table, key),
+            rows_of=lambda ns, agent: pipe.hot_rows(ns, agent),
         ),
         population_params=PopulationParams(
             join_threshold=settings.population_join, merge_threshold=settings.population_merge
@@ -293,6 +325,23 @@ def create_app(
 
     memory_table = pipe.memory_table = state_table(TABLES[0])
     population_table = pipe.population_table = state_table(TABLES[1])
+    # L2 of recall: every stored row (vector included), one key per memory in its agent's
+    # partition, so the owner of an agent recovers its hot rows from the changelog (no Milvus
+    # read at warm-up, and the rows move with the partition on a rebalance)
+    hot_table = pipe.hot_table = state_table(TABLES[2])
+
+    async def save_hot(items: dict[tuple[str, str, str], bytes | None]) -> None:
+        """Write (row bytes) or delete (None) L2 rows, keyed (namespace, agent, memory id)."""
+        by_part: dict[int, dict[bytes, bytes | None]] = {}
+        for (ns, agent, mid), value in items.items():
+            by_part.setdefault(partition_of(agent.encode(), parts), {})[hot_key(ns, agent, mid)] = (
+                value
+            )
+        futs: list[Any] = []
+        for part, batch in by_part.items():
+            futs += _save_states(hot_table, batch, pipe.keyring, part)
+        await _all(futs)
+
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name
     audit_name = pipe.audit_topic = settings.topic(AUDIT)
@@ -521,6 +570,13 @@ def create_app(
             async for attempt in store_retrying():
                 with attempt:
                     await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
+        if out.forget:  # and from L2 (archived rows stay there, recallable on request)
+            await save_hot(
+                {
+                    (ns, agent, mid): None
+                    for (ns, mid), agent in zip(out.forget, out.forget_agents, strict=True)
+                }
+            )
 
     def store_through(rows: list[StoredMemory]) -> None:
         """Upsert into Milvus, then into the hot recall index (recallable once stored)."""
@@ -627,6 +683,7 @@ def create_app(
                             rows, {k: pipe.state(memory_table, k) for k in agents}
                         )
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
+                await save_hot({(r.namespace, r.agent_id, r.memory_id): r.to_bytes() for r in live})
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:

@@ -8,7 +8,9 @@ Three levels (the ArgOS seed's multi-level cache):
 - **L2** (``pipelines.hot_index``): the agent's memories in RAM on the worker that owns the agent,
   searched exactly with numpy (filters, then Generative-Agents-style scoring). Written through by
   the store stage (a memory is recallable as soon as it is stored) and the memory stage (states,
-  stabilities, clusters); warmed from L3 the first time an agent is asked for after a start.
+  stabilities, clusters). Persistent: every row is also in the worker's L2 table (a Faust
+  table, one key per memory in its agent's partition, recovered from its changelog), from which
+  an agent is warmed the first time it is asked for after a start or a rebalance.
 - **L3**: Milvus, the hot collection and the archive collection (archived memories stay in L2
   with their state and come back only when asked for).
 """
@@ -31,6 +33,7 @@ from pipelines.store import StoredMemory, VectorStore
 from schemas import RecallRequest, RecallResponse
 
 StateOf = Callable[[bytes], bytes | None]  # agent key -> its saved memory-stage state
+RowsOf = Callable[[str, str], list[StoredMemory]]  # (namespace, agent) -> its L2 table rows
 
 
 class RecallService:
@@ -45,10 +48,14 @@ class RecallService:
         weights: ScoreWeights,
         cache: RecallCache,
         state_of: StateOf,
+        rows_of: RowsOf | None = None,
     ) -> None:
+        """``rows_of`` reads an agent's rows from the persistent L2 table; without one, an
+        agent is warmed from L3 (both Milvus collections)."""
         self.embedder, self.store, self.archive = embedder, store, archive
         self.params, self.weights, self.cache = params, weights, cache
         self.state_of = state_of
+        self.rows_of = rows_of
         self.index = HotIndex(embedder.dim, params.lifecycle, weights)
         self._warm: set[tuple[str, str]] = set()
         self._warming = threading.Lock()
@@ -72,20 +79,24 @@ class RecallService:
     # -- reads ----------------------------------------------------------------------------------
 
     def warm(self, namespace: str, agent_id: str) -> None:
-        """Load an agent from L3 into L2 once per process (rows of both collections, then the
-        lives and clusters the memory stage keeps for it)."""
+        """Load an agent into the hot index once per process: its rows (from the L2 table, or
+        from both Milvus collections), then the lives and clusters the memory stage keeps."""
         key = (namespace, agent_id)
         if key in self._warm:
             return
         with self._warming:
             if key in self._warm:
                 return
-            rows = self.store.agent_rows(namespace, agent_id)
-            rows += self.archive.agent_rows(namespace, agent_id)
+            if self.rows_of is not None:
+                rows = self.rows_of(namespace, agent_id)
+            else:
+                rows = self.store.agent_rows(namespace, agent_id)
+                rows += self.archive.agent_rows(namespace, agent_id)
             raw = self.state_of(agent_id.encode())
             state = json.loads(raw).get(namespace) if raw else None
             self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
             if state is not None:
+                self.index.remove(namespace, list(state["dups"]))  # near-copies never recall
                 for mid, life_raw in state["m"].items():
                     fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
                     self.index.update_life(namespace, agent_id, mid, *fields)
@@ -123,4 +134,5 @@ class RecallService:
             "l2_rows": len(self.index),
             "l2_bytes": self.index.nbytes(),
             "l2_agents_warm": len(self._warm),
+            "l2_source": "table" if self.rows_of is not None else "milvus",
         }

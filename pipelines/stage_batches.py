@@ -112,6 +112,7 @@ class MemoryOut:
     derived: list[KV] = field(default_factory=list)  # embedded records, keyed by agent
     audit: list[KV] = field(default_factory=list)  # one audit record per transition
     forget: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) off the hot store
+    forget_agents: list[str] = field(default_factory=list)  # the agent of each ``forget`` entry
     archive: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) to the archive
     dead: list[KV] = field(default_factory=list)
     # (namespace, source partition) -> the latest event time among this batch's records
@@ -249,12 +250,12 @@ def memory_batch(
                 load(key)
                 box = raw_states[key].get(OUTBOX)
                 if box:
-                    _send(out, box)
+                    _send(out, box, key)
                     boxes[key] = box
                     out.replayed += 1
     for (key, ns), fx in sorted(fxs.items()):
         box = boxes.setdefault(key, {})
-        _send(out, _collect(key, ns, fx, model, now, box, out, trace_of))
+        _send(out, _collect(key, ns, fx, model, now, box, out, trace_of), key)
         _index_updates(out, ns, loaded[key][ns], fx, params)
     for key in sorted({k for k, _ in fxs}):  # save the agents this batch touched
         merged = raw_states[key]
@@ -365,13 +366,14 @@ def _index_updates(
             out.members += [(ns, agent, mid, cid) for mid in c.members]
 
 
-def _send(out: MemoryOut, box: dict[str, list[Any]]) -> None:
-    """Queue an outbox's records and store work on ``out``."""
+def _send(out: MemoryOut, box: dict[str, list[Any]], agent: bytes) -> None:
+    """Queue an outbox's records and store work (of ``agent``) on ``out``."""
     out.lifecycle += [(k.encode(), v.encode()) for k, v in box.get("lifecycle", [])]
     out.clusters += [(k.encode(), v.encode()) for k, v in box.get("clusters", [])]
     out.derived += [(k.encode(), v.encode()) for k, v in box.get("derived", [])]
     out.audit += [(k.encode(), v.encode()) for k, v in box.get("audit", [])]
     out.forget += [(ns, mid) for ns, mid in box.get("forget", [])]
+    out.forget_agents += [agent.decode()] * len(box.get("forget", []))
     out.archive += [(ns, mid) for ns, mid in box.get("archive", [])]
 
 

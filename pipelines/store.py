@@ -65,6 +65,38 @@ class StoredMemory:
             extra=extra,
         )
 
+    def to_bytes(self) -> bytes:
+        """Compact bytes for the L2 table: a length-prefixed JSON header, then the float32
+        vector as it is (little-endian)."""
+        head = json.dumps(
+            [
+                self.memory_id,
+                self.agent_id,
+                self.namespace,
+                self.type,
+                self.content,
+                self.importance,
+                self.event_ts,
+                self.event_time,
+                self.extra,
+            ],
+            separators=(",", ":"),
+        ).encode()
+        vec = np.ascontiguousarray(self.vector, dtype="<f4").tobytes()
+        return _ROW_MAGIC + len(head).to_bytes(4, "little") + head + vec
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredMemory:
+        if not data.startswith(_ROW_MAGIC):
+            raise ValueError("not a stored-memory record")
+        n = int.from_bytes(data[2:6], "little")
+        mid, agent, ns, kind, content, imp, ts, when, extra = json.loads(data[6 : 6 + n])
+        vec = np.frombuffer(data[6 + n :], dtype="<f4").copy()
+        return cls(mid, agent, ns, kind, content, float(imp), float(ts), when, vec, extra)
+
+
+_ROW_MAGIC = b"R1"
+
 
 @dataclass(frozen=True)
 class Hit:

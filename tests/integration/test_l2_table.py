@@ -1,0 +1,62 @@
+"""L2 of recall is a Faust table: an agent's hot rows live in a changelog-recovered table on the
+worker that owns the agent, so a restarted worker, or the worker that takes an agent over in a
+rebalance, answers from it without its own Milvus holding the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from tests.integration.test_recall import THINGS, _events, _stable
+
+pytestmark = pytest.mark.integration
+
+NS = "l2-table"
+AGENTS = [f"agent-{i}" for i in range(6)]
+QUERIES = ["drinking water", "a place to sleep"]
+
+
+def _answers(client: MemoryClient) -> dict[tuple[str, str], list[tuple[str, float]]]:
+    """Ranked ids and cosines (relevance only: a recall reinforces what it finds, so recency
+    parts move between two rounds of questions)."""
+    only_relevance = {"relevance": 1.0, "recency": 0.0, "importance": 0.0}
+    return {
+        (a, q): [
+            (h.memory_id, round(h.parts.relevance, 5))
+            for h in client.recall(NS, a, q, k=5, weights=only_relevance).hits
+        ]
+        for a in AGENTS
+        for q in QUERIES
+    }
+
+
+def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    first = start_worker()
+    prefix = first.env["ARGOS_TOPIC_PREFIX"]
+    with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
+        for agent in AGENTS:
+            pub.publish_many(_events(agent, NS, id_prefix=f"{agent}:"))
+    c1 = MemoryClient(first.url)
+    total = len(AGENTS) * len(THINGS)
+    assert c1.wait_stored(NS, total, timeout=120) == total
+    before = _answers(c1)
+    assert all(len(ids) == 5 for ids in before.values())
+    assert c1.stats()["recall"]["l2_source"] == "table"
+
+    # a second worker joins with its own, empty Milvus Lite; then the first one leaves
+    second = start_worker(topic_prefix=prefix)
+    c2 = MemoryClient(second.url)
+    _stable([c1, c2])
+    assert first.stop() == 0
+    c2.wait_ready(timeout=120)
+    assert c2.count(NS) == 0  # none of these rows is in the second worker's Milvus
+    after = _answers(c2)
+    assert after == before
+    stats = c2.stats()["recall"]
+    assert stats["l2_rows"] >= total and stats["l2_agents_warm"] == len(AGENTS)
