@@ -133,6 +133,17 @@ class Pipeline:
                 rows.append(StoredMemory.from_bytes(raw))
         return rows
 
+    def hot_rows_by_id(
+        self, namespace: str, agent_id: str, memory_ids: list[str]
+    ) -> list[StoredMemory]:
+        """Some of an agent's rows in the L2 table, by memory id (those it holds)."""
+        rows = []
+        for mid in memory_ids:
+            raw = self.state(self.hot_table, hot_key(namespace, agent_id, mid))
+            if raw is not None:
+                rows.append(StoredMemory.from_bytes(raw))
+        return rows
+
     def note_positions(self, stage: str, records: Iterable[RawRecord]) -> None:
         if self.positions is None:
             self.positions = {}
@@ -517,6 +528,7 @@ def create_app(
                 agent_cache,
                 settled,
                 [spans.trace_id(i) for i in range(len(records))],
+                pipe.hot_rows_by_id,
             )
         for _, value in out.audit:
             emit(tel.logger, from_value(value))
@@ -615,6 +627,71 @@ def create_app(
             for kind, n in counts.items():
                 stats.population_kinds[kind] = stats.population_kinds.get(kind, 0) + n
 
+    if settings.analytics:
+        register_analytics(pipe, embedded_name, access_name, lifecycle_name, clusters_name, produce)
+
+    @app.agent(embedded_t, concurrency=1, name="argos.store")
+    async def store_stage(stream: faust.StreamT[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(take_max, within=within):
+            t0 = time.perf_counter()
+            records = [_record(e) for e in batch]
+            store_spans = tel.batch_spans("argos.store", records)  # closed once stored
+            store_spans.__enter__()
+            try:
+                rows, dead = await loop.run_in_executor(
+                    pipe.store_pool, parse_embedded, records, time.time()
+                )
+                agents = {r.agent_id.encode() for r in rows}
+                async for attempt in store_retrying():
+                    with attempt:
+                        # read the lifecycle table and queue the upsert in one loop step: the
+                        # store pool runs jobs in order, so a decay written after this read
+                        # queues its delete after this upsert
+                        live = drop_forgotten(
+                            rows, {k: pipe.state(memory_table, k) for k in agents}
+                        )
+                        await loop.run_in_executor(pipe.store_pool, store_through, live)
+                await save_hot({(r.namespace, r.agent_id, r.memory_id): r.to_bytes() for r in live})
+                stats.skipped_decayed += len(rows) - len(live)
+                await _all(await produce(dlq_name, dead))
+            except Exception as exc:
+                exit_unacked("store", exc)
+            store_spans.__exit__(None, None, None)
+            pipe.note_positions("store", records)
+            tel.count_events("store", "ok", len(rows))
+            tel.record_stage_latency("store", time.perf_counter() - t0)
+            stats.last_store_latency_s = time.perf_counter() - t0
+            stats.store_busy_s += stats.last_store_latency_s
+            stats.last_stored_ts = time.time()
+            stats.dead_lettered += len(dead)
+            stats.stored += len(rows)
+            stats.batches += 1
+
+    from pipelines.web import register_routes
+
+    register_routes(pipe)
+    return pipe
+
+
+def register_analytics(
+    pipe: Pipeline,
+    embedded_name: str,
+    access_name: str,
+    lifecycle_name: str,
+    clusters_name: str,
+    produce: Any,
+) -> None:
+    """The ``argos.analytics`` agent (``ARGOS_ANALYTICS=false`` leaves it out)."""
+    settings, app, stats = pipe.settings, pipe.app, pipe.stats
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    parts, take_max, within = settings.topic_partitions, settings.take_max, settings.take_within
+    dlq_name = settings.topic(DEADLETTER)
     checkpoint = settings.data_dir / ANALYTICS_CHECKPOINT
     analytics = pipe.analytics = load_checkpoint(checkpoint)
     stats.analytics_restored = checkpoint.exists()
@@ -660,49 +737,6 @@ def create_app(
             stats.predictions += len(preds)
             stats.metrics += len(mets)
             stats.dead_lettered += len(dead)
-
-    @app.agent(embedded_t, concurrency=1, name="argos.store")
-    async def store_stage(stream: faust.StreamT[bytes]) -> None:
-        loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(take_max, within=within):
-            t0 = time.perf_counter()
-            records = [_record(e) for e in batch]
-            store_spans = tel.batch_spans("argos.store", records)  # closed once stored
-            store_spans.__enter__()
-            try:
-                rows, dead = await loop.run_in_executor(
-                    pipe.store_pool, parse_embedded, records, time.time()
-                )
-                agents = {r.agent_id.encode() for r in rows}
-                async for attempt in store_retrying():
-                    with attempt:
-                        # read the lifecycle table and queue the upsert in one loop step: the
-                        # store pool runs jobs in order, so a decay written after this read
-                        # queues its delete after this upsert
-                        live = drop_forgotten(
-                            rows, {k: pipe.state(memory_table, k) for k in agents}
-                        )
-                        await loop.run_in_executor(pipe.store_pool, store_through, live)
-                await save_hot({(r.namespace, r.agent_id, r.memory_id): r.to_bytes() for r in live})
-                stats.skipped_decayed += len(rows) - len(live)
-                await _all(await produce(dlq_name, dead))
-            except Exception as exc:
-                exit_unacked("store", exc)
-            store_spans.__exit__(None, None, None)
-            pipe.note_positions("store", records)
-            tel.count_events("store", "ok", len(rows))
-            tel.record_stage_latency("store", time.perf_counter() - t0)
-            stats.last_store_latency_s = time.perf_counter() - t0
-            stats.store_busy_s += stats.last_store_latency_s
-            stats.last_stored_ts = time.time()
-            stats.dead_lettered += len(dead)
-            stats.stored += len(rows)
-            stats.batches += 1
-
-    from pipelines.web import register_routes
-
-    register_routes(pipe)
-    return pipe
 
 
 def exit_unacked(stage: str, exc: BaseException) -> NoReturn:

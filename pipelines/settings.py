@@ -154,6 +154,9 @@ class Settings(BaseSettings):
         8.0, gt=0, description="ARGOS_L1_EMBEDDINGS_MB: bytes of cached query embeddings."
     )
     # Analytics
+    analytics: bool = Field(
+        True, description="ARGOS_ANALYTICS: run the analytics stage (River models, metrics)."
+    )
     analytics_checkpoint_s: float = Field(
         30.0,
         gt=0,

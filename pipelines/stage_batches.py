@@ -8,7 +8,7 @@ for the GIL on a 2-core machine).
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, MutableMapping, Sequence
+from collections.abc import Callable, Container, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +145,7 @@ def memory_batch(
     cache: MutableMapping[bytes, Any] | None = None,
     settled: Container[bytes] | None = None,
     traces: Sequence[str | None] | None = None,
+    rows: RowsFor | None = None,
 ) -> MemoryOut:
     """New memories (embedded topic) and recalls (access topic) through each agent's memory
     (``pipelines.memory_state``): lifecycle, clusters, near-duplicates, consolidation.
@@ -160,6 +161,8 @@ def memory_batch(
     outbox this process knows went out; for every other agent in ``states`` the saved outbox
     (see ``OUTBOX``) is sent again -- pass None to never replay. ``traces`` holds the trace id
     of each record (its span): the audit record of a transition a record caused names it.
+    ``rows`` reads an agent's stored rows by id (the worker's L2 table, durable before the store
+    stage's offsets are committed); without it, ``store`` is asked.
     """
     import json
 
@@ -183,7 +186,7 @@ def memory_batch(
         by_ns = loaded[key]
         if ns not in by_ns:
             saved = raw_states[key].get(ns)
-            lookup = _lookup(store, ns)
+            lookup = _lookup(store, ns, agent, rows)
             by_ns[ns] = (
                 AgentMemory.from_state(ns, agent, saved, params, lookup)
                 if saved
@@ -377,14 +380,30 @@ def _send(out: MemoryOut, box: dict[str, list[Any]], agent: bytes) -> None:
     out.archive += [(ns, mid) for ns, mid in box.get("archive", [])]
 
 
-def _lookup(store: VectorStore | None, namespace: str, wait_s: float = 60.0) -> Lookup | None:
+# (namespace, agent, memory ids) -> the stored rows found
+RowsFor = Callable[[str, str, list[str]], list[StoredMemory]]
+
+
+def _lookup(
+    store: VectorStore | None,
+    namespace: str,
+    agent: str = "",
+    rows: RowsFor | None = None,
+    wait_s: float = 60.0,
+) -> Lookup | None:
     """Stored rows by id (the memory stage asks only for live members of its clusters, which
     the store stage writes). The store stage consumes the same records beside the memory stage
     and may lag, e.g. just after a restart, so missing rows are asked again for up to
     ``wait_s``: a decision made without a member's vector could differ from an uninterrupted
     run's."""
-    if store is None:
+    if store is None and rows is None:
         return None
+
+    def get(want: list[str]) -> list[StoredMemory]:
+        if rows is not None:
+            return rows(namespace, agent, want)
+        assert store is not None  # noqa: S101 - checked above
+        return store.get(namespace, want)
 
     def lookup(ids: list[str]) -> dict[str, StoredMemory]:
         import time
@@ -393,7 +412,7 @@ def _lookup(store: VectorStore | None, namespace: str, wait_s: float = 60.0) -> 
         deadline = time.monotonic() + wait_s
         while True:
             want = [i for i in ids if i not in found]
-            found.update({m.memory_id: m for m in store.get(namespace, want)})
+            found.update({m.memory_id: m for m in get(want)})
             if len(found) == len(ids):
                 return found
             if time.monotonic() >= deadline:
