@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -56,7 +56,7 @@ from pipelines.stage_batches import (
     memory_batch,
     parse_embedded,
 )
-from pipelines.stats import StageStats
+from pipelines.stats import LatencyWindow, StageStats
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
@@ -95,6 +95,11 @@ class Pipeline:
     memory_table: Any = None
     population_table: Any = None
     hot_table: Any = None
+    # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
+    # and recall (HTTP request in to response out)
+    latency: dict[str, LatencyWindow] = field(
+        default_factory=lambda: {"publish_to_stored": LatencyWindow(), "recall": LatencyWindow()}
+    )
     access_topic: str = ""
     audit_topic: str = ""
     keyring: Keyring | None = None
@@ -175,8 +180,25 @@ def _record(event: Any) -> RawRecord:
     if isinstance(headers, dict):
         headers = list(headers.items())
     return RawRecord(
-        event.value, msg.key, msg.topic, msg.partition, msg.offset, list(headers or []) or None
+        event.value,
+        msg.key,
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        list(headers or []) or None,
+        msg.timestamp,
     )
+
+
+PUBLISHED_HEADER = "argos-published-ms"
+
+
+def published_header(rec: RawRecord) -> list[tuple[str, bytes]]:
+    """The event's publish time (its Kafka record time), carried to the embedded record so the
+    store stage can measure publish -> stored."""
+    if rec.timestamp is None:
+        return []
+    return [(PUBLISHED_HEADER, str(int(rec.timestamp * 1000)).encode())]
 
 
 def hot_key(namespace: str, agent_id: str, memory_id: str) -> bytes:
@@ -401,7 +423,7 @@ def create_app(
         try:
             with tel.batch_spans("argos.ingest_embed", records) as spans:
                 out = ingest_and_embed(records, pipe.embedder, now, admit)
-                heads = [spans.headers(i) for i in out.forward_src]
+                heads = [spans.headers(i) + published_header(records[i]) for i in out.forward_src]
                 audits = []
                 for i, ns, agent, status, why in out.denied:
                     spans.fail(i, why)
@@ -658,6 +680,12 @@ def create_app(
             except Exception as exc:
                 exit_unacked("store", exc)
             store_spans.__exit__(None, None, None)
+            done = time.time()
+            for r in records:
+                if (sent := header(r, PUBLISHED_HEADER)) is not None:
+                    dt = done - int(sent) / 1000.0
+                    pipe.latency["publish_to_stored"].note(dt)
+                    tel.record_stage_latency("publish_to_stored", dt)
             pipe.note_positions("store", records)
             tel.count_events("store", "ok", len(rows))
             tel.record_stage_latency("store", time.perf_counter() - t0)

@@ -28,6 +28,7 @@ class RawRecord:
     partition: int | None = None
     offset: int | None = None
     headers: list[tuple[str, bytes]] | None = None  # trace context, publisher token
+    timestamp: float | None = None  # Kafka record time (the publisher's send time), seconds
 
 
 def validate(raw: bytes | None) -> MemoryEvent:

@@ -10,6 +10,27 @@ if TYPE_CHECKING:
     from pipelines.stage_batches import MemoryOut
 
 
+class LatencyWindow:
+    """Rolling quantiles (p50, p95, p99) of the last ``size`` latencies, in milliseconds."""
+
+    def __init__(self, size: int = 2000) -> None:
+        from river import stats
+
+        self._q = {p: stats.RollingQuantile(p / 100, window_size=size) for p in (50, 95, 99)}
+        self.n = 0
+
+    def note(self, seconds: float) -> None:
+        ms = seconds * 1000.0
+        for q in self._q.values():
+            q.update(ms)
+        self.n += 1
+
+    def summary(self) -> dict[str, float | int | None]:
+        out: dict[str, float | int | None] = {f"p{p}_ms": q.get() for p, q in self._q.items()}
+        out["n"] = self.n
+        return out
+
+
 @dataclass
 class StageStats:
     """Events seen by each stage since the worker started (not durable; Milvus is the truth)."""

@@ -117,6 +117,7 @@ def register_routes(pipe: Pipeline) -> None:
             with tel.span("argos.recall", kind=SpanKind.SERVER) as span:
                 resp = await self._recall(request, span)
             tel.record_recall_latency(time.perf_counter() - t0)
+            pipe.latency["recall"].note(time.perf_counter() - t0)
             return resp
 
         async def _recall(self, request: web.Request, span: Any) -> web.Response:
@@ -217,6 +218,7 @@ def register_routes(pipe: Pipeline) -> None:
                 "embedder": pipe.embedder.name,
                 "recall": pipe.recall.stats(),
                 "lag": {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())},
+                "latency": {k: w.summary() for k, w in pipe.latency.items()},
             }
             if request.query.get("count") in ("1", "true"):
                 loop = asyncio.get_running_loop()

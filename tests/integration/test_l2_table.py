@@ -47,6 +47,10 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
     assert c1.wait_stored(NS, total, timeout=120) == total
     before = _answers(c1)
     assert all(len(ids) == 5 for ids in before.values())
+    # publish -> stored and recall latencies are measured (rolling quantiles in /stats)
+    lat = c1.stats()["latency"]
+    assert lat["publish_to_stored"]["n"] == total and lat["recall"]["n"] == len(before)
+    assert 0 < lat["publish_to_stored"]["p50_ms"] <= lat["publish_to_stored"]["p99_ms"]
     assert c1.stats()["recall"]["l2_source"] == "table"
 
     # a second worker joins with its own, empty Milvus Lite; then the first one leaves
