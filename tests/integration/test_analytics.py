@@ -61,6 +61,17 @@ def test_predictions_metrics_and_models_survive_a_restart(
     assert {"recall_probability", "volume_forecast"} <= targets, targets
     for p in preds:  # every prediction says how far to trust it
         assert p.model and p.model_version and p.score.metric and p.baseline.name
+    # the documented example subscriber reads the same stream into a table of standings
+    from examples.subscribe_predictions import follow
+
+    table = follow(worker.bootstrap, prefix + ".analytics.predictions", timeout_s=5)
+    assert {m for ns, m in table if ns == NS} == {p.model for p in preds if p.namespace == NS}
+    latest = {(p.namespace, p.model): p for p in preds}
+    for key, s in table.items():
+        assert (s.score, s.baseline_score) == (
+            latest[key].score.value,
+            latest[key].baseline.value,
+        )
     # events that come without an importance get one predicted
     blank = [
         {k: v for k, v in e.model_dump(mode="json").items() if k != "importance"}
