@@ -103,6 +103,7 @@ def pipeline(
                 f"near-duplicates != {len(events)} published + {derived} derived"
             )
         return {
+            "prefix": prefix,
             "events": len(events),
             "seconds": elapsed,
             "events_per_s": len(events) / elapsed,
