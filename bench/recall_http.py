@@ -360,7 +360,12 @@ def measure(
 
 
 def run_one(
-    n: int, layout: str, bootstrap: str, tmp: Path, args: argparse.Namespace
+    n: int,
+    layout: str,
+    bootstrap: str,
+    tmp: Path,
+    args: argparse.Namespace,
+    switch_ms: float | None = None,
 ) -> dict[str, Any]:
     t_all = time.perf_counter()
     one = layout == "one_agent"
@@ -378,7 +383,9 @@ def run_one(
         topic_prefix=prefix,
         app_id=f"{prefix}-app",
         embedder="hashing",
-        extra_env=WORKER_ENV | (ONE_AGENT_ENV if one else {}),
+        extra_env=WORKER_ENV
+        | (ONE_AGENT_ENV if one else {})
+        | ({"ARGOS_SWITCH_INTERVAL_MS": str(switch_ms)} if switch_ms else {}),
     )
     client = worker.start()
     try:
@@ -446,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--count-poll", type=float, default=5.0, help="s between Milvus counts")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--switch-ms",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also run each size with the worker's GIL switch interval at these values "
+        "(ms), beside the default (5 ms), results under sizes[N]['<layout>@<ms>ms']",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -505,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         for n, layout in runs:
             res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args)
             out["sizes"].setdefault(str(n), {})[layout] = res
+            for ms in args.switch_ms:
+                res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, ms)
+                out["sizes"][str(n)][f"{layout}@{ms:g}ms"] = res
     out["total_s"] = time.perf_counter() - t_all
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "recall_http.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -212,6 +212,13 @@ class Settings(BaseSettings):
     take_max: int = Field(1024, ge=1, description="ARGOS_TAKE_MAX: events per store batch.")
     take_within: float = Field(0.2, gt=0, description="ARGOS_TAKE_WITHIN: seconds to fill one.")
     # Worker
+    switch_interval_ms: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="ARGOS_SWITCH_INTERVAL_MS: how long a thread holds the GIL before another "
+        "may run (Python's default 5 ms); lower = shorter recall tails while the stages work.",
+    )
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
     web_host: str = Field("127.0.0.1", description="ARGOS_WEB_HOST")
     web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")

@@ -25,12 +25,15 @@ def resolve_bootstrap(settings: Settings) -> Settings:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Start the worker and block until it is stopped (SIGINT/SIGTERM stop it cleanly)."""
+    import sys
+
     import faust
 
     from pipelines.app import create_app
     from pipelines.topics_admin import ensure_topics
 
     settings = resolve_bootstrap(settings)
+    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
     ensure_topics(settings)
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
