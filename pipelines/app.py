@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
@@ -40,6 +39,7 @@ from pipelines.crypto import Keyring, is_encrypted
 from pipelines.embed import Embedder, load_embedder
 from pipelines.errors import ConfigurationError, DecryptionError, StoreUnavailableError
 from pipelines.ingest import RawRecord, header
+from pipelines.live_feed import LiveFeed
 from pipelines.memory_state import MemoryParams
 from pipelines.population import PopulationParams, population_batch
 from pipelines.publisher import TOKEN_HEADER
@@ -95,6 +95,8 @@ class Pipeline:
     memory_table: Any = None
     population_table: Any = None
     hot_table: Any = None
+    analytics_table: Any = None
+    feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
     # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
     # and recall (HTTP request in to response out)
     latency: dict[str, LatencyWindow] = field(
@@ -586,6 +588,11 @@ def create_app(
             except Exception as exc:
                 exit_unacked("memory", exc)
             pipe.note_positions("memory", records)
+            if pipe.feed.subscribers:  # the raw JSON records: watchers parse what they show
+                for _, value in out.lifecycle:
+                    pipe.feed.publish("lifecycle", {"json": value})
+                for _, value in out.clusters:
+                    pipe.feed.publish("cluster", {"json": value})
             tel.count_events("memory", "ok", len(records) - len(out.dead))
             settled.update(states)
             now = time.time()
@@ -650,6 +657,7 @@ def create_app(
                 stats.population_kinds[kind] = stats.population_kinds.get(kind, 0) + n
 
     if settings.analytics:
+        pipe.analytics_table = state_table(TABLES[3])
         register_analytics(pipe, embedded_name, access_name, lifecycle_name, clusters_name, produce)
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
@@ -680,6 +688,9 @@ def create_app(
             except Exception as exc:
                 exit_unacked("store", exc)
             store_spans.__exit__(None, None, None)
+            if pipe.feed.subscribers:  # rows as stored (vector included: in-process only)
+                for r in live:
+                    pipe.feed.publish("memory", {"row": r})
             done = time.time()
             for r in records:
                 if (sent := header(r, PUBLISHED_HEADER)) is not None:
@@ -720,9 +731,33 @@ def register_analytics(
     }
     parts, take_max, within = settings.topic_partitions, settings.take_max, settings.take_within
     dlq_name = settings.topic(DEADLETTER)
-    checkpoint = settings.data_dir / ANALYTICS_CHECKPOINT
-    analytics = pipe.analytics = load_checkpoint(checkpoint)
-    stats.analytics_restored = checkpoint.exists()
+    table = pipe.analytics_table
+    pipe.analytics = Analytics(AnalyticsParams())
+    restored: list[bytes] = []  # the assignment key the models were looked up for
+
+    def models_key() -> tuple[bytes, int] | None:
+        """The models' key: this worker's partitions of the stream (the models learnt from
+        them), kept in the changelog partition of the lowest one, so whoever is assigned the
+        same partitions after a restart recovers them."""
+        owned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == embedded_name
+        )
+        return (",".join(map(str, owned)).encode(), owned[0]) if owned else None
+
+    def restore() -> None:
+        """Once per assignment: the checkpointed models for these partitions, if any."""
+        found = models_key()
+        if found is None or (restored and restored[-1] == found[0]):
+            return
+        restored.append(found[0])
+        raw = pipe.state(table, found[0])
+        if raw is not None:
+            try:
+                pipe.analytics = Analytics.from_bytes(raw)
+                stats.analytics_restored = True
+            except (ValueError, EOFError) as exc:
+                log.warning("analytics checkpoint unreadable (%s): starting fresh", exc)
+
     analytics_topics = {
         "embedded": embedded_name,
         "access": access_name,
@@ -736,17 +771,20 @@ def register_analytics(
     async def analytics_stage(stream: faust.StreamT[bytes]) -> None:
         """River models learning one event at a time from memories, recalls and lifecycle
         transitions; predictions and metrics go to ``argos.analytics.*``. The models are
-        checkpointed to a file in the data folder every ``analytics_checkpoint_s``."""
+        checkpointed every ``analytics_checkpoint_s`` into a changelog-recovered table
+        (``<prefix>-analytics``, sealed at rest when keys are set), keyed by the partitions
+        they learnt from."""
         loop = asyncio.get_running_loop()
         last_checkpoint = time.monotonic()
         async for batch in stream.take_events(take_max, within=within):
             records = [_record(e) for e in batch]
             try:
+                restore()
                 preds, mets, dead = await loop.run_in_executor(
                     pipe.analytics_pool,
                     analytics_batch,
                     records,
-                    analytics,
+                    pipe.analytics,
                     analytics_topics,
                     time.time(),
                 )
@@ -754,10 +792,10 @@ def register_analytics(
                 futs += await produce(metrics_name, mets)
                 futs += await produce(dlq_name, dead)
                 await _all(futs)
-                if time.monotonic() - last_checkpoint >= settings.analytics_checkpoint_s:
-                    await loop.run_in_executor(
-                        pipe.analytics_pool, save_checkpoint, analytics, settings.data_dir
-                    )
+                found = models_key()
+                if found and time.monotonic() - last_checkpoint >= settings.analytics_checkpoint_s:
+                    blob = await loop.run_in_executor(pipe.analytics_pool, pipe.analytics.to_bytes)
+                    await _all(_save_states(table, {found[0]: blob}, pipe.keyring, found[1]))
                     last_checkpoint = time.monotonic()
             except Exception as exc:
                 exit_unacked("analytics", exc)
@@ -783,26 +821,6 @@ def exit_unacked(stage: str, exc: BaseException) -> NoReturn:
 def _note_retry(stats: StageStats, outcome: Any) -> None:
     stats.store_retries += 1
     log.warning("store unavailable, retrying: %s", outcome.exception() if outcome else "?")
-
-
-ANALYTICS_CHECKPOINT = "analytics.ckpt"
-
-
-def load_checkpoint(path: Path) -> Analytics:
-    """The analytics models as last checkpointed in the data folder, or fresh ones."""
-    if path.exists():
-        try:
-            return Analytics.from_bytes(path.read_bytes())
-        except (ValueError, EOFError) as exc:
-            log.warning("analytics checkpoint %s unreadable (%s): starting fresh", path, exc)
-    return Analytics(AnalyticsParams())
-
-
-def save_checkpoint(analytics: Analytics, data_dir: Path) -> None:
-    """Write the models atomically (a temporary file, then a rename)."""
-    tmp = data_dir / (ANALYTICS_CHECKPOINT + ".tmp")
-    tmp.write_bytes(analytics.to_bytes())
-    tmp.replace(data_dir / ANALYTICS_CHECKPOINT)
 
 
 def _by_namespace(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

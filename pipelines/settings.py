@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         description="ARGOS_ANALYTICS_CHECKPOINT_S: wall seconds between checkpoints of the "
-        "analytics models (a file in the data folder).",
+        "analytics models (into the changelog-recovered table <prefix>-analytics).",
     )
     # Stream batching
     # Security (issue 6)

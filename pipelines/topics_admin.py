@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # The worker's state tables (``pipelines.app``); Faust names their changelogs
 # ``<app_id>-<table>-changelog``.
-TABLES = ("memory", "population", "hot")
+TABLES = ("memory", "population", "hot", "analytics")
 # Largest record a changelog accepts: one agent's (or namespace's) whole state is one value, and
 # Kafka's 1 MiB default is reached by an agent with a few thousand memories.
 STATE_MAX_BYTES = 32 * 1024 * 1024
