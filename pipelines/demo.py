@@ -1,7 +1,14 @@
-"""``argos demo``: broker, worker, simulated agents publishing, progress, then recalls."""
+"""``argos demo``: broker, worker, simulated agents publishing, progress, then recalls.
+
+The demo runs secured as production would: content encrypted at rest, a writer token for the
+simulated agents and a reader token for the recalls (made once, kept in ``.data/demo/secrets.json``
+so later runs can read what earlier ones stored), spans and audit logs to a JSON-lines file.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -47,6 +54,26 @@ def _publish(
     pub.flush()
 
 
+def demo_secrets(folder: Path) -> dict[str, str]:
+    """The demo's encryption key and tokens: made on the first run, then reused (mode 0600)."""
+    from pipelines.access import generate_token
+    from pipelines.crypto import Keyring
+
+    path = folder / "secrets.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    folder.mkdir(parents=True, exist_ok=True)
+    secrets = {
+        "keys": "demo1:" + Keyring.generate_key(),
+        "writer": generate_token(),
+        "reader": generate_token(),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets, f)
+    return secrets
+
+
 def run_demo(
     *, agents: int, events: int, bad: int, rate: float, keep: bool, console: Console
 ) -> None:
@@ -60,6 +87,16 @@ def run_demo(
         with console.status("starting a local Kafka broker (first run fetches its jars)..."):
             bootstrap = start_detached(broker_dir)
     console.print(f"[bold]Kafka[/] {bootstrap}")
+    secrets = demo_secrets(DEMO_DIR)
+    tokens = [
+        {
+            "token": secrets["writer"],
+            "subject": "demo-agents",
+            "namespaces": ["*"],
+            "publish": True,
+        },
+        {"token": secrets["reader"], "subject": "demo-reader", "namespaces": ["*"]},
+    ]
     worker = WorkerProcess(
         bootstrap,
         DEMO_DIR / "worker",
@@ -67,15 +104,36 @@ def run_demo(
         app_id=settings.app_id,
         port=settings.web_port,
         embedder=settings.embedder,
+        extra_env={
+            "ARGOS_ENCRYPTION_KEYS": secrets["keys"],
+            "ARGOS_TOKENS": json.dumps(tokens),
+            "ARGOS_OTEL_CONSOLE_FILE": str(DEMO_DIR / "worker" / "otel.jsonl"),
+        },
     )
     with console.status("starting a worker (ingest → embed → store, recall API)..."):
-        client = worker.start()
+        worker.start()
+    client = MemoryClient(worker.url, token=secrets["reader"])
     stats = client.stats()
     console.print(
         f"[bold]Worker[/] {worker.url}  embedder={stats['embedder']}  log={worker.log_path}"
     )
+    console.print(
+        f"[bold]Secured[/] content encrypted at rest (key demo1), tokens in "
+        f"{DEMO_DIR / 'secrets.json'}; spans and audit logs in {DEMO_DIR / 'worker' / 'otel.jsonl'}"
+    )
     try:
-        _run(client, bootstrap, settings, namespace, agents, events, bad, rate, console)
+        _run(
+            client,
+            bootstrap,
+            settings,
+            namespace,
+            agents,
+            events,
+            bad,
+            rate,
+            console,
+            secrets["writer"],
+        )
     finally:
         if keep:
             pid = worker.proc.pid if worker.proc else "?"
@@ -101,6 +159,7 @@ def _run(
     bad: int,
     rate: float,
     console: Console,
+    writer_token: str,
 ) -> None:
     pop = Population(agents, seed=7, namespace=namespace)
     base = client.stats()
@@ -110,7 +169,7 @@ def _run(
         int(base[k]) for k in ("decayed", "strengthened", "derived", "rederived")
     )
     stop = threading.Event()
-    pub = MemoryPublisher(bootstrap, settings.topic("memory.events"))
+    pub = MemoryPublisher(bootstrap, settings.topic("memory.events"), token=writer_token)
     thread = threading.Thread(
         target=_publish, args=(pub, pop, events, bad, rate, stop), daemon=True
     )
