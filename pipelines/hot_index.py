@@ -671,3 +671,91 @@ class HotIndex:
             now_ts=req.event_time.timestamp() if req.event_time else None,
             weights=weights_for(req, default_weights),
         )
+
+    def snapshot(
+        self,
+        namespace: str,
+        agent_id: str | None = None,
+        limit: int | None = None,
+        project: Any = None,
+    ) -> dict[str, Any]:
+        """A read-only copy of the rows of ``namespace`` (one agent's, or every agent's held
+        here) for the dashboard. Nothing in the index changes.
+
+        With ``limit`` and more rows than that, a sample of ``limit`` rows: those whose memory
+        id has the smallest CRC-32 (ties by id), so every call picks the same memories and a
+        larger limit picks a superset. ``project``: a function applied to each agent's block of
+        sampled unit vectors under the lock (e.g. a 2-D projection), whose results replace the
+        copied vectors, so a large snapshot need not copy its float32 matrix.
+
+        Returns ``total`` (rows before sampling) and, row by row: ``memory_id``, ``agent_id``,
+        ``type``, ``state``, ``cluster_id`` (None: in no cluster), ``content`` (lists),
+        ``event_ts`` (float64), ``position`` (float64 (n, 3); NaN where unknown) and ``vector``
+        (float32 (n, dim) unit rows, or what ``project`` returned, stacked).
+        """
+        import zlib
+
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        with self._lock:
+            keys = sorted(
+                k
+                for k, p in self._parts.items()
+                if k[0] == namespace and (agent_id is None or k[1] == agent_id) and p.n > 0
+            )
+            parts = [self._parts[k] for k in keys]
+            total = sum(p.n for p in parts)
+            chosen: list[np.ndarray] = [np.arange(p.n) for p in parts]
+            if limit is not None and total > limit:
+                ids = [r.memory_id for p in parts for r in p.rows[: p.n]]
+                pri = np.fromiter((zlib.crc32(m.encode()) for m in ids), np.int64, len(ids))
+                order = np.lexsort((np.array(ids), pri))[:limit]  # by CRC, ties by id
+                picked = np.zeros(total, dtype=bool)
+                picked[order] = True
+                starts = np.cumsum([0] + [p.n for p in parts])
+                chosen = [
+                    np.flatnonzero(picked[starts[j] : starts[j + 1]]) for j in range(len(parts))
+                ]
+            out: dict[str, Any] = {
+                "total": total,
+                "memory_id": [],
+                "agent_id": [],
+                "type": [],
+                "state": [],
+                "cluster_id": [],
+                "content": [],
+            }
+            ts, pos, vecs = [], [], []
+            type_names = np.array(list(TYPE_CODES), dtype=object)
+            state_names = np.array(STATE_NAMES, dtype=object)
+            for (_, agent), p, idx in zip(keys, parts, chosen, strict=True):
+                if idx.size == 0:
+                    continue
+                c = p.cols
+                rows = [p.rows[i] for i in idx.tolist()]
+                clusters = np.array([*p.cluster_names, None], dtype=object)  # code -1: None
+                out["memory_id"] += [r.memory_id for r in rows]
+                out["agent_id"] += [agent] * len(rows)
+                out["type"] += type_names[c["type"][idx]].tolist()
+                out["state"] += state_names[c["state"][idx]].tolist()
+                out["cluster_id"] += clusters[c["cluster"][idx]].tolist()
+                out["content"] += [r.content for r in rows]
+                ts.append(c["event_ts"][idx])
+                pos.append(c["pos"][idx])
+                if project is None:
+                    vecs.append(p.vec[idx])
+                else:  # in chunks: no copy of a big agent's whole matrix
+                    step = _GATHER_CHUNK
+                    blocks = [
+                        project(p.vec[idx[lo : lo + step]]) for lo in range(0, idx.size, step)
+                    ]
+                    vecs.append(np.concatenate([np.asarray(b) for b in blocks]))
+            out["event_ts"] = np.concatenate(ts) if ts else np.zeros(0, dtype=np.float64)
+            out["position"] = np.concatenate(pos) if pos else np.zeros((0, 3), dtype=np.float64)
+            if vecs:
+                out["vector"] = np.concatenate(vecs)
+            elif project is None:
+                out["vector"] = np.zeros((0, self.dim), dtype=np.float32)
+            else:
+                out["vector"] = np.asarray(project(np.zeros((0, self.dim), dtype=np.float32)))
+            return out
