@@ -54,6 +54,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import (
     INVALID_SPAN_ID,
     INVALID_TRACE_ID,
@@ -529,7 +530,10 @@ def setup_telemetry(
             ConsoleMetricExporter(out=console(), formatter=_json_line)
         )
 
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    # nothing exports spans: keep trace context (ids still propagate and name audit records)
+    # but record nothing, so "off" costs ~nothing per record
+    sampler = ALWAYS_OFF if span_exporter is None else None
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=sampler)
     if span_exporter is not None:
         if isinstance(span_exporter, InMemorySpanExporter):
             tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
