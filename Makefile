@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --cache-dir .cache/pip
 TS := sdk/typescript
+DASH := dashboard
 
-.PHONY: install install-torch demo test lint bench broker-start broker-stop clean
+.PHONY: install install-torch demo test lint bench bench-dashboard dashboard chromium broker-start broker-stop clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +23,15 @@ $(VENV)/.installed: pyproject.toml
 $(TS)/dist/cli.js: $(TS)/package.json $(TS)/package-lock.json $(wildcard $(TS)/src/*.ts)
 	cd $(TS) && npm ci --no-audit --no-fund --cache ../../.cache/npm && npm run build
 
-install: $(VENV)/.installed $(TS)/dist/cli.js  ## everything the demo and the tests need
+$(DASH)/dist/index.html: $(DASH)/package.json $(DASH)/package-lock.json $(DASH)/build.mjs $(DASH)/tsconfig.json $(wildcard $(DASH)/src/*)
+	cd $(DASH) && npm ci --no-audit --no-fund --cache ../.cache/npm && npm run typecheck && npm run build
+
+dashboard: $(DASH)/dist/index.html  ## the dashboard page the workers serve at /dashboard
+
+chromium:  ## Debian's Chromium for the browser test and the dashboard benchmark (needs root)
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+install: $(VENV)/.installed $(TS)/dist/cli.js $(DASH)/dist/index.html chromium  ## everything the demo and the tests need
 
 install-torch: install  ## the optional sentence-transformers/torch embedding backend (~GBs)
 	$(PIP) install -q -e ".[torch]"
@@ -38,6 +47,9 @@ test: install  ## lint, then the whole suite against a real Kafka broker
 bench: install  ## benchmarks -> bench/results/*.json + *.png
 	$(PY) -m bench.throughput
 
+bench-dashboard: install  ## bench/results/dashboard_render.{json,png}
+	$(PY) -m bench.dashboard_render
+
 broker-start: install
 	$(PY) -m pipelines.cli broker start
 
@@ -45,4 +57,4 @@ broker-stop:
 	$(PY) -m pipelines.cli broker stop
 
 clean:
-	rm -rf .data .pytest_cache $(TS)/dist
+	rm -rf .data .pytest_cache $(TS)/dist $(DASH)/dist

@@ -97,6 +97,7 @@ class Pipeline:
     hot_table: Any = None
     analytics_table: Any = None
     feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
+    dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
     # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
     # and recall (HTTP request in to response out)
     latency: dict[str, LatencyWindow] = field(
@@ -707,9 +708,11 @@ def create_app(
             stats.stored += len(rows)
             stats.batches += 1
 
+    from pipelines.dashboard import register_dashboard
     from pipelines.web import register_routes
 
     register_routes(pipe)
+    register_dashboard(pipe)
     return pipe
 
 

@@ -196,6 +196,26 @@ def subscribe(
         consumer.close()
 
 
+@app.command()
+def dashboard(
+    namespace: Annotated[str | None, typer.Option(help="World / tenant to show first.")] = None,
+    url: Annotated[str, typer.Option(help="A worker's base URL.")] = "http://127.0.0.1:6066",
+    token: Annotated[
+        str | None, typer.Option(envvar="ARGOS_TOKEN", help="A read token (goes in the URL).")
+    ] = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a browser.")] = True,
+) -> None:
+    """Print (and open) the address of a worker's dashboard (the MemoryVisualizer)."""
+    import webbrowser
+
+    from pipelines.dashboard import dashboard_url
+
+    link = dashboard_url(url, namespace, token)
+    console.print(link)
+    if open_browser:
+        webbrowser.open(link)
+
+
 keys_app = typer.Typer(help="Encryption keys (AES-256-GCM) for content at rest.")
 app.add_typer(keys_app, name="keys")
 

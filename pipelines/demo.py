@@ -121,6 +121,10 @@ def run_demo(
         f"[bold]Secured[/] content encrypted at rest (key demo1), tokens in "
         f"{DEMO_DIR / 'secrets.json'}; spans and audit logs in {DEMO_DIR / 'worker' / 'otel.jsonl'}"
     )
+    from pipelines.dashboard import dashboard_url
+
+    link = dashboard_url(worker.url, namespace, secrets["reader"])
+    console.print(f"[bold]Dashboard[/] {link}  (live while the demo runs; --keep leaves it up)")
     try:
         _run(
             client,

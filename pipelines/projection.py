@@ -69,9 +69,9 @@ class IncrementalProjection:
         self._scatter = np.zeros((dim, dim), dtype=np.float64)
         self._seen: set[str] = set()
         self._n_refreshed = 0
-        # the frozen view: what ``project`` uses until the next refresh
-        self._center = np.zeros(dim, dtype=np.float64)
-        self._basis: np.ndarray | None = None  # (dim, 2), orthonormal columns
+        # the frozen view, (centre, basis (dim, 2) with orthonormal columns): what ``project``
+        # uses until the next refresh; one tuple, swapped at once, so readers need no lock
+        self._view: tuple[np.ndarray, np.ndarray] | None = None
         self.version = 0
         self.explained = (0.0, 0.0)  # variance along each component at the last refresh
         self._lock = threading.Lock()
@@ -84,11 +84,17 @@ class IncrementalProjection:
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"vectors must be (n, {self.dim}), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("vectors must be finite")
         with self._lock:
             if ids is not None:
                 if len(ids) != len(x):
                     raise ValueError("ids and vectors differ in length")
-                keep = [i for i, m in enumerate(ids) if m not in self._seen]
+                keep, fresh = [], set()
+                for i, m in enumerate(ids):
+                    if m not in self._seen and m not in fresh:
+                        fresh.add(m)
+                        keep.append(i)
                 if len(keep) < len(x):
                     x = x[keep]
             room = self.max_learn - self.n
@@ -98,8 +104,6 @@ class IncrementalProjection:
                 x = x[:room]
             if ids is not None:
                 self._seen.update(ids[i] for i in (keep[: len(x)]))
-            if not np.isfinite(x).all():
-                raise ValueError("vectors must be finite")
             self._merge(x)
             if self._due():
                 self._refresh()
@@ -121,7 +125,7 @@ class IncrementalProjection:
     def _due(self) -> bool:
         if self.n < 2:
             return False
-        if self._basis is None:
+        if self._view is None:
             return True
         step = max(self.refresh_min, self.refresh_growth * self._n_refreshed)
         return self.n - self._n_refreshed >= step
@@ -136,7 +140,7 @@ class IncrementalProjection:
         cov = self._scatter / (self.n - 1)
         vals, vecs = np.linalg.eigh(cov)  # ascending
         w = vecs[:, [-1, -2]].copy()
-        old = self._basis
+        old = None if self._view is None else self._view[1]
         if old is None:
             for j in range(2):  # the largest coordinate of each component points to +
                 if w[int(np.argmax(np.abs(w[:, j]))), j] < 0:
@@ -149,8 +153,7 @@ class IncrementalProjection:
             for j in range(2):
                 if c[j, j] < 0:
                     w[:, j] = -w[:, j]
-        self._basis = w
-        self._center = self._mean.copy()
+        self._view = (self._mean.copy(), w)
         self._n_refreshed = self.n
         self.explained = (float(max(vals[-1], 0.0)), float(max(vals[-2], 0.0)))
         self.version += 1
@@ -162,10 +165,10 @@ class IncrementalProjection:
         x = np.asarray(vectors)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"vectors must be (n, {self.dim}), got {x.shape}")
-        with self._lock:
-            basis, center = self._basis, self._center
-        if basis is None:
+        view = self._view
+        if view is None:
             return np.zeros((len(x), 2), dtype=np.float32)
+        center, basis = view
         return ((x - center) @ basis).astype(np.float32)
 
     def state(self) -> dict[str, float | int]:
