@@ -60,6 +60,7 @@ from pipelines.stats import LatencyWindow, StageStats
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
+from schemas.analytics import MetricEvent
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ DEADLETTER = "deadletter"
 PREDICTIONS = "analytics.predictions"
 METRICS = "analytics.metrics"
 AUDIT = "audit"
+LATENCY_METRICS_EVERY_S = 5.0  # publish -> stored quantiles onto argos.analytics.metrics
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Pipeline:
     dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
     # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
     # and recall (HTTP request in to response out)
+    ns_latency: dict[str, LatencyWindow] = field(default_factory=dict)
     latency: dict[str, LatencyWindow] = field(
         default_factory=lambda: {"publish_to_stored": LatencyWindow(), "recall": LatencyWindow()}
     )
@@ -140,6 +143,29 @@ class Pipeline:
             if raw is not None:
                 rows.append(StoredMemory.from_bytes(raw))
         return rows
+
+    def latency_of(self, namespace: str) -> LatencyWindow:
+        """The publish -> stored window of one namespace (kept for the metrics topic)."""
+        return self.ns_latency.setdefault(namespace, LatencyWindow())
+
+    def latency_metrics(self) -> list[tuple[bytes, bytes]]:
+        """Each namespace's publish -> stored quantiles as ``argos.analytics.metrics``
+        records (kind ``quantiles``, wall-clock milliseconds over the last 2,000 events)."""
+        out = []
+        for ns, w in sorted(self.ns_latency.items()):
+            q = w.summary()
+            values = {k: float(v) for k, v in q.items() if k != "n" and v is not None}
+            if values:
+                m = MetricEvent(
+                    namespace=ns,
+                    name="latency.publish_to_stored_ms",
+                    kind="quantiles",
+                    values=values,
+                    n=int(q["n"] or 0),
+                    event_ts=time.time(),
+                )
+                out.append((ns.encode(), m.model_dump_json().encode()))
+        return out
 
     def hot_rows_by_id(
         self, namespace: str, agent_id: str, memory_ids: list[str]
@@ -661,6 +687,24 @@ def create_app(
         pipe.analytics_table = state_table(TABLES[3])
         register_analytics(pipe, embedded_name, access_name, lifecycle_name, clusters_name, produce)
 
+    metrics_name = settings.topic(METRICS)
+
+    @app.timer(interval=LATENCY_METRICS_EVERY_S)
+    async def latency_metrics() -> None:
+        """Each namespace's publish -> stored quantiles onto ``argos.analytics.metrics``
+        (what changed since the last tick; nothing when no event was stored)."""
+        fresh = {ns: w.n for ns, w in pipe.ns_latency.items()}
+        items = [
+            kv
+            for kv in pipe.latency_metrics()
+            if fresh.get(kv[0].decode()) != reported.get(kv[0].decode())
+        ]
+        reported.update(fresh)
+        if items:
+            await _all(await produce(metrics_name, items))
+
+    reported: dict[str, int] = {}
+
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -670,9 +714,15 @@ def create_app(
             store_spans = tel.batch_spans("argos.store", records)  # closed once stored
             store_spans.__enter__()
             try:
+                src: list[int] = []
                 rows, dead = await loop.run_in_executor(
-                    pipe.store_pool, parse_embedded, records, time.time()
+                    pipe.store_pool, parse_embedded, records, time.time(), src
                 )
+                sent = {  # (namespace, memory id) -> publish time, for publish -> stored
+                    (r.namespace, r.memory_id): int(h) / 1000.0
+                    for r, i in zip(rows, src, strict=True)
+                    if (h := header(records[i], PUBLISHED_HEADER)) is not None
+                }
                 agents = {r.agent_id.encode() for r in rows}
                 async for attempt in store_retrying():
                     with attempt:
@@ -693,11 +743,11 @@ def create_app(
                 for r in live:
                     pipe.feed.publish("memory", {"row": r})
             done = time.time()
-            for r in records:
-                if (sent := header(r, PUBLISHED_HEADER)) is not None:
-                    dt = done - int(sent) / 1000.0
-                    pipe.latency["publish_to_stored"].note(dt)
-                    tel.record_stage_latency("publish_to_stored", dt)
+            for (ns, _), t_pub in sent.items():
+                pipe.latency["publish_to_stored"].note(done - t_pub)
+                pipe.latency_of(ns).note(done - t_pub)
+                tel.record_stage_latency("publish_to_stored", done - t_pub)
+
             pipe.note_positions("store", records)
             tel.count_events("store", "ok", len(rows))
             tel.record_stage_latency("store", time.perf_counter() - t0)

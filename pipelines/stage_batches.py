@@ -87,15 +87,20 @@ def ingest_and_embed(
     return out
 
 
-def parse_embedded(records: Sequence[RawRecord], now: float) -> tuple[list[StoredMemory], list[KV]]:
-    """Embedded-topic records -> store rows; anything unreadable -> dead letters."""
+def parse_embedded(
+    records: Sequence[RawRecord], now: float, sources: list[int] | None = None
+) -> tuple[list[StoredMemory], list[KV]]:
+    """Embedded-topic records -> store rows; anything unreadable -> dead letters. ``sources``,
+    when given, receives the index of each row's record."""
     rows: list[StoredMemory] = []
     dead: list[KV] = []
-    for rec in records:
+    for i, rec in enumerate(records):
         try:
             rows.append(
                 StoredMemory.from_embedded(EmbeddedMemory.model_validate_json(rec.value or b""))
             )
+            if sources is not None:
+                sources.append(i)
         except (ValidationError, ValueError) as exc:
             err = InvalidEventError(f"not a valid embedded memory: {str(exc)[:500]}")
             dead.append(_dead(rec, err, "store", now))

@@ -11,6 +11,8 @@ import pytest
 from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
+from schemas.analytics import MetricEvent
+from tests.integration.kafka_utils import read_topic
 from tests.integration.test_recall import THINGS, _events, _stable
 
 pytestmark = pytest.mark.integration
@@ -51,6 +53,18 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
     lat = c1.stats()["latency"]
     assert lat["publish_to_stored"]["n"] == total and lat["recall"]["n"] == len(before)
     assert 0 < lat["publish_to_stored"]["p50_ms"] <= lat["publish_to_stored"]["p99_ms"]
+    # ... and each namespace's publish -> stored quantiles reach argos.analytics.metrics
+    metrics = [
+        MetricEvent.model_validate_json(r.value)  # type: ignore[attr-defined]
+        for r in read_topic(
+            first.bootstrap,
+            prefix + ".analytics.metrics",
+            until=lambda rs: any(b"publish_to_stored" in r.value for r in rs),  # type: ignore[attr-defined]
+            timeout=30,
+        )
+    ]
+    pub = [m for m in metrics if m.namespace == NS and m.name == "latency.publish_to_stored_ms"]
+    assert pub and pub[-1].kind == "quantiles" and pub[-1].values["p50_ms"] > 0
     assert c1.stats()["recall"]["l2_source"] == "table"
 
     # a second worker joins with its own, empty Milvus Lite; then the first one leaves
