@@ -1,0 +1,67 @@
+"""Poison at a high rate (issue #8's faults): as many malformed events as good ones, interleaved
+and published as fast as the client can: every bad one is dead-lettered with its reason and its
+original bytes, every good one is stored or folded into an earlier memory, and the stream keeps
+its pace (the good events' rate with poison beside them is printed next to a clean run's; speed
+goals live in the benchmarks, not in assertions)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from pipelines.simulation import Population, malformed_events
+from schemas import DeadLetter
+from tests.integration.kafka_utils import ledger, read_topic
+
+pytestmark = pytest.mark.integration
+
+GOOD = 800
+
+
+def _run(worker: WorkerProcess, ns: str, poison: int) -> tuple[float, list[bytes]]:
+    """Publish GOOD events of ``ns`` with ``poison`` malformed ones between them; returns the
+    seconds until the memory stage has every good one, and the poison sent."""
+    prefix = worker.env["ARGOS_TOPIC_PREFIX"]
+    good = list(Population(8, seed=31, namespace=ns).events(GOOD))
+    bad = list(malformed_events(poison, seed=3, namespace=ns))
+    client = MemoryClient(worker.url)
+    before = client.stats()
+    t0 = time.monotonic()
+    with MemoryPublisher(worker.bootstrap, prefix + ".memory.events") as pub:
+        for i, ev in enumerate(good):
+            pub.publish(ev)
+            for raw in bad[i * poison // GOOD : (i + 1) * poison // GOOD]:
+                pub.publish_raw(b"poison", raw)
+    client.wait_counter("clustered", int(before["clustered"]) + GOOD, timeout=240)
+    return time.monotonic() - t0, bad
+
+
+def test_poison_at_a_high_rate_is_all_dead_lettered_and_the_stream_keeps_going(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    w = start_worker()
+    clean_s, _ = _run(w, "poison-clean", 0)
+    dirty_s, bad = _run(w, "poison-dirty", GOOD)
+    client = MemoryClient(w.url)
+    client.wait_counter("dead_lettered", len(bad), timeout=60)
+    prefix = w.env["ARGOS_TOPIC_PREFIX"]
+    dead = [
+        DeadLetter.model_validate_json(r.value)  # type: ignore[attr-defined]
+        for r in read_topic(w.bootstrap, prefix + ".deadletter", timeout=30)
+    ]
+    assert Counter(d.original() for d in dead) == Counter(bad)  # each once, bytes intact
+    assert all(d.reason.strip() and d.stage == "ingest" for d in dead)
+    book = ledger(w, "poison-dirty")
+    published = {e.memory_id for e in Population(8, seed=31, namespace="poison-dirty").events(GOOD)}
+    assert (book["created"] & published) | book["duplicates"] == published  # no good one lost
+    print(
+        f"{GOOD} good events: {GOOD / clean_s:.0f}/s alone, {GOOD / dirty_s:.0f}/s with "
+        f"{len(bad)} poison interleaved ({Counter(d.error for d in dead)})"
+    )
+    assert w.proc is not None and w.proc.poll() is None
