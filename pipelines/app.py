@@ -100,6 +100,7 @@ class Pipeline:
     analytics_table: Any = None
     feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
     dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
+    store_down_since: float | None = None  # wall time the vector store stopped answering
     # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
     # and recall (HTTP request in to response out)
     ns_latency: dict[str, LatencyWindow] = field(default_factory=dict)
@@ -420,7 +421,7 @@ def create_app(
         return AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailableError),
             wait=wait_exponential(multiplier=0.2, max=10),
-            before_sleep=lambda rs: _note_retry(stats, rs.outcome),
+            before_sleep=lambda rs: _note_retry(pipe, rs.outcome),
             reraise=True,
         )
 
@@ -638,6 +639,8 @@ def create_app(
             async for attempt in store_retrying():
                 with attempt:
                     await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
+        if out.archive or out.forget:
+            pipe.store_down_since = None
         if out.forget:  # and from L2 (archived rows stay there, recallable on request)
             await save_hot(
                 {
@@ -733,6 +736,8 @@ def create_app(
                             rows, {k: pipe.state(memory_table, k) for k in agents}
                         )
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
+                        if live:  # a write reached the store: it is back
+                            pipe.store_down_since = None
                 await save_hot({(r.namespace, r.agent_id, r.memory_id): r.to_bytes() for r in live})
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
@@ -871,8 +876,12 @@ def exit_unacked(stage: str, exc: BaseException) -> NoReturn:
     os._exit(70)
 
 
-def _note_retry(stats: StageStats, outcome: Any) -> None:
-    stats.store_retries += 1
+def _note_retry(pipe: Pipeline, outcome: Any) -> None:
+    """A store call failed and will be retried: count it, and mark the worker degraded (recall
+    answers from its caches) until a store call succeeds again."""
+    pipe.stats.store_retries += 1
+    if pipe.store_down_since is None:
+        pipe.store_down_since = time.time()
     log.warning("store unavailable, retrying: %s", outcome.exception() if outcome else "?")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -284,13 +284,15 @@ class MilvusStore:
         types: Sequence[MemoryType] | None = None,
     ) -> list[Hit]:
         try:
-            res = self._client.search(
-                self.collection,
-                data=[np.asarray(vector, dtype=np.float32).tolist()],
-                filter=_filter(namespace, agent_id, types),
-                limit=k,
-                output_fields=_OUTPUT,
-                search_params={"metric_type": "COSINE"},
+            res = self._read(
+                lambda: self._client.search(
+                    self.collection,
+                    data=[np.asarray(vector, dtype=np.float32).tolist()],
+                    filter=_filter(namespace, agent_id, types),
+                    limit=k,
+                    output_fields=_OUTPUT,
+                    search_params={"metric_type": "COSINE"},
+                )
             )
         except Exception as exc:
             raise StoreUnavailableError(f"search failed: {exc}") from exc
@@ -299,6 +301,17 @@ class MilvusStore:
             ent = h.get("entity", h)
             hits.append(Hit(self._row(ent, None), float(h["distance"])))
         return hits
+
+    def _read(self, call: Callable[[], Any]) -> Any:
+        """A read; if the server forgot the loaded collection (a restarted Milvus answers
+        "released"), load it again and retry once."""
+        try:
+            return call()
+        except Exception as exc:
+            if "released" not in str(exc) and "not loaded" not in str(exc):
+                raise
+            self._client.load_collection(self.collection)
+            return call()
 
     def _seal(self, r: StoredMemory) -> str:
         if self.keyring is None:
@@ -331,10 +344,12 @@ class MilvusStore:
 
     def count(self, namespace: str | None = None) -> int:
         try:
-            res = self._client.query(
-                self.collection,
-                filter=_filter(namespace, None, None),
-                output_fields=["count(*)"],
+            res = self._read(
+                lambda: self._client.query(
+                    self.collection,
+                    filter=_filter(namespace, None, None),
+                    output_fields=["count(*)"],
+                )
             )
         except Exception as exc:
             raise StoreUnavailableError(f"count failed: {exc}") from exc
@@ -344,10 +359,12 @@ class MilvusStore:
         if not memory_ids:
             return []
         try:
-            res = self._client.get(
-                self.collection,
-                ids=[primary_key(namespace, m) for m in memory_ids],
-                output_fields=[*_OUTPUT, "vector"],
+            res = self._read(
+                lambda: self._client.get(
+                    self.collection,
+                    ids=[primary_key(namespace, m) for m in memory_ids],
+                    output_fields=[*_OUTPUT, "vector"],
+                )
             )
         except Exception as exc:
             raise StoreUnavailableError(f"get failed: {exc}") from exc
@@ -357,11 +374,13 @@ class MilvusStore:
         """Every row (with its vector) of one agent: what warms the hot recall index."""
         rows: list[StoredMemory] = []
         try:
-            it = self._client.query_iterator(
-                self.collection,
-                batch_size=1000,
-                filter=_filter(namespace, agent_id, None),
-                output_fields=[*_OUTPUT, "vector"],
+            it = self._read(
+                lambda: self._client.query_iterator(
+                    self.collection,
+                    batch_size=1000,
+                    filter=_filter(namespace, agent_id, None),
+                    output_fields=[*_OUTPUT, "vector"],
+                )
             )
             while batch := it.next():
                 rows += [self._row(r, r.get("vector")) for r in batch]
@@ -379,11 +398,13 @@ class MilvusStore:
         stale: dict[str, list[str]] = {}
         seen = 0
         try:
-            it = self._client.query_iterator(
-                self.collection,
-                batch_size=batch,
-                filter="",
-                output_fields=["memory_id", "namespace", "content"],
+            it = self._read(
+                lambda: self._client.query_iterator(
+                    self.collection,
+                    batch_size=batch,
+                    filter="",
+                    output_fields=["memory_id", "namespace", "content"],
+                )
             )
             while page := it.next():
                 seen += len(page)

@@ -165,6 +165,8 @@ def register_routes(pipe: Pipeline) -> None:
                 resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
             except StoreUnavailableError as exc:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
+            if pipe.store_down_since is not None:  # answered from L1/L2 while L3 is away
+                resp = resp.model_copy(update={"degraded": True})
             await audit(
                 recall_record(
                     principal.subject,
@@ -219,6 +221,9 @@ def register_routes(pipe: Pipeline) -> None:
                 "recall": pipe.recall.stats(),
                 "lag": {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())},
                 "latency": {k: w.summary() for k, w in pipe.latency.items()},
+                "store_down_s": (
+                    time.time() - pipe.store_down_since if pipe.store_down_since else None
+                ),
             }
             if request.query.get("count") in ("1", "true"):
                 loop = asyncio.get_running_loop()

@@ -142,3 +142,9 @@ class RecallResponse(BaseModel):
     query: str
     hits: list[RecallHit]
     took_ms: float
+    degraded: bool = Field(
+        False,
+        description="True while the vector store (L3) is unavailable: the answer comes from the "
+        "worker's caches (L1, and L2, which holds every memory stored before the outage); "
+        "memories published during the outage are not recallable until the store is back.",
+    )

@@ -1,0 +1,124 @@
+"""The vector store unavailable for 30 s (issue #8's faults): the worker retries with backoff
+(tenacity), keeps answering recalls from its caches marked ``degraded``, and catches up when
+the store is back; nothing is lost. Milvus here is a ``milvus-lite server`` process (through
+``MILVUS_URI``), stopped and started again on the same port and data folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess, free_port
+from pipelines.publisher import MemoryPublisher
+from pipelines.simulation import Population
+from pipelines.store import MilvusStore
+from tests.integration.kafka_utils import ledger
+
+pytestmark = pytest.mark.integration
+
+NS = "outage"
+OUTAGE_S = 30.0
+
+
+class MilvusServer:
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "milvus_lite",
+                "server",
+                "--data-dir",
+                str(self.folder),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                MilvusStore(self.uri, "probe", dim=4).close()
+                return
+            except Exception:
+                assert self.proc.poll() is None, "milvus-lite server exited"
+                assert time.monotonic() < deadline, "milvus-lite server did not answer"
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+
+@pytest.fixture
+def milvus(tmp_path: Path) -> Iterator[MilvusServer]:
+    server = MilvusServer(tmp_path / "milvus")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_store_outage_degrades_then_catches_up_with_nothing_lost(
+    start_worker: Callable[..., WorkerProcess], milvus: MilvusServer
+) -> None:
+    w = start_worker(extra_env={"MILVUS_URI": milvus.uri})
+    client = MemoryClient(w.url)
+    prefix = w.env["ARGOS_TOPIC_PREFIX"]
+    events = list(Population(6, seed=41, namespace=NS).events(600))
+    first, second = events[:300], events[300:]
+    agent = first[0].agent_id
+    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+        pub.publish_many(first)
+    client.wait_counter("clustered", len(first), timeout=180)
+    client.wait_counter("stored", len(first), timeout=180)
+    healthy = client.recall(NS, agent, "what happened at the market", k=5)
+    assert healthy.hits and not healthy.degraded
+
+    milvus.stop()  # the store goes away ...
+    down_at = time.monotonic()
+    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+        pub.publish_many(second)
+    deadline = time.monotonic() + OUTAGE_S
+    while int(client.stats()["store_retries"]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert int(client.stats()["store_retries"]) > 0  # the worker noticed and retries
+    during = client.recall(NS, agent, "what happened at the market", k=5)
+    st = client.stats()
+    assert during.degraded and during.hits, (st["store_down_s"], st["store_retries"])
+    assert st["store_down_s"] is not None
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+    milvus.start()  # ... and comes back after 30 s: the worker catches up
+    client.wait_counter("clustered", len(events), timeout=240)
+    published = {e.memory_id for e in events}
+    deadline = time.monotonic() + 180
+    while True:
+        book = ledger(w, NS)
+        live = book["created"] - book["decayed"] - book["archived"]
+        if client.count(NS) == len(live) or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
+    assert (book["created"] & published) | book["duplicates"] == published  # nothing lost
+    assert client.count(NS) == len(live)  # every live memory in the store, none twice
+    after = client.recall(NS, agent, "what happened at the market", k=5)
+    assert after.hits and not after.degraded
+    print(
+        f"outage {OUTAGE_S:.0f} s: {client.stats()['store_retries']} store retries; "
+        f"{client.count(NS)} in the store = {len(live)} live of {len(events)} published"
+    )
