@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +38,12 @@ from pipelines.analytics import Analytics, AnalyticsParams, analytics_batch
 from pipelines.audit import denied_record, emit, from_value, to_kv
 from pipelines.crypto import Keyring, is_encrypted
 from pipelines.embed import Embedder, load_embedder
-from pipelines.errors import ConfigurationError, DecryptionError, StoreUnavailableError
+from pipelines.errors import (
+    ConfigurationError,
+    DecryptionError,
+    RejectedError,
+    StoreUnavailableError,
+)
 from pipelines.ingest import RawRecord, header
 from pipelines.live_feed import LiveFeed
 from pipelines.memory_state import MemoryParams
@@ -61,6 +67,7 @@ from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
 from schemas.analytics import MetricEvent
+from schemas.audit import AuditRecord
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +193,37 @@ class Pipeline:
             if r.partition is not None and r.offset is not None:
                 k = (stage, r.topic, r.partition)
                 self.positions[k] = max(self.positions.get(k, 0), r.offset + 1)
+
+    async def audit(self, rec: AuditRecord) -> None:
+        """An audit record of a request: an OTel log now, and on ``argos.audit`` (queued, not
+        awaited: a recall must not wait for Kafka's ack)."""
+        if self.telemetry is not None:
+            emit(self.telemetry.logger, rec)
+        key, value = to_kv(rec)
+        await self.app.producer.send(self.audit_topic, key, value, None, None, None)
+
+    async def deny(
+        self,
+        exc: RejectedError,
+        actor: str,
+        namespace: str,
+        agent_id: str | None,
+        trace_id: str | None = None,
+    ) -> None:
+        """Count and audit a request refused by policy (401/403/429)."""
+        self.stats.denied += 1
+        await self.audit(
+            denied_record(
+                actor,
+                namespace,
+                agent_id,
+                exc.http_status,
+                exc.reason,
+                trace_id,
+                time.time(),
+                uuid.uuid4().hex,
+            )
+        )
 
     def state(self, table: Any, key: bytes) -> bytes | None:
         """A table value in plaintext. Values recovered from a changelog are encrypted (see

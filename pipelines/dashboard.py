@@ -44,7 +44,6 @@ import math
 import os
 import re
 import time
-import uuid
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +56,6 @@ from aiohttp import web as aioweb
 from faust import web
 
 from pipelines.access import Principal
-from pipelines.audit import denied_record, emit, to_kv
 from pipelines.errors import ForbiddenError, RejectedError
 from pipelines.hot_index import STATE_NAMES, TYPE_CODES
 from pipelines.projection import IncrementalProjection, agent_positions, world_xy
@@ -441,13 +439,7 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
         return header
 
     async def refuse(ns: str | None, agent: str | None, exc: RejectedError, actor: str) -> None:
-        pipe.stats.denied += 1
-        rec = denied_record(
-            actor, ns or "", agent, exc.http_status, exc.reason, None, time.time(), uuid.uuid4().hex
-        )
-        emit(tel.logger, rec)
-        key, value = to_kv(rec)
-        await app.producer.send(pipe.audit_topic, key, value, None, None, None)
+        await pipe.deny(exc, actor, ns or "", agent)
 
     async def check(
         request: web.Request, ns: str | None, agent: str | None = None

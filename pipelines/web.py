@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from pipelines.access import Principal
-from pipelines.audit import denied_record, emit, recall_record, to_kv
+from pipelines.audit import recall_record
 from pipelines.clustering import from_state, summary
 from pipelines.errors import ForbiddenError, RejectedError, StoreUnavailableError
 from pipelines.openapi import openapi
@@ -37,12 +37,6 @@ def register_routes(pipe: Pipeline) -> None:
     tel, policy, limits = pipe.telemetry, pipe.policy, pipe.limits
     assert tel is not None and policy is not None and limits is not None  # noqa: S101
 
-    async def audit(rec: Any) -> None:
-        """An audit record: an OTel log now, and on ``argos.audit`` (queued, not awaited)."""
-        emit(tel.logger, rec)
-        key, value = to_kv(rec)
-        await app.producer.send(pipe.audit_topic, key, value, None, None, None)
-
     async def admit(
         request: web.Request, namespace: str, agent_id: str, span: Any, rate: bool = True
     ) -> Principal:
@@ -58,14 +52,8 @@ def register_routes(pipe: Pipeline) -> None:
                 limits.check_recall(namespace, agent_id)
             return principal
         except RejectedError as exc:
-            pipe.stats.denied += 1
             tid = f"{span.get_span_context().trace_id:032x}" if span else None
-            rid = uuid.uuid4().hex
-            await audit(
-                denied_record(
-                    actor, namespace, agent_id, exc.http_status, exc.reason, tid, time.time(), rid
-                )
-            )
+            await pipe.deny(exc, actor, namespace, agent_id, tid)
             raise
 
     def refused(view: web.View, exc: RejectedError) -> web.Response:
@@ -145,20 +133,8 @@ def register_routes(pipe: Pipeline) -> None:
                 try:
                     limits.check_recall(req.namespace, req.agent_id)
                 except RejectedError as exc:
-                    pipe.stats.denied += 1
                     tid = f"{span.get_span_context().trace_id:032x}"
-                    await audit(
-                        denied_record(
-                            principal.subject,
-                            req.namespace,
-                            req.agent_id,
-                            exc.http_status,
-                            exc.reason,
-                            tid,
-                            time.time(),
-                            uuid.uuid4().hex,
-                        )
-                    )
+                    await pipe.deny(exc, principal.subject, req.namespace, req.agent_id, tid)
                     return refused(self, exc)
             loop = asyncio.get_running_loop()
             try:
@@ -167,7 +143,7 @@ def register_routes(pipe: Pipeline) -> None:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
             if pipe.store_down_since is not None:  # answered from L1/L2 while L3 is away
                 resp = resp.model_copy(update={"degraded": True})
-            await audit(
+            await pipe.audit(
                 recall_record(
                     principal.subject,
                     req.namespace,
@@ -275,19 +251,7 @@ def register_routes(pipe: Pipeline) -> None:
                 if not principal.in_namespace(ns):
                     raise ForbiddenError(f"{principal.subject!r} may not use namespace {ns!r}")
             except RejectedError as exc:
-                pipe.stats.denied += 1
-                await audit(
-                    denied_record(
-                        "anonymous",
-                        ns,
-                        None,
-                        exc.http_status,
-                        exc.reason,
-                        None,
-                        time.time(),
-                        uuid.uuid4().hex,
-                    )
-                )
+                await pipe.deny(exc, "anonymous", ns, None)
                 return refused(self, exc)
             raw = pipe.state(pipe.population_table, ns.encode())
             pop = population_summary(population_from_state(json.loads(raw))) if raw else []
