@@ -259,10 +259,19 @@ def register_routes(pipe: Pipeline) -> None:
 
     @app.page("/ready")
     class ReadyView(web.View):
-        """200 once the worker has its partitions assigned and is not rebalancing."""
+        """200 once the worker has its partitions assigned, is not rebalancing, and has
+        recovered its tables from their changelogs (state, L2, models): "recovered", not
+        "port open"."""
 
         async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
             assigned = len(app.consumer.assignment()) if app.consumer else 0
-            ready = assigned > 0 and not app.rebalancing
-            body = {"ready": ready, "assigned_partitions": assigned, "rebalancing": app.rebalancing}
+            recovery = getattr(app.tables, "recovery", None)
+            recovering = bool(recovery is not None and recovery.in_recovery)
+            ready = assigned > 0 and not app.rebalancing and not recovering
+            body = {
+                "ready": ready,
+                "assigned_partitions": assigned,
+                "rebalancing": app.rebalancing,
+                "recovering": recovering,
+            }
             return self.json(body, status=200 if ready else 503)

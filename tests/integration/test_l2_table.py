@@ -73,6 +73,8 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
     _stable([c1, c2])
     assert first.stop() == 0
     c2.wait_ready(timeout=120)
+    ready = c2._http.get("/ready").json()  # ready means recovered, not just "port open"
+    assert ready["ready"] and ready["recovering"] is False and ready["assigned_partitions"] > 0
     assert c2.count(NS) == 0  # none of these rows is in the second worker's Milvus
     after = _answers(c2)
     assert after == before
