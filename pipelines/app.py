@@ -22,6 +22,7 @@ import asyncio
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Iterable
@@ -122,6 +123,31 @@ class Pipeline:
     limits: RateLimits | None = None
     # (stage, topic, partition) -> the next offset that stage will read (for the lag gauge)
     positions: dict[tuple[str, str, int], int] | None = None
+
+    def system(self) -> dict[str, float]:
+        """This worker process's resources and caches (``/stats`` ``system``, OTel gauges)."""
+        import resource
+
+        rs = self.recall.stats()
+        l1 = rs["l1"]["results"]
+        looked = l1["hits"] + l1["misses"]
+        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            rss = rss_kb * 1024
+        return {
+            "rss_bytes": float(rss),
+            "max_rss_bytes": float(rss_kb * 1024),
+            "cpu_seconds": time.process_time(),
+            "threads": float(threading.active_count()),
+            "l1_result_hit_rate": l1["hits"] / looked if looked else 0.0,
+            "l1_bytes": float(self.recall.cache.nbytes()),
+            "l2_rows": float(rs["l2_rows"]),
+            "l2_bytes": float(rs["l2_bytes"]),
+            "uptime_s": time.time() - self.stats.started_ts,
+        }
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records not yet processed per source partition (by the slowest stage)."""
@@ -447,6 +473,7 @@ def create_app(
     pipe.access_topic = access_name
     audit_name = pipe.audit_topic = settings.topic(AUDIT)
     tel.observe_lag(pipe.lag)
+    tel.observe_system(pipe.system)
     # New memories and recalls, in one stream, so each agent's memory is one state.
     memory_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
     clusters_t = app.topic(clusters_name, partitions=parts, **raw)

@@ -330,6 +330,25 @@ class Telemetry:
                     description="Messages between the committed offset and the log end.",
                 )
 
+    def observe_system(self, callback: Callable[[], Mapping[str, float]]) -> None:
+        """Report ``argos.system.<name>`` gauges (memory, CPU, cache hit rates, ...) from
+        ``callback()`` at each collection; a failing callback is logged and skipped."""
+
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            try:
+                values = callback()
+            except Exception:  # noqa: BLE001 - a metric must not fail the collection
+                log.warning("system metrics callback failed", exc_info=True)
+                return []
+            return [Observation(float(v), {"argos.metric": k}) for k, v in values.items()]
+
+        self.meter.create_observable_gauge(
+            "argos.system",
+            callbacks=[observe],
+            description="Per-worker system metrics, one series per argos.metric: rss_bytes, "
+            "cpu_seconds, cache hit rates, hot-index rows and bytes, uptime.",
+        )
+
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
         out: list[Observation] = []
         for cb in list(self._lag_callbacks):

@@ -196,6 +196,7 @@ def register_routes(pipe: Pipeline) -> None:
                 "embedder": pipe.embedder.name,
                 "recall": pipe.recall.stats(),
                 "lag": {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())},
+                "system": pipe.system(),
                 "latency": {k: w.summary() for k, w in pipe.latency.items()},
                 "store_down_s": (
                     time.time() - pipe.store_down_since if pipe.store_down_since else None

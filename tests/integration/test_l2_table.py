@@ -50,6 +50,8 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
     before = _answers(c1)
     assert all(len(ids) == 5 for ids in before.values())
     # publish -> stored and recall latencies are measured (rolling quantiles in /stats)
+    sysm = c1.stats()["system"]  # per-worker system metrics (also OTel gauges)
+    assert sysm["rss_bytes"] > 0 and sysm["cpu_seconds"] > 0 and sysm["l2_rows"] >= total
     lat = c1.stats()["latency"]
     assert lat["publish_to_stored"]["n"] == total and lat["recall"]["n"] == len(before)
     assert 0 < lat["publish_to_stored"]["p50_ms"] <= lat["publish_to_stored"]["p99_ms"]

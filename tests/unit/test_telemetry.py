@@ -424,3 +424,22 @@ def test_log_records_carry_the_service_name(rig: Rig) -> None:
     rig.tel.logger.emit(body=json.dumps({"k": 1}))
     (rec,) = rig.logs.get_finished_logs()
     assert rec.resource.attributes["service.name"] == "argos-test"
+
+
+def test_system_gauges_report_each_named_value() -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    tel = setup_telemetry(None, metric_reader=reader)
+    tel.observe_system(lambda: {"rss_bytes": 123.0, "l1_result_hit_rate": 0.5})
+    data = reader.get_metrics_data()
+    points = {
+        p.attributes["argos.metric"]: p.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "argos.system"
+        for p in m.data.data_points
+    }
+    assert points == {"rss_bytes": 123.0, "l1_result_hit_rate": 0.5}
+    tel.shutdown()
