@@ -667,8 +667,10 @@ def create_app(
                 out = await loop.run_in_executor(
                     pipe.memory_pool, memory_work, records, states, sweep, time.time()
                 )
-                # first, durably: the store stage reads it (see there), and a restart must
-                # find the state that made every effect below
+                # first, durably: the L2 rows of the memories kept, then the state that names
+                # them (the store stage reads it, see there), so a restart finds every row its
+                # state refers to and the state that made every effect below
+                await save_hot({(ns, a, mid): row for ns, a, mid, row in out.hot_rows})
                 await _all(_save_states(memory_table, out.states, pipe.keyring))
                 await apply_store_work(loop, out)
                 await loop.run_in_executor(pipe.memory_pool, pipe.recall.learned, out)
@@ -803,7 +805,6 @@ def create_app(
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
                         if live:  # a write reached the store: it is back
                             pipe.store_down_since = None
-                await save_hot({(r.namespace, r.agent_id, r.memory_id): r.to_bytes() for r in live})
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:

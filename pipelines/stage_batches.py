@@ -116,6 +116,9 @@ class MemoryOut:
     clusters: list[KV] = field(default_factory=list)  # keyed by namespace
     derived: list[KV] = field(default_factory=list)  # embedded records, keyed by agent
     audit: list[KV] = field(default_factory=list)  # one audit record per transition
+    # (namespace, agent, memory id, StoredMemory bytes) of the memories kept: the L2 table's rows,
+    # written before the state that names them, so a recovered state never names a missing row
+    hot_rows: list[tuple[str, str, str, bytes]] = field(default_factory=list)
     forget: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) off the hot store
     forget_agents: list[str] = field(default_factory=list)  # the agent of each ``forget`` entry
     archive: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id) to the archive
@@ -228,6 +231,9 @@ def memory_batch(
                     am, fx = memory(ev.agent_id.encode(), ns, ev.agent_id)
                     am.on_memory(ev, m.vector(), fx)
                     out.memories += 1
+                    if ev.memory_id in am.lives:  # kept (not a near-copy): its L2 row
+                        row = StoredMemory.from_embedded(m)
+                        out.hot_rows.append((ns, ev.agent_id, ev.memory_id, row.to_bytes()))
                     if traces is not None and (tid := traces[i]):
                         trace_of[ev.memory_id] = tid
             else:
