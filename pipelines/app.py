@@ -587,17 +587,36 @@ def create_app(
     marks: dict[str, dict[int, list[float]]] = {}
     swept: dict[str, float] = {}  # namespace -> watermark of the last sweep
 
+    def pending(p: int) -> bool:
+        """Whether the memory stage has records of partition ``p`` (embedded or access topic)
+        still to read, by the consumer's high-water marks (unknown counts as pending)."""
+        from faust.types import TP
+
+        for topic in (embedded_name, access_name):
+            try:
+                high = app.consumer.highwater(TP(topic, p))
+            except Exception:  # noqa: BLE001 - no metadata yet: assume records are coming
+                return True
+            read = (pipe.positions or {}).get(("memory", topic, p), 0)
+            if high is not None and high > read:
+                return True
+        return False
+
     def watermark(ns: str, owned: set[int], now: float) -> float:
         """The namespace's event-time watermark on this worker: the least of its partitions'
         latest event times (a partition that lags holds it back), ignoring partitions idle for
-        ``partition_idle_s`` (they have nothing pending), minus the allowed lateness. A
+        ``partition_idle_s`` that have nothing pending (the memory stage has read up to their
+        end: a partition whose records are merely slow to arrive, e.g. on a loaded machine or
+        right after a restart, still holds the watermark back), minus the allowed lateness. A
         partition not heard from yet counts as -inf until it idles out."""
         per = marks.setdefault(ns, {})
         for p in owned:
             per.setdefault(p, [-math.inf, now])
         live = [m[0] for p, m in per.items() if p in owned]
         busy = [
-            m[0] for p, m in per.items() if p in owned and now - m[1] <= settings.partition_idle_s
+            m[0]
+            for p, m in per.items()
+            if p in owned and (now - m[1] <= settings.partition_idle_s or pending(p))
         ]
         low = min(busy) if busy else max(live, default=-math.inf)
         return low - settings.watermark_lateness_s

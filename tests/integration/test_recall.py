@@ -83,10 +83,13 @@ def test_filters_and_score_parts_and_recall_right_after_storing(
     assert ids(states=["consolidated"]) == set()
     # another namespace with the same agent and memory ids: never leaks
     assert client.recall("elsewhere", "ann", "water", k=10).hits == []
-    # the same request twice: the second comes from the L1 cache
+    # the same request twice: the second comes from the L1 cache. (A recall with hits
+    # reinforces them, which invalidates the agent's cached answers once the memory stage has
+    # applied it, so the request asks for a period with no memories: nothing is reinforced.)
     before = client.stats()["recall"]["l1_hits"]
-    client.recall(ns, "ann", "a question asked twice", k=3)
-    client.recall(ns, "ann", "a question asked twice", k=3)
+    future = {"since": "2100-01-01T00:00:00+00:00"}
+    assert client.recall(ns, "ann", "a question asked twice", k=3, **future).hits == []
+    client.recall(ns, "ann", "a question asked twice", k=3, **future)
     assert client.stats()["recall"]["l1_hits"] >= before + 1
 
 

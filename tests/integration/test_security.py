@@ -175,6 +175,8 @@ def test_traces_audit_ciphertext_tokens_and_limits(
     _until(chains_complete, 30, "every event's trace publish -> ingest -> memory + store")
 
     # -- audit: one record per operation, none twice, in Kafka and as OTel log records
+    # (first, the memory stage has applied every recall's reinforcement: its transitions count)
+    admin.wait_counter("lifecycle_inputs", len(good) + statuses.count(200), timeout=60)
     lifecycle = [
         LifecycleEvent.model_validate_json(r.value)  # type: ignore[attr-defined]
         for r in read_topic(w.bootstrap, prefix + ".memory.lifecycle", timeout=30)
