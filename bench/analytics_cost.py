@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from bench.throughput import RESULTS, pipeline
+from bench.throughput import RESULTS, alternated, pipeline
 from examples.subscribe_predictions import follow
 from infra.local_kafka import LocalKafka
 from pipelines.simulation import Population
@@ -41,14 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         pipeline("hashing", kafka.bootstrap_servers, events[:1000], work)  # broker warm-up
         last_with = ""
         for backend in args.backends.split(","):
-            runs: dict[str, list[float]] = {}
-            for _ in range(2):
-                for name, env in VARIANTS.items():
-                    r = pipeline(backend, kafka.bootstrap_servers, events, work, env)
-                    runs.setdefault(name, []).append(r["events_per_s"])
-                    if name == "with":
-                        last_with = str(r["prefix"])
-                    print(f"{backend} {name}: {r['events_per_s']:.0f} events/s", flush=True)
+            runs, last = alternated(backend, kafka.bootstrap_servers, events, work, VARIANTS)
+            last_with = str(last["with"]["prefix"])
             mean = {k: sum(v) / len(v) for k, v in runs.items()}
             out["backends"][backend] = {
                 "events_per_s": runs,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from bench.throughput import RESULTS, pipeline
+from bench.throughput import RESULTS, alternated, pipeline
 from infra.local_kafka import LocalKafka
 from pipelines.crypto import Keyring
 from pipelines.simulation import Population
@@ -48,12 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         pipeline("hashing", kafka.bootstrap_servers, events[:1000], work)  # broker warm-up
         for backend in args.backends.split(","):
-            runs: dict[str, list[float]] = {}
-            for _ in range(2):
-                for name, env in variants(work).items():
-                    r = pipeline(backend, kafka.bootstrap_servers, events, work, env)
-                    runs.setdefault(name, []).append(r["events_per_s"])
-                    print(f"{backend} {name}: {r['events_per_s']:.0f} events/s", flush=True)
+            runs, _ = alternated(backend, kafka.bootstrap_servers, events, work, variants(work))
             mean = {k: sum(v) / len(v) for k, v in runs.items()}
             out["backends"][backend] = {
                 "events_per_s": runs,

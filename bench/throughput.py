@@ -118,6 +118,26 @@ def pipeline(
         worker.stop()
 
 
+def alternated(
+    backend: str,
+    bootstrap: str,
+    events: list[Any],
+    workdir: Path,
+    variants: dict[str, dict[str, str]],
+    rounds: int = 2,
+) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """Each variant (worker environment) through ``pipeline``, ``rounds`` times, alternating,
+    so drift on a shared machine shows; returns events/s per variant and each one's last run."""
+    runs: dict[str, list[float]] = {}
+    last: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for name, env in variants.items():
+            r = last[name] = pipeline(backend, bootstrap, events, workdir, env)
+            runs.setdefault(name, []).append(r["events_per_s"])
+            print(f"{backend} {name}: {r['events_per_s']:.0f} events/s", flush=True)
+    return runs, last
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=6000)
