@@ -543,11 +543,13 @@ def create_app(
         after the chunk's records are acknowledged by Kafka), so ``take_events`` returning does
         not make an offset committable: a crash re-delivers every chunk still in flight."""
         loop = asyncio.get_running_loop()
-        inflight: asyncio.Queue[tuple[list[Any], asyncio.Future[Any]]] = asyncio.Queue(maxsize=2)
+        inflight: asyncio.Queue[tuple[list[Any], list[RawRecord], asyncio.Future[Any]]] = (
+            asyncio.Queue(maxsize=2)
+        )
 
         async def finish_in_order() -> None:
             while True:
-                events, fut = await inflight.get()
+                events, records, fut = await inflight.get()
                 try:
                     out, heads, audits = await fut
                     futs = await produce(embedded_name, out.forward, heads)
@@ -565,7 +567,7 @@ def create_app(
                 stats.ingested += len(events)
                 tel.count_events("ingest_embed", "ok", len(out.forward))
                 tel.count_deadletters("ingest", "refused", len(out.dead))
-                pipe.note_positions("ingest_embed", [_record(e) for e in events])
+                pipe.note_positions("ingest_embed", records)
 
         finisher = asyncio.ensure_future(finish_in_order())
         try:
@@ -578,7 +580,7 @@ def create_app(
                     stats.first_event_ts = time.time()
                 records = [_record(e) for e in batch]
                 fut = loop.run_in_executor(pipe.embed_pool, timed, records, time.time())
-                await inflight.put((list(batch), fut))
+                await inflight.put((list(batch), records, fut))
         finally:
             finisher.cancel()
 
