@@ -879,6 +879,8 @@ def register_analytics(
     table = pipe.analytics_table
     pipe.analytics = Analytics(AnalyticsParams())
     restored: list[bytes] = []  # the assignment key the models were looked up for
+    # learnt since the last checkpoint, and the key (partitions) it was learnt under
+    dirty: dict[str, tuple[bytes, int] | None] = {"key": None}
 
     def models_key() -> tuple[bytes, int] | None:
         """The models' key: this worker's partitions of the stream (the models learnt from
@@ -920,7 +922,6 @@ def register_analytics(
         (``<prefix>-analytics``, sealed at rest when keys are set), keyed by the partitions
         they learnt from."""
         loop = asyncio.get_running_loop()
-        last_checkpoint = time.monotonic()
         async for batch in stream.take_events(take_max, within=within):
             records = [_record(e) for e in batch]
             try:
@@ -937,17 +938,35 @@ def register_analytics(
                 futs += await produce(metrics_name, mets)
                 futs += await produce(dlq_name, dead)
                 await _all(futs)
-                found = models_key()
-                if found and time.monotonic() - last_checkpoint >= settings.analytics_checkpoint_s:
-                    blob = await loop.run_in_executor(pipe.analytics_pool, pipe.analytics.to_bytes)
-                    await _all(_save_states(table, {found[0]: blob}, pipe.keyring, found[1]))
-                    last_checkpoint = time.monotonic()
+                dirty["key"] = models_key()
             except Exception as exc:
                 exit_unacked("analytics", exc)
             stats.analytics_inputs += len(records)
             stats.predictions += len(preds)
             stats.metrics += len(mets)
             stats.dead_lettered += len(dead)
+
+    async def checkpoint() -> None:
+        """The models as learnt so far into the table, when they learnt anything since the
+        last checkpoint. ``to_bytes`` runs on the analytics thread, which serialises it with the
+        batches, so the checkpoint is always the state between two batches."""
+        key, dirty["key"] = dirty["key"], None
+        if key is None:
+            return
+        blob = await asyncio.get_running_loop().run_in_executor(
+            pipe.analytics_pool, pipe.analytics.to_bytes
+        )
+        await _all(_save_states(table, {key[0]: blob}, pipe.keyring, key[1]))
+
+    # A timer, not the stream: the last batch before a quiet spell is checkpointed too.
+    app.timer(interval=settings.analytics_checkpoint_s, name="argos.analytics.checkpoint")(
+        checkpoint
+    )
+
+    @app.on_before_shutdown.connect
+    async def checkpoint_on_stop(app: Any, **_: Any) -> None:
+        """A clean stop keeps everything learnt (a SIGKILL loses at most one interval)."""
+        await checkpoint()
 
 
 def exit_unacked(stage: str, exc: BaseException) -> NoReturn:
