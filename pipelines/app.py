@@ -63,6 +63,7 @@ from pipelines.stage_batches import (
     memory_batch,
     parse_embedded,
 )
+from pipelines.stall_watch import StallWatch
 from pipelines.stats import LatencyWindow, StageStats
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
@@ -590,16 +591,26 @@ def create_app(
     swept: dict[str, float] = {}  # namespace -> watermark of the last sweep
 
     def pending(p: int) -> bool:
-        """Whether the memory stage has records of partition ``p`` (embedded or access topic)
-        still to read, by the consumer's high-water marks (unknown counts as pending)."""
+        """Whether partition ``p`` has records still to reach the memory stage, by the
+        consumer's high-water marks (unknown counts as pending): embedded or access records it
+        has not read, or published events the ingest stage has not embedded yet (the same
+        agents, keyed alike; after a restart the ingest stage has a backlog to re-embed, and
+        the memory stage, caught up with what is embedded so far, must not take the quiet for
+        the end of the partition)."""
         from faust.types import TP
 
-        for topic in (embedded_name, access_name):
+        events_name = settings.topic(EVENTS)
+        upstream = (
+            ("memory", embedded_name),
+            ("memory", access_name),
+            ("ingest_embed", events_name),
+        )
+        for stage, topic in upstream:
             try:
                 high = app.consumer.highwater(TP(topic, p))
             except Exception:  # noqa: BLE001 - no metadata yet: assume records are coming
                 return True
-            read = (pipe.positions or {}).get(("memory", topic, p), 0)
+            read = (pipe.positions or {}).get((stage, topic, p), 0)
             if high is not None and high > read:
                 return True
         return False
@@ -795,6 +806,62 @@ def create_app(
             await _all(await produce(metrics_name, items))
 
     reported: dict[str, int] = {}
+
+    watch = StallWatch(settings.stall_s)
+    watched = (
+        ("ingest_embed", settings.topic(EVENTS)),
+        ("memory", embedded_name),
+        ("memory", access_name),
+        ("store", embedded_name),
+    )
+
+    @app.timer(interval=min(5.0, settings.stall_s / 2))
+    async def stall_watch() -> None:
+        """Partitions with records waiting and no progress for ``stall_s``: logged with the
+        consumer's view of them, and put back into the fetcher when Faust left them out."""
+        from faust.types import TP
+
+        consumer = app.consumer
+        try:
+            assigned = set(consumer.assignment())
+        except Exception:  # noqa: BLE001 - not started or rebalancing: next tick
+            return
+        seen: dict[tuple[str, int], tuple[int | None, int]] = {}
+        for stage, topic in watched:
+            for tp in (tp for tp in assigned if tp.topic == topic):
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # noqa: BLE001 - no metadata yet
+                    high = None
+                read = (pipe.positions or {}).get((stage, topic, tp.partition))
+                if read is None:
+                    read = consumer._committed_offset.get(tp) or 0
+                key = (f"{stage}:{topic}", tp.partition)
+                seen[key] = (high, read)
+        for name, part in watch.observe(time.monotonic(), seen):
+            stage, topic = name.split(":", 1)
+            tp = TP(topic, part)
+            active = consumer._active_partitions or set()
+            log.warning(
+                "partition %s/%d stalled for %s: high-water %s, read %s; active=%s paused=%s "
+                "buffered=%s flow=%s recovery=%s",
+                topic,
+                part,
+                stage,
+                seen[(name, part)][0],
+                seen[(name, part)][1],
+                tp in active,
+                tp in consumer._paused_partitions,
+                tp in consumer._buffered_partitions,
+                consumer.flow_active,
+                app.in_recovery,
+            )
+            stats.stalled_partitions += 1
+            if tp not in active and not app.in_recovery:
+                consumer._buffered_partitions.discard(tp)
+                consumer._paused_partitions.discard(tp)
+                consumer._get_active_partitions().add(tp)
+                stats.stall_resumed += 1
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:

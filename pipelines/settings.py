@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         description="ARGOS_PARTITION_IDLE_S: wall-clock seconds without records after which a "
         "partition no longer holds its namespace's watermark back.",
     )
+    stall_s: float = Field(
+        30.0,
+        gt=0,
+        description="ARGOS_STALL_S: wall-clock seconds a partition with records to read may go "
+        "without progress before the worker reports it stalled and puts it back into the fetcher.",
+    )
     sweep_every_s: float = Field(
         600.0, gt=0, description="ARGOS_SWEEP_EVERY_S: watermark advance (event time) per sweep."
     )

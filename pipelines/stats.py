@@ -66,6 +66,8 @@ class StageStats:
     routed: int = 0  # requests forwarded to the worker that owns the agent
     denied: int = 0  # events and requests refused by policy (401/403/429), each audited
     store_retries: int = 0
+    stalled_partitions: int = 0  # partitions found with records waiting and no progress
+    stall_resumed: int = 0  # of those, found out of Faust's fetcher and put back
     batches: int = 0
     embed_busy_s: float = 0.0
     store_busy_s: float = 0.0
