@@ -432,7 +432,7 @@ def create_app(
         "value_serializer": "raw",
     }
     parts = settings.topic_partitions
-    events_t = app.topic(settings.topic(EVENTS), partitions=parts, **raw)
+    events_t = app.topic(settings.source_topic(), partitions=parts, **raw)
     embedded_t = app.topic(settings.topic(EMBEDDED), partitions=parts, **raw)
     embedded_name, dlq_name = embedded_t.get_topic_name(), settings.topic(DEADLETTER)
     clusters_name = settings.topic(CLUSTERS)
@@ -599,7 +599,7 @@ def create_app(
         the end of the partition)."""
         from faust.types import TP
 
-        events_name = settings.topic(EVENTS)
+        events_name = settings.source_topic()
         upstream = (
             ("memory", embedded_name),
             ("memory", access_name),
@@ -809,7 +809,7 @@ def create_app(
 
     watch = StallWatch(settings.stall_s)
     watched = (
-        ("ingest_embed", settings.topic(EVENTS)),
+        ("ingest_embed", settings.source_topic()),
         ("memory", embedded_name),
         ("memory", access_name),
         ("store", embedded_name),

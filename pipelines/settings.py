@@ -32,6 +32,13 @@ class Settings(BaseSettings):
         "argos", pattern=r"^[A-Za-z0-9._-]+$", description="ARGOS_TOPIC_PREFIX: topic namespace."
     )
     topic_partitions: int = Field(4, ge=1, description="ARGOS_TOPIC_PARTITIONS")
+    events_topic: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="ARGOS_EVENTS_TOPIC: the topic the ingest stage reads; unset = "
+        "<prefix>.memory.events. Set it, with a new ARGOS_TOPIC_PREFIX and an empty store, to "
+        "replay an existing events topic from offset 0 into a fresh deployment.",
+    )
     app_id: str = Field("argos-memory", description="ARGOS_APP_ID: Faust app / consumer group.")
     # Milvus
     milvus_uri: str | None = Field(
@@ -235,6 +242,10 @@ class Settings(BaseSettings):
     def topic(self, suffix: str) -> str:
         """Full topic name, e.g. ``topic("memory.events")`` -> ``argos.memory.events``."""
         return f"{self.topic_prefix}.{suffix}"
+
+    def source_topic(self) -> str:
+        """The events topic the ingest stage reads (``ARGOS_EVENTS_TOPIC`` or the prefix's)."""
+        return self.events_topic or self.topic("memory.events")
 
     def memory_params(self) -> MemoryParams:
         """The memory stage's parameters, from these settings."""

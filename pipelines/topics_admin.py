@@ -12,6 +12,7 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from pipelines.errors import ConfigurationError
 from pipelines.settings import Settings
 from schemas import TOPICS
 
@@ -57,6 +58,8 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
         compacted = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}
         wanted += [new(name, compacted) for name in changelog_topics(settings)]
         wanted = [nt for nt in wanted if nt.name not in existing]
+        if settings.events_topic:
+            check_source_topic(admin, settings, existing)
         created = []
         for nt in wanted:  # one by one: another worker may create the same topic concurrently
             try:
@@ -69,3 +72,19 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def check_source_topic(admin: KafkaAdminClient, settings: Settings, existing: set[str]) -> None:
+    """An ``ARGOS_EVENTS_TOPIC`` to replay must exist and be partitioned like the pipeline's
+    own topics (the agents' state is placed by partition: a different count would split an
+    agent's events across workers)."""
+    name = settings.source_topic()
+    if name not in existing:
+        raise ConfigurationError(f"ARGOS_EVENTS_TOPIC {name!r} does not exist on the cluster")
+    described = admin.describe_topics([name])
+    count = len(described[0]["partitions"]) if described else 0
+    if count != settings.topic_partitions:
+        raise ConfigurationError(
+            f"ARGOS_EVENTS_TOPIC {name!r} has {count} partitions; ARGOS_TOPIC_PARTITIONS is "
+            f"{settings.topic_partitions}: set them alike to replay it"
+        )
