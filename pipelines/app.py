@@ -48,6 +48,7 @@ from pipelines.errors import (
 from pipelines.ingest import RawRecord, header
 from pipelines.live_feed import LiveFeed
 from pipelines.memory_state import MemoryParams
+from pipelines.partition_load import PartitionLoad
 from pipelines.population import PopulationParams, population_batch
 from pipelines.publisher import TOKEN_HEADER
 from pipelines.rate_limit import RateLimits
@@ -107,6 +108,7 @@ class Pipeline:
     population_table: Any = None
     hot_table: Any = None
     analytics_table: Any = None
+    partition_load: PartitionLoad | None = None  # hot-partition detection (events topic)
     feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
     dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
     store_down_since: float | None = None  # wall time the vector store stopped answering
@@ -148,6 +150,18 @@ class Pipeline:
             "l2_rows": float(rs["l2_rows"]),
             "l2_bytes": float(rs["l2_bytes"]),
             "uptime_s": time.time() - self.stats.started_ts,
+            **self._partition_gauges(),
+        }
+
+    def _partition_gauges(self) -> dict[str, float]:
+        if self.partition_load is None:
+            return {}
+        r = self.partition_load.report()
+        return {
+            "partition_skew": float(r["skew"]),
+            "hot_partitions": float(len(r["hot_partitions"])),
+            "suggested_partitions": float(r["suggested_partitions"]),
+            "events_rate": float(r["total_rate"]),
         }
 
     def lag(self) -> dict[tuple[str, int], int]:
@@ -569,6 +583,11 @@ def create_app(
                 tel.count_events("ingest_embed", "ok", len(out.forward))
                 tel.count_deadletters("ingest", "refused", len(out.dead))
                 pipe.note_positions("ingest_embed", records)
+                load = pipe.partition_load
+                if load is not None:
+                    for r in records:
+                        if r.partition is not None and r.key is not None:
+                            load.note_keys(r.partition, [r.key])
 
         finisher = asyncio.ensure_future(finish_in_order())
         try:
@@ -808,6 +827,9 @@ def create_app(
     reported: dict[str, int] = {}
 
     watch = StallWatch(settings.stall_s)
+    pipe.partition_load = PartitionLoad(
+        parts, settings.partition_target_rate, settings.hot_partition_ratio
+    )
     watched = (
         ("ingest_embed", settings.source_topic()),
         ("memory", embedded_name),
@@ -818,7 +840,8 @@ def create_app(
     @app.timer(interval=min(5.0, settings.stall_s / 2))
     async def stall_watch() -> None:
         """Partitions with records waiting and no progress for ``stall_s``: logged with the
-        consumer's view of them, and put back into the fetcher when Faust left them out."""
+        consumer's view of them, and put back into the fetcher when Faust left them out. Also
+        tells the hot-partition detector which partitions this worker owns."""
         from faust.types import TP
 
         consumer = app.consumer
@@ -826,13 +849,21 @@ def create_app(
             assigned = set(consumer.assignment())
         except Exception:  # noqa: BLE001 - not started or rebalancing: next tick
             return
+
+        def high_of(tp: Any) -> int | None:
+            try:
+                return consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - no metadata yet
+                return None
+
+        if pipe.partition_load is not None:
+            source = settings.source_topic()
+            owned = {tp.partition for tp in assigned if tp.topic == source}
+            pipe.partition_load.tick(time.monotonic(), owned)
         seen: dict[tuple[str, int], tuple[int | None, int]] = {}
         for stage, topic in watched:
             for tp in (tp for tp in assigned if tp.topic == topic):
-                try:
-                    high = consumer.highwater(tp)
-                except Exception:  # noqa: BLE001 - no metadata yet
-                    high = None
+                high = high_of(tp)
                 read = (pipe.positions or {}).get((stage, topic, tp.partition))
                 if read is None:
                     read = consumer._committed_offset.get(tp) or 0

@@ -135,6 +135,18 @@ class Settings(BaseSettings):
         description="ARGOS_STALL_S: wall-clock seconds a partition with records to read may go "
         "without progress before the worker reports it stalled and puts it back into the fetcher.",
     )
+    partition_target_rate: float = Field(
+        200.0,
+        gt=0,
+        description="ARGOS_PARTITION_TARGET_RATE: events/s one partition should carry (about "
+        "one worker's embedding rate); sizes the suggested partition count in /stats.",
+    )
+    hot_partition_ratio: float = Field(
+        2.0,
+        gt=1,
+        description="ARGOS_HOT_PARTITION_RATIO: a partition this many times the mean rate of "
+        "the worker's partitions is reported hot.",
+    )
     sweep_every_s: float = Field(
         600.0, gt=0, description="ARGOS_SWEEP_EVERY_S: watermark advance (event time) per sweep."
     )

@@ -104,3 +104,37 @@ def test_lag_grows_under_a_burst_drains_to_zero_and_is_reported(
     while client.count(NS) != len(live) and time.monotonic() < deadline:
         time.sleep(1.0)
     assert client.count(NS) == len(live)
+
+
+def test_a_hot_partition_and_its_busy_agent_are_reported(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """One agent publishes ten times more than each of the others: its partition is reported
+    hot at ``/stats`` ``partition_load`` (and as ``argos.system`` gauges), with the agent
+    named. The hashing embedder keeps this one quick; the detector reads Kafka offsets."""
+    w = start_worker(embedder="hashing")
+    client = MemoryClient(w.url)
+    pop = Population(9, seed=41, namespace="hot-partition")
+    events = list(pop.events(900))
+    busy = events[0].agent_id
+    mine = [e for e in events if e.agent_id == busy]
+    others = [e for e in events if e.agent_id != busy][: len(mine) // 2]
+    with MemoryPublisher(w.bootstrap, w.env["ARGOS_TOPIC_PREFIX"] + ".memory.events") as pub:
+        for i in range(10):  # ten memories like each of the busy agent's, each its own
+            pub.publish_many(
+                [e.model_copy(update={"memory_id": f"{e.memory_id}-{i}"}) for e in mine]
+            )
+        pub.publish_many(others)
+    deadline = time.monotonic() + 120
+    load: dict = {}
+    while time.monotonic() < deadline:
+        load = client.stats()["partition_load"] or {}
+        if load.get("top_agent") == busy and load.get("hot_partitions"):
+            break
+        time.sleep(1.0)
+    print("partition load:", load)
+    assert load["top_agent"] == busy
+    assert len(load["hot_partitions"]) == 1 and load["skew"] >= 2.0
+    assert load["suggested_partitions"] >= load["partitions"] == 4
+    system = client.stats()["system"]
+    assert system["hot_partitions"] == 1.0 and system["partition_skew"] >= 2.0
