@@ -225,6 +225,7 @@ class _Partition:
     clock: float = -math.inf
     version: int = 0
     text_bytes: int = 0
+    warm: bool = False  # holds all the agent's rows (loaded by RecallService.warm)
 
     def __post_init__(self) -> None:
         self.vec = np.empty((0, self.dim), dtype=np.float32)
@@ -362,10 +363,17 @@ class HotIndex:
         dim: int = 384,
         params: LifecycleParams | None = None,
         weights: ScoreWeights | None = None,
+        max_bytes: int | None = None,
     ) -> None:
+        """``max_bytes``: the memory bound; past it, whole agents leave the index, least
+        recently used first (their rows stay in the L2 table and Milvus, and the next recall
+        for one of them warms it again)."""
         self.dim = dim
         self.params = params or LifecycleParams()
         self.weights = weights or ScoreWeights()
+        self.max_bytes = max_bytes
+        self.evicted_agents = 0
+        # insertion order is recency order: a touched agent moves to the end
         self._parts: dict[tuple[str, str], _Partition] = {}
         self._owner: dict[str, dict[str, str]] = {}  # namespace -> memory_id -> agent_id
         self._tombstones: dict[str, set[str]] = {}  # namespace -> decayed/deleted memory ids
@@ -396,7 +404,58 @@ class HotIndex:
         with self._lock:
             for (ns, agent), batch in by_part.items():
                 done += self._upsert_partition(ns, agent, batch)
+                self._touch((ns, agent))
+            self._enforce_bound(keep=set(by_part))
         return done
+
+    def _touch(self, key: tuple[str, str]) -> None:
+        p = self._parts.pop(key, None)
+        if p is not None:
+            self._parts[key] = p
+
+    def _enforce_bound(self, keep: set[tuple[str, str]]) -> None:
+        """Past ``max_bytes``: evict the least recently used agents (never those in ``keep``,
+        the ones just written) until the index is back under 90% of the bound."""
+        if self.max_bytes is None:
+            return
+        total = self.nbytes()
+        if total <= self.max_bytes:
+            return
+        goal = 0.9 * self.max_bytes
+        for key in list(self._parts):
+            if total <= goal:
+                break
+            if key in keep:
+                continue
+            p = self._parts.pop(key)
+            total -= p.nbytes() + 100 * p.n
+            owner = self._owner.get(key[0], {})
+            for mid in p.index:
+                owner.pop(mid, None)
+            self.evicted_agents += 1
+
+    def locked(self) -> threading.RLock:
+        """The index's lock, for a caller that needs several writes to be one step."""
+        return self._lock
+
+    def is_warm(self, namespace: str, agent_id: str) -> bool:
+        with self._lock:
+            p = self._parts.get((namespace, agent_id))
+            return p is not None and p.warm
+
+    def mark_warm(self, namespace: str, agent_id: str) -> None:
+        """The agent's rows are all loaded (call with ``locked()`` held since the upsert, so
+        no eviction came in between)."""
+        with self._lock:
+            self._partition(namespace, agent_id).warm = True
+
+    def agents(self) -> int:
+        with self._lock:
+            return len(self._parts)
+
+    def warm_agents(self) -> int:
+        with self._lock:
+            return sum(p.warm for p in self._parts.values())
 
     def _upsert_partition(self, ns: str, agent: str, batch: list[StoredMemory]) -> int:
         owner = self._owner.setdefault(ns, {})
@@ -598,6 +657,7 @@ class HotIndex:
             p = self._parts.get((filters.namespace, filters.agent_id))
             if p is None or p.n == 0:
                 return []
+            self._touch((filters.namespace, filters.agent_id))
             n, c = p.n, p.cols
             now = p.clock if now_ts is None else float(now_ts)
             m = p.mask(filters)

@@ -49,15 +49,16 @@ class RecallService:
         cache: RecallCache,
         state_of: StateOf,
         rows_of: RowsOf | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         """``rows_of`` reads an agent's rows from the persistent L2 table; without one, an
-        agent is warmed from L3 (both Milvus collections)."""
+        agent is warmed from L3 (both Milvus collections). ``max_bytes`` bounds the hot index
+        (least recently used agents leave it, and are warmed again when asked for)."""
         self.embedder, self.store, self.archive = embedder, store, archive
         self.params, self.weights, self.cache = params, weights, cache
         self.state_of = state_of
         self.rows_of = rows_of
-        self.index = HotIndex(embedder.dim, params.lifecycle, weights)
-        self._warm: set[tuple[str, str]] = set()
+        self.index = HotIndex(embedder.dim, params.lifecycle, weights, max_bytes=max_bytes)
         self._warming = threading.Lock()
         self.hits = self.misses = 0
 
@@ -81,11 +82,10 @@ class RecallService:
     def warm(self, namespace: str, agent_id: str) -> None:
         """Load an agent into the hot index once per process: its rows (from the L2 table, or
         from both Milvus collections), then the lives and clusters the memory stage keeps."""
-        key = (namespace, agent_id)
-        if key in self._warm:
+        if self.index.is_warm(namespace, agent_id):
             return
         with self._warming:
-            if key in self._warm:
+            if self.index.is_warm(namespace, agent_id):
                 return
             if self.rows_of is not None:
                 rows = self.rows_of(namespace, agent_id)
@@ -94,16 +94,18 @@ class RecallService:
                 rows += self.archive.agent_rows(namespace, agent_id)
             raw = self.state_of(agent_id.encode())
             state = json.loads(raw).get(namespace) if raw else None
-            self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
-            if state is not None:
-                self.index.remove(namespace, list(state["dups"]))  # near-copies never recall
-                for mid, life_raw in state["m"].items():
-                    fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
-                    self.index.update_life(namespace, agent_id, mid, *fields)
-                for c in state["clusters"]["clusters"]:
-                    for mid in c["members"]:
-                        self.index.set_cluster(namespace, agent_id, mid, c["id"])
-            self._warm.add(key)
+            # one step under the index's lock: no eviction between the rows and the flag
+            with self.index.locked():
+                self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
+                if state is not None:
+                    self.index.remove(namespace, list(state["dups"]))  # near-copies never recall
+                    for mid, life_raw in state["m"].items():
+                        fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
+                        self.index.update_life(namespace, agent_id, mid, *fields)
+                    for c in state["clusters"]["clusters"]:
+                        for mid in c["members"]:
+                            self.index.set_cluster(namespace, agent_id, mid, c["id"])
+                self.index.mark_warm(namespace, agent_id)
 
     def recall(self, req: RecallRequest) -> RecallResponse:
         t0 = time.perf_counter()
@@ -133,6 +135,9 @@ class RecallService:
             "l1": self.cache.stats(),
             "l2_rows": len(self.index),
             "l2_bytes": self.index.nbytes(),
-            "l2_agents_warm": len(self._warm),
+            "l2_agents_warm": self.index.warm_agents(),
+            "l2_agents": self.index.agents(),
+            "l2_max_bytes": self.index.max_bytes,
+            "l2_evicted_agents": self.index.evicted_agents,
             "l2_source": "table" if self.rows_of is not None else "milvus",
         }

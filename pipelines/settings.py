@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     l1_embeddings_mb: float = Field(
         8.0, gt=0, description="ARGOS_L1_EMBEDDINGS_MB: bytes of cached query embeddings."
     )
+    hot_index_mb: float = Field(
+        2048.0,
+        gt=0,
+        description="ARGOS_HOT_INDEX_MB: memory bound of the hot recall index; past it the "
+        "least recently used agents leave it (their rows stay in the L2 table and Milvus; the "
+        "next recall for one warms it again).",
+    )
     # Analytics
     analytics: bool = Field(
         True, description="ARGOS_ANALYTICS: run the analytics stage (River models, metrics)."

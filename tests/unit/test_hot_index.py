@@ -755,3 +755,34 @@ def test_request_drives_the_index_and_hits_convert() -> None:
     assert RecallFilters.from_request(RecallRequest.model_validate(BASE)) == RecallFilters(
         "w", "ann"
     )
+
+
+# ------------------------------------------------------------------ memory bound
+
+
+def test_past_its_memory_bound_the_index_evicts_the_least_recently_used_agents() -> None:
+    one_agent = HotIndex(dim=DIM)
+    one_agent.upsert([mk(f"a{i}", "a0", v=vec(i)) for i in range(50)])
+    bound = int(one_agent.nbytes() * 3.5)  # room for three agents of 50 rows, not four
+    ix = HotIndex(dim=DIM, max_bytes=bound)
+    for a in range(3):
+        ix.upsert([mk(f"{a}-{i}", f"a{a}", v=vec(i)) for i in range(50)])
+    assert ix.agents() == 3 and ix.evicted_agents == 0
+    ix.search(vec(1), RecallFilters("w", "a0"))  # a0 was used lately: a1 is the oldest now
+    ix.upsert([mk(f"3-{i}", "a3", v=vec(i)) for i in range(50)])  # never a crash: eviction
+    assert ix.evicted_agents >= 1 and ix.nbytes() <= bound
+    assert ix.search(vec(1), RecallFilters("w", "a1")) == []  # gone from the index ...
+    assert len(ix.search(vec(1), RecallFilters("w", "a0"), k=5)) == 5  # ... the recent stay
+    assert len(ix.search(vec(1), RecallFilters("w", "a3"), k=5)) == 5  # ... and the new one
+    # an evicted agent's rows can come back (the recall service warms it from L2)
+    ix.upsert([mk(f"1-{i}", "a1", v=vec(i)) for i in range(50)])
+    assert len(ix.search(vec(1), RecallFilters("w", "a1"), k=5)) == 5
+    assert ix.nbytes() <= bound
+
+
+def test_an_agent_written_alone_past_the_bound_is_kept_not_evicted_mid_write() -> None:
+    ix = HotIndex(dim=DIM, max_bytes=1)  # smaller than any agent
+    ix.upsert([mk(f"x{i}", "big", v=vec(i)) for i in range(20)])
+    assert len(ix.search(vec(2), RecallFilters("w", "big"), k=3)) == 3
+    ix.upsert([mk("y0", "other", v=vec(5))])  # the previous agent goes, the new one stays
+    assert ix.agents() == 1 and ix.search(vec(2), RecallFilters("w", "big")) == []
