@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check --cache-dir .cache/pip
 TS := sdk/typescript
 DASH := dashboard
 
-.PHONY: install install-torch demo test lint bench bench-dashboard dashboard chromium broker-start broker-stop clean
+.PHONY: install install-torch demo test lint bench bench-dashboard bench-peers dashboard chromium broker-start broker-stop clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench: install  ## benchmarks -> bench/results/*.json + *.png
 
 bench-dashboard: install  ## bench/results/dashboard_render.{json,png}
 	$(PY) -m bench.dashboard_render
+
+bench-peers: install  ## bench/results/peers.{json,png}: naive, batched, mem0 vs ours (adds .[peers])
+	$(PIP) install -q -e ".[peers]" && $(PY) -m bench.peers
 
 broker-start: install
 	$(PY) -m pipelines.cli broker start

@@ -24,6 +24,10 @@ Methods (``project*`` go through the worker's HTTP recall; the others are comput
 - ``project_relevance``: ``weights`` relevance 1, recency 0, importance 0, all types;
 - ``project_rel_episodic``: the same, episodic only (must equal dense: the check that the
   pipeline keeps every turn and embeds it exactly as the reference does);
+- ``project_time``: ``project_rel_episodic`` with the project's time preference on
+  (``time_hints``: the worker reads the period the question names, ``pipelines.time_hints``,
+  at the agent's clock, and adds ``schemas.recall.DEFAULT_TIME_WEIGHT`` to the turns formed in it
+  or up to ``DEFAULT_TIME_SLACK_S`` after it): the real feature that ``proto_time`` prototyped;
 - ``proto_expand``: ``project`` with each derived hit replaced by the most relevant episode of
   its cluster (a ``cluster_id`` recall) not ranked yet;
 - prototypes re-ranking the worker's relevance-only episodic top ``RERANK_POOL`` (``Bonus``):
@@ -32,6 +36,10 @@ Methods (``project*`` go through the worker's HTTP recall; the others are comput
   get +``TIME_BONUS``), ``proto_both`` (both);
 - ``dense_context``: dense over each turn embedded with the turn before it (a content change:
   what the publisher would send), not through the pipeline.
+
+Every ``project*`` method but ``project_time`` sets ``time_hints`` false (the worker's default is
+true), so they measure what they did before the feature, and ``project_rel_episodic`` stays the
+pure-relevance pool that the prototypes re-rank.
 
 Recalls reinforce what they return (the worker emits ``memory.access``), so questions are asked
 in file order and every method is asked question by question (interleaved), so all methods see
@@ -70,6 +78,8 @@ from pipelines.client import MemoryClient
 from pipelines.embed import load_embedder
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
+from pipelines.time_hints import named_period as feature_period
+from schemas.recall import DEFAULT_TIME_SLACK_S, DEFAULT_TIME_WEIGHT
 
 RESULTS = Path(__file__).parent / "results"
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo-dev"
@@ -238,7 +248,11 @@ def named_speakers(conv: Conversation, question: str) -> list[str]:
 def named_period(question: str, span: tuple[float, float]) -> tuple[float, float] | None:
     """The period a question names, as event-time bounds: a day ("on 1 February, 2023",
     "October 13, 2023"), a month ("in July 2023", "in June": the conversation's span picks the
-    year) or a year ("in 2023"); None when it names none."""
+    year) or a year ("in 2023"); None when it names none.
+
+    The prototype's parser, kept as it was so ``proto_*`` rows stay comparable; the project's
+    feature is ``pipelines.time_hints`` (the same forms and a few more; a month without a year
+    is read at a reference time, the agent's clock, instead of the conversation's span)."""
 
     def month_range(y: int, mo: int) -> tuple[float, float]:
         a = datetime(y, mo, 1, tzinfo=UTC)
@@ -406,6 +420,7 @@ def expanded(
                 types=["episodic"],
                 cluster_id=h.memory_id[4:],
                 weights={"relevance": 1, "recency": 0, "importance": 0},
+                time_hints=False,
             ).hits
             d = next((m for m in map(_dia, (x.memory_id for x in members)) if m not in seen), None)
             if d is not None:
@@ -523,8 +538,11 @@ def run(
                     named = named_speakers(c, q.text)
                     agents = [c.agent(s) for s in (named or c.speakers)]
 
-                    def ask(**kw: Any) -> list[list[Any]]:
-                        return [client.recall(ns, a, q.text, **kw).hits for a in agents]  # noqa: B023
+                    def ask(time_hints: bool = False, **kw: Any) -> list[list[Any]]:
+                        return [
+                            client.recall(ns, a, q.text, time_hints=time_hints, **kw).hits  # noqa: B023
+                            for a in agents  # noqa: B023
+                        ]
 
                     k = max(KS)
                     default = merged(ask(k=k))
@@ -539,6 +557,9 @@ def run(
                     scores.add(c.name, q, "project_relevance", [d for d, _, _ in merged(rel)])
                     rel = ask(k=RERANK_POOL, weights=rel_only, types=["episodic"])
                     scores.add(c.name, q, "project_rel_episodic", [d for d, _, _ in merged(rel)])
+                    # the feature: the worker reads the question's period (time_hints)
+                    timed = ask(time_hints=True, k=k, weights=rel_only, types=["episodic"])
+                    scores.add(c.name, q, "project_time", [d for d, _, _ in merged(timed)])
                     # prototype: a derived (semantic) hit stands for its cluster: replace it by
                     # the cluster's most relevant episode not ranked yet
                     scores.add(c.name, q, "proto_expand", expanded(client, ns, q.text, default))
@@ -568,6 +589,9 @@ def run(
                     "evidence_ids_dropped": c.dropped_evidence_ids,
                     "questions_naming_a_period": sum(
                         named_period(q.text, span) is not None for q in qs
+                    ),
+                    "questions_naming_a_period_feature": sum(
+                        feature_period(q.text, span[1]) is not None for q in qs
                     ),
                     "lifecycle": dict(lost),
                     "evidence_turns_lost_for_both_agents": ev_gone,
@@ -601,6 +625,7 @@ METHOD_ORDER = [
     "proto_expand",
     "proto_speaker",
     "proto_time",
+    "project_time",
     "proto_both",
     "dense_context",
 ]
@@ -686,6 +711,11 @@ def main(argv: list[str] | None = None) -> int:
             "time_slack_days": TIME_SLACK_DAYS,
             "rerank_pool": RERANK_POOL,
             "low_recency": LOW_RECENCY,
+        },
+        "feature_constants": {
+            "project_time": "time_hints on (the default); every other project* method off",
+            "time_weight": DEFAULT_TIME_WEIGHT,
+            "time_slack_s": DEFAULT_TIME_SLACK_S,
         },
         "previous_dense_r10": {"torch": 0.474, "int8": 0.472},
         **res,

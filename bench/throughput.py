@@ -22,6 +22,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,11 @@ def pipeline(
     events: list[Any],
     workdir: Path,
     extra_env: dict[str, str] | None = None,
-) -> dict[str, float]:
+    after: Callable[[Any], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """All ``events`` through a fresh worker, timed from the first publish until all are stored;
+    ``after(client)``, if given, runs against the still-running worker once the counts are checked
+    (its result is merged into the returned dict)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     ns = events[0].namespace
     worker = WorkerProcess(
@@ -102,7 +107,7 @@ def pipeline(
                 f"{n} in the store + {archived} archived + {decayed} decayed + {dups} "
                 f"near-duplicates != {len(events)} published + {derived} derived"
             )
-        return {
+        out = {
             "prefix": prefix,
             "events": len(events),
             "seconds": elapsed,
@@ -114,6 +119,7 @@ def pipeline(
             "near_duplicates": dups,
             "derived": derived,
         }
+        return out | (after(client) if after is not None else {})
     finally:
         worker.stop()
 

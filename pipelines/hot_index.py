@@ -13,6 +13,10 @@ deleted memories are dropped and remembered as tombstones, so a redelivered upse
 resurrect them; an active memory whose retention at the query's time is at or below the decay
 threshold is not returned either (the lifecycle would decay it at that time).
 
+A recall may prefer a period of event time (``TimeBonus``: the request's ``prefer``, or the period
+its query names, ``time_bonus_for``): rows formed in it get the bonus in their total and a
+``time`` part of 1 (0 for the others); without one, nothing of this runs.
+
 One writer thread and reader threads may share an index (one lock; numpy releases the GIL in the
 matrix product, writers wait for a running search).
 
@@ -35,13 +39,24 @@ import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Final, Literal
 
 import numpy as np
 
 from pipelines.lifecycle import LifecycleParams, MemoryState
-from pipelines.scoring import ScoreParts, ScoreWeights, initial_stability, retention, score
+from pipelines.scoring import (
+    ScoreParts,
+    ScoreWeights,
+    TimeBonus,
+    initial_stability,
+    retention,
+    score,
+    time_part,
+)
 from pipelines.store import StoredMemory, dedupe_last
+from pipelines.time_hints import named_period
 from schemas.recall import RecallHit, RecallRequest
 
 STATE_CODES: dict[str, int] = {s.value: i for i, s in enumerate(MemoryState)}
@@ -133,6 +148,78 @@ def weights_for(req: RecallRequest, default: ScoreWeights) -> ScoreWeights:
     return default if w is None else ScoreWeights(w.relevance, w.recency, w.importance)
 
 
+def time_bonus_for(req: RecallRequest, clock_ts: float | None = None) -> TimeBonus | None:
+    """The request's time preference, resolved: ``prefer``'s period if it names one; else, with
+    ``time_hints``, the period the query names (``pipelines.time_hints.named_period``), read at
+    the request's ``event_time`` or else at ``clock_ts`` (the agent's clock: it resolves a month
+    named without a year); ``prefer``'s weight and slack apply when given. None: no preference.
+
+    >>> req = RecallRequest(namespace="w", agent_id="a", query="the fair in May 2023")
+    >>> b = time_bonus_for(req)
+    >>> datetime.fromtimestamp(b.since_ts, UTC).isoformat(), b.weight, b.source, b.text
+    ('2023-05-01T00:00:00+00:00', 0.1, 'query', 'May 2023')
+    >>> time_bonus_for(req.model_copy(update={"time_hints": False})) is None
+    True
+    """
+    pref = req.prefer
+    if pref is not None and pref.has_period:
+        return TimeBonus(
+            pref.since.timestamp() if pref.since is not None else -math.inf,
+            pref.until.timestamp() if pref.until is not None else math.inf,
+            pref.weight,
+            pref.slack_s,
+            source="request",
+        )
+    if not req.time_hints:
+        return None
+    ref: datetime | float | None = req.event_time if req.event_time is not None else clock_ts
+    period = named_period(req.query, ref)
+    if period is None:
+        return None
+    if pref is None:
+        return TimeBonus(period.since_ts, period.until_ts, source="query", text=period.text)
+    return TimeBonus(
+        period.since_ts,
+        period.until_ts,
+        pref.weight,
+        pref.slack_s,
+        source="query",
+        text=period.text,
+    )
+
+
+def preferred_period(bonus: TimeBonus | None, req: RecallRequest) -> dict[str, Any] | None:
+    """``bonus`` as the response's ``preferred`` (times in the request's UTC offset, if any)."""
+    if bonus is None:
+        return None
+    tz = req.event_time.tzinfo if req.event_time is not None else UTC
+
+    def iso(ts: float) -> str | None:
+        if not math.isfinite(ts):
+            return None
+        try:
+            return datetime.fromtimestamp(ts, tz).isoformat()
+        except (OverflowError, OSError, ValueError):
+            return datetime.fromtimestamp(ts, UTC).isoformat()
+
+    return {
+        "source": bonus.source,
+        "since": iso(bonus.since_ts),
+        "until": iso(bonus.until_ts),
+        "weight": bonus.weight,
+        "slack_s": bonus.slack_s,
+        "text": bonus.text,
+    }
+
+
+class _FromRequest(Enum):
+    token = 0
+
+
+FROM_REQUEST: Final = _FromRequest.token
+"""``HotIndex.recall``'s default ``prefer``: resolve the time preference from the request."""
+
+
 @dataclass(frozen=True)
 class ScoredHit:
     """One recalled memory with its score explained (``memory.vector`` is left empty)."""
@@ -170,6 +257,7 @@ class ScoredHit:
                     "relevance": p.relevance,
                     "recency": p.recency,
                     "importance": p.importance,
+                    "time": p.time,
                 },
                 "state": self.state
                 if self.state in ("active", "consolidated", "archived")
@@ -642,10 +730,13 @@ class HotIndex:
         k: int = 10,
         now_ts: float | None = None,
         weights: ScoreWeights | None = None,
+        prefer: TimeBonus | None = None,
     ) -> list[ScoredHit]:
         """Top-k of one agent by total score, exact, filters applied before ranking.
 
         ``now_ts``: the recall's event time (default: the agent's clock) for recency.
+        ``prefer``: a period whose rows get ``prefer.weight`` added (their ``parts.time`` is 1,
+        the others' 0); None: no time part, the ranking of a search without it.
         """
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -677,6 +768,12 @@ class HotIndex:
                 imp, state = c["importance"][idx], c["state"][idx]
             rec = retention(now, rein, stab)
             total = score(cos, rec, imp, w)
+            tpart = None
+            if prefer is not None:
+                ts = c["event_ts"][:n] if idx.size == n else c["event_ts"][idx]
+                tpart = time_part(ts, prefer)
+                if prefer.weight:
+                    total += prefer.weight * tpart
             # an active memory that has faded to the decay threshold is forgotten at ``now``
             faded = (rec <= self.params.decay_threshold) & (state <= STATE_CODES["active"])
             if faded.any():
@@ -700,7 +797,11 @@ class HotIndex:
                     ScoredHit(
                         memory=p.rows[i],
                         parts=ScoreParts(
-                            float(cos[j]), float(rec[j]), float(imp[j]), float(total[j])
+                            float(cos[j]),
+                            float(rec[j]),
+                            float(imp[j]),
+                            float(total[j]),
+                            None if tpart is None else float(tpart[j]),
                         ),
                         state=STATE_NAMES[int(c["state"][i])],
                         cluster_id=None if code < 0 else p.cluster_names[code],
@@ -721,15 +822,27 @@ class HotIndex:
         return out
 
     def recall(
-        self, req: RecallRequest, query_vec: np.ndarray, default_weights: ScoreWeights
+        self,
+        req: RecallRequest,
+        query_vec: np.ndarray,
+        default_weights: ScoreWeights,
+        prefer: TimeBonus | None | Literal[_FromRequest.token] = FROM_REQUEST,
     ) -> list[ScoredHit]:
-        """``search`` driven by a validated ``RecallRequest``."""
+        """``search`` driven by a validated ``RecallRequest``.
+
+        ``prefer``: the time preference; by default resolved from the request
+        (``time_bonus_for`` at the request's event time, else at this agent's clock). A caller
+        that resolved it already (to report it) passes it; None searches without one.
+        """
+        if prefer is FROM_REQUEST:
+            prefer = time_bonus_for(req, self.clock(req.namespace, req.agent_id))
         return self.search(
             query_vec,
             RecallFilters.from_request(req),
             k=req.k,
             now_ts=req.event_time.timestamp() if req.event_time else None,
             weights=weights_for(req, default_weights),
+            prefer=prefer,
         )
 
     def snapshot(

@@ -13,6 +13,11 @@ Three levels (the ArgOS seed's multi-level cache):
   an agent is warmed the first time it is asked for after a start or a rebalance.
 - **L3**: Milvus, the hot collection and the archive collection (archived memories stay in L2
   with their state and come back only when asked for).
+
+Time preference: a request's ``prefer`` period, or (``time_hints``) the period its query names,
+read at the request's event time or else at the agent's clock (``HotIndex.clock``), is resolved
+here (``pipelines.hot_index.time_bonus_for``), applied by the hot index as a score bonus, and
+echoed in the response's ``preferred``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipelines.embed import Embedder
-from pipelines.hot_index import HotIndex
+from pipelines.hot_index import HotIndex, preferred_period, time_bonus_for
 from pipelines.memory_state import MemoryParams, index_fields, load_life
 from pipelines.recall_cache import RecallCache
 from pipelines.scoring import ScoreWeights
@@ -117,13 +122,20 @@ class RecallService:
             return cached.model_copy(update={"took_ms": (time.perf_counter() - t0) * 1000.0})
         self.misses += 1
         qvec = self.cache.embedding(req.query, self.embedder.embed_many)
-        hits = self.index.recall(req, qvec, self.weights)
-        resp = RecallResponse(
-            namespace=req.namespace,
-            agent_id=req.agent_id,
-            query=req.query,
-            hits=[h.to_recall_hit() for h in hits],
-            took_ms=(time.perf_counter() - t0) * 1000.0,
+        clock = None
+        if req.time_hints and req.event_time is None:  # a month without a year is read at it
+            clock = self.index.clock(req.namespace, req.agent_id)
+        prefer = time_bonus_for(req, clock)
+        hits = self.index.recall(req, qvec, self.weights, prefer=prefer)
+        resp = RecallResponse.model_validate(
+            {
+                "namespace": req.namespace,
+                "agent_id": req.agent_id,
+                "query": req.query,
+                "hits": [h.to_recall_hit() for h in hits],
+                "took_ms": (time.perf_counter() - t0) * 1000.0,
+                "preferred": preferred_period(prefer, req),
+            }
         )
         self.cache.put(req, resp, generation)
         return resp

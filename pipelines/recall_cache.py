@@ -47,6 +47,10 @@ _ENTRY_OVERHEAD = 200  # key tuple, LRU bookkeeping
 def request_key(req: RecallRequest) -> tuple[Hashable, ...]:
     """Everything in a request that can change its result, in a canonical hashable form.
 
+    A period the query names may be read at the agent's clock (``time_hints`` without an
+    ``event_time``): the clock moves only with writes to the agent, which change the
+    ``generation`` (``HotIndex.version``) the cache is asked with.
+
     >>> a = RecallRequest(namespace="w", agent_id="a", query="q", tags=["x", "y"])
     >>> b = RecallRequest(namespace="w", agent_id="a", query="q", tags=["y", "x"])
     >>> request_key(a) == request_key(b)
@@ -54,11 +58,14 @@ def request_key(req: RecallRequest) -> tuple[Hashable, ...]:
     """
     near = req.near
     w = req.weights
+    p = req.prefer
     return (
         req.query,
         req.k,
         tuple(sorted(t.value for t in req.types)) if req.types else None,
         req.event_time.timestamp() if req.event_time else None,
+        # the offset: a period the query names is read in the event time's calendar
+        req.event_time.utcoffset() if req.event_time else None,
         req.since.timestamp() if req.since else None,
         req.until.timestamp() if req.until else None,
         tuple(sorted(req.states)),
@@ -67,6 +74,15 @@ def request_key(req: RecallRequest) -> tuple[Hashable, ...]:
         tuple(sorted(set(req.tags))) if req.tags else None,
         (near.x, near.y, near.z, near.radius) if near else None,
         (w.relevance, w.recency, w.importance) if w else None,
+        req.time_hints,
+        (
+            p.since.timestamp() if p.since else None,
+            p.until.timestamp() if p.until else None,
+            p.weight,
+            p.slack_s,
+        )
+        if p
+        else None,
     )
 
 

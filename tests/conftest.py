@@ -53,6 +53,7 @@ def start_worker(
         topic_prefix: str | None = None, data_dir: Path | None = None, **kwargs: object
     ) -> WorkerProcess:
         prefix = topic_prefix or unique("t")
+        ready_timeout = float(kwargs.pop("ready_timeout", 120.0))  # type: ignore[arg-type]
         w = WorkerProcess(
             kafka_bootstrap,
             data_dir or tmp_path_factory.mktemp("worker"),
@@ -62,8 +63,8 @@ def start_worker(
             extra_env={**WORKER_ENV, **dict(kwargs.pop("extra_env", None) or {})},  # type: ignore[call-overload]
             **kwargs,  # type: ignore[arg-type]
         )
-        w.start()
         started.append(w)
+        w.start(timeout=ready_timeout)
         return w
 
     yield _start

@@ -1,5 +1,5 @@
 """Recall on the real broker: filters and score parts, recall right after storing, and routing
-to the worker that owns the agent (two workers, each with its own Milvus Lite)."""
+to the worker that owns the agent (two workers in one group, each with its own Milvus Lite)."""
 
 from __future__ import annotations
 
@@ -86,15 +86,24 @@ def test_filters_and_score_parts_and_recall_right_after_storing(
     # the same request twice: the second comes from the L1 cache. (A recall with hits
     # reinforces them, which invalidates the agent's cached answers once the memory stage has
     # applied it, so the request asks for a period with no memories: nothing is reinforced.)
-    before = client.stats()["recall"]["l1_hits"]
+    # The recalls above reinforce their hits asynchronously (through argos.memory.access and
+    # the memory stage): one applied between the two calls rightly invalidates the first
+    # answer, so on a loaded machine the pair is asked again, with its own question, until
+    # it falls in a quiet moment (the reinforcements are few and end).
     future = {"since": "2100-01-01T00:00:00+00:00"}
-    assert client.recall(ns, "ann", "a question asked twice", k=3, **future).hits == []
-    client.recall(ns, "ann", "a question asked twice", k=3, **future)
+    for attempt in range(20):
+        before = client.stats()["recall"]["l1_hits"]
+        question = f"a question asked twice ({attempt})"
+        assert client.recall(ns, "ann", question, k=3, **future).hits == []
+        client.recall(ns, "ann", question, k=3, **future)
+        if client.stats()["recall"]["l1_hits"] >= before + 1:
+            break
+        time.sleep(1.0)
     assert client.stats()["recall"]["l1_hits"] >= before + 1
 
 
-def _stable(clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 90) -> None:
-    """Until both workers are ready with an unchanged assignment for ``seconds``."""
+def _stable(clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 180) -> None:
+    """Until every worker is ready with an unchanged assignment for ``seconds``."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
@@ -116,25 +125,31 @@ def _stable(clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 
 
 
 def test_any_worker_answers_for_any_agent(start_worker: Callable[..., WorkerProcess]) -> None:
-    a = start_worker()
-    prefix = a.env["ARGOS_TOPIC_PREFIX"]
-    b = start_worker(topic_prefix=prefix)  # same group: the partitions are shared
-    ca, cb = MemoryClient(a.url), MemoryClient(b.url)
-    _stable([ca, cb])
+    """Two workers share the partitions (one group); each owns some agents, and each answers
+    for every agent: its own from its hot index, the others' routed to their owner."""
+    first = start_worker()
+    prefix = first.env["ARGOS_TOPIC_PREFIX"]
+    # same group: the partitions are shared (a join is a rebalance and a recovery for all, so
+    # a later worker may take a while to report ready on a loaded 2-core machine)
+    workers = [first, start_worker(topic_prefix=prefix, ready_timeout=300)]
+    clients = [MemoryClient(w.url) for w in workers]
+    _stable(clients)
     ns = "recall-routing"
-    agents = [f"agent-{i}" for i in range(8)]
-    with MemoryPublisher(a.bootstrap, prefix + ".memory.events") as pub:
+    agents = [f"agent-{i}" for i in range(12)]
+    with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
         for agent in agents:
             pub.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
     total = len(agents) * len(THINGS)
-    deadline = time.monotonic() + 120
-    while ca.count(ns) + cb.count(ns) < total and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    while sum(c.count(ns) for c in clients) < total and time.monotonic() < deadline:
         time.sleep(1.0)
-    counts = (ca.count(ns), cb.count(ns))
+    counts = [c.count(ns) for c in clients]
+    print("memories per worker:", counts)
     assert sum(counts) == total and all(counts), counts  # each worker owns some agents
     for agent in agents:
-        via_a = ca.recall(ns, agent, "drinking water", k=5).hits
-        via_b = cb.recall(ns, agent, "drinking water", k=5).hits
-        assert [h.memory_id for h in via_a] == [h.memory_id for h in via_b]
-        assert len(via_a) == 5 and {h.agent_id for h in via_a} == {agent}
-    assert ca.stats()["routed"] > 0 and cb.stats()["routed"] > 0
+        answers = [
+            [h.memory_id for h in c.recall(ns, agent, "drinking water", k=5).hits] for c in clients
+        ]
+        assert answers[0] == answers[1], answers
+        assert len(answers[0]) == 5 and all(m.startswith(f"{agent}:") for m in answers[0])
+    assert all(c.stats()["routed"] > 0 for c in clients)

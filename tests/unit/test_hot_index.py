@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipelines import hot_index
-from pipelines.hot_index import HotIndex, NearFilter, RecallFilters, ScoredHit
+from pipelines.hot_index import HotIndex, NearFilter, RecallFilters, ScoredHit, time_bonus_for
 from pipelines.lifecycle import LifecycleParams
-from pipelines.scoring import ScoreWeights, initial_stability
+from pipelines.scoring import ScoreWeights, TimeBonus, initial_stability
 from pipelines.store import StoredMemory
 from schemas.recall import RecallHit, RecallRequest
 
@@ -786,3 +786,178 @@ def test_an_agent_written_alone_past_the_bound_is_kept_not_evicted_mid_write() -
     assert len(ix.search(vec(2), RecallFilters("w", "big"), k=3)) == 3
     ix.upsert([mk("y0", "other", v=vec(5))])  # the previous agent goes, the new one stays
     assert ix.agents() == 1 and ix.search(vec(2), RecallFilters("w", "big")) == []
+
+
+# ------------------------------------------------------------------ time preference
+
+
+def _with_bonus(plain: list[ScoredHit], prefer: TimeBonus) -> dict[str, tuple[float, float]]:
+    """The reference: each row's total without a preference + weight x (in the window)."""
+    lo, hi = prefer.window
+    out = {}
+    for h in plain:
+        inside = 1.0 if lo <= h.memory.event_ts <= hi else 0.0
+        out[h.memory.memory_id] = (h.score + prefer.weight * inside, inside)
+    return out
+
+
+bonuses = st.builds(
+    TimeBonus,
+    st.integers(-1, 10).map(lambda h: T0 + h * 3600.0) | st.just(-math.inf),
+    st.just(math.inf) | st.integers(10, 12).map(lambda h: T0 + h * 3600.0),
+    st.floats(0, 1),
+    st.sampled_from([0.0, 1800.0, 3600.0 * 3]),
+) | st.builds(
+    lambda a, b, w, s: TimeBonus(T0 + min(a, b) * 3600.0, T0 + max(a, b) * 3600.0, w, s),
+    st.integers(0, 10),
+    st.integers(0, 10),
+    st.floats(0, 1),
+    st.sampled_from([0.0, 1800.0, 3600.0 * 3]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), filters(), st.integers(0, 10**6), bonuses)
+def test_time_bonus_adds_its_weight_to_rows_in_the_window(
+    data: tuple[HotIndex, Ref], f: RecallFilters, qseed: int, prefer: TimeBonus
+) -> None:
+    ix, _ = data
+    plain = ix.search(vec(qseed), f, k=10_000)
+    assert all(h.parts.time is None for h in plain)
+    hits = ix.search(vec(qseed), f, k=10_000, prefer=prefer)
+    want = _with_bonus(plain, prefer)
+    assert sorted(ids(hits)) == sorted(want)  # a bonus, never a filter
+    for h in hits:
+        total, inside = want[h.memory.memory_id]
+        assert h.parts.time == inside and h.score == pytest.approx(total, abs=1e-9)
+        p = h.parts
+        assert p.total == pytest.approx(
+            p.relevance + 0.5 * p.recency + 0.3 * p.importance + prefer.weight * inside, abs=1e-9
+        )
+    totals = [h.score for h in hits]
+    assert totals == sorted(totals, reverse=True)
+    for k in (1, 3):  # the head of the full ranking (rows tied at the k-th may differ)
+        head = ix.search(vec(qseed), f, k=k, prefer=prefer)
+        assert [h.score for h in head] == totals[:k]
+
+
+def test_time_bonus_ranks_a_row_in_the_period_above_an_equal_one_outside() -> None:
+    ix = HotIndex(dim=DIM, params=LifecycleParams(base_stability=1e9))  # nothing fades
+    same = vec(1)
+    day = 86400.0
+    ix.upsert(
+        [
+            mk("a-before", v=same, ts=T0 - day),
+            mk("b-in", v=same, ts=T0 + 3 * day),
+            mk("c-slack", v=same, ts=T0 + 9 * day),
+            mk("d-after", v=same, ts=T0 + 30 * day),
+            mk("e-other", v=vec(2), ts=T0 - day),
+        ]
+    )
+    f, w = RecallFilters("w", "ann"), ScoreWeights(1.0, 0.0, 0.0)
+    plain = ix.search(same, f, k=5, weights=w)
+    assert ids(plain)[:4] == ["a-before", "b-in", "c-slack", "d-after"]  # tie: by id
+    week = TimeBonus(T0, T0 + 7 * day - 1e-6, slack_s=0.0)
+    hits = ix.search(same, f, k=5, weights=w, prefer=week)
+    assert ids(hits)[:1] == ["b-in"] and [h.parts.time for h in hits] == [1, 0, 0, 0, 0]
+    assert hits[0].score == pytest.approx(hits[1].score + 0.1)
+    slack = TimeBonus(T0, T0 + 7 * day - 1e-6)  # 14 days of slack by default
+    assert ids(ix.search(same, f, k=5, weights=w, prefer=slack))[:2] == ["b-in", "c-slack"]
+    # the bonus is soft: a clearly more relevant row outside the period stays ahead
+    assert float(vec(1) @ vec(2)) < 0.8
+    far = ix.search(vec(2), f, k=5, weights=w, prefer=week)
+    assert ids(far)[0] == "e-other" and far[0].parts.time == 0.0
+    # weight 0: the ranking of no preference, the part still reported
+    zero = ix.search(same, f, k=5, weights=w, prefer=replace(week, weight=0.0))
+    assert ids(zero) == ids(plain) and [h.parts.time for h in zero] == [0, 1, 0, 0, 0]
+    # open ends
+    after = TimeBonus(T0 + 20 * day, math.inf, slack_s=0.0)
+    assert ids(ix.search(same, f, k=1, weights=w, prefer=after)) == ["d-after"]
+    before = TimeBonus(-math.inf, T0 - day, slack_s=0.0)  # until is inclusive
+    assert ids(ix.search(same, f, k=1, weights=w, prefer=before)) == ["a-before"]
+
+
+def test_time_bonus_never_brings_back_a_faded_memory() -> None:
+    ix = HotIndex(dim=DIM)
+    ix.upsert([mk("act", ts=T0), mk("new", ts=T0 + 9e5)])
+    ix.update_life("w", "ann", "act", "active", 3600.0, T0, 0)
+    prefer = TimeBonus(T0 - 1, T0 + 1, weight=1.0)
+    assert ids(ix.search(vec(0), RecallFilters("w", "ann"), k=10, prefer=prefer)) == ["new"]
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_time_bonus_on_both_search_paths(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hot_index, "_GATHER_CHUNK", chunk)
+    ix = HotIndex(dim=DIM)
+    ix.upsert([mk(f"m{i}", ts=T0 + i, v=vec(i)) for i in range(3000)])
+    prefer = TimeBonus(T0 + 2950, T0 + 2960, weight=2.5, slack_s=0.0)  # > any cosine gap
+    for since in (2900, 2400, 1000, None):  # gathered, gathered, scanned, all rows
+        f = RecallFilters("w", "ann", since_ts=None if since is None else T0 + since)
+        plain = ix.search(vec(99), f, k=10_000, weights=ScoreWeights(1.0, 0.0, 0.0))
+        hits = ix.search(vec(99), f, k=11, weights=ScoreWeights(1.0, 0.0, 0.0), prefer=prefer)
+        assert sorted(ids(hits)) == sorted(f"m{i}" for i in range(2950, 2961))
+        want = _with_bonus(plain, prefer)
+        for h in hits:
+            assert h.parts.time == 1.0 and h.score == pytest.approx(want[h.memory.memory_id][0])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    datasets(),
+    st.integers(0, 10**6),
+    st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz ,.?"), min_size=1, max_size=60).filter(
+        lambda q: q.strip() != ""
+    ),
+)
+def test_a_query_naming_no_period_ranks_exactly_as_before(
+    data: tuple[HotIndex, Ref], qseed: int, query: str
+) -> None:
+    """time_hints (the default) changes nothing when the query names no period."""
+    ix, _ = data
+    assume_no_period = time_bonus_for(RecallRequest.model_validate({**BASE, "query": query}))
+    if assume_no_period is not None:  # e.g. "in june": a period, tested elsewhere
+        return
+    for ns, agent in (("w", "ann"), ("x", "bob")):
+        base = {**BASE, "namespace": ns, "agent_id": agent, "query": query, "k": 100}
+        hinted = ix.recall(RecallRequest.model_validate(base), vec(qseed), ScoreWeights())
+        off = RecallRequest.model_validate({**base, "time_hints": False})
+        plain = ix.recall(off, vec(qseed), ScoreWeights())
+        before = ix.search(vec(qseed), RecallFilters(ns, agent), k=100)  # the pre-feature call
+        assert hinted == plain == before
+        assert all(h.parts.time is None for h in hinted)
+        assert all(h.to_recall_hit().parts.time is None for h in hinted)  # type: ignore[union-attr]
+
+
+def test_request_time_preference_drives_the_index() -> None:
+    ix = HotIndex(dim=DIM, params=LifecycleParams(base_stability=1e9))  # nothing fades
+    same = vec(4)
+    ix.upsert(
+        [
+            mk("a-2025", v=same, ts=T0 - 200 * 86400.0),
+            mk("b-jan", v=same, ts=T0 + 3 * 86400.0),  # 2026-01-04
+        ]
+    )
+    w = ScoreWeights(1.0, 0.0, 0.0)
+
+    def ask(**kw: Any) -> list[str]:
+        req = RecallRequest.model_validate({**BASE, "k": 2, **kw})
+        return ids(ix.recall(req, same, w))
+
+    assert ask() == ["a-2025", "b-jan"]  # "a wolf": no period, tie by id
+    assert ask(query="a wolf in 2025") == ["a-2025", "b-jan"]
+    assert ask(query="a wolf on 4 January 2026") == ["b-jan", "a-2025"]
+    assert ask(query="a wolf on 4 January 2026", time_hints=False) == ["a-2025", "b-jan"]
+    # a month without a year, at the agent's clock (January 2026) or the request's event time
+    assert ask(query="a wolf in January") == ["b-jan", "a-2025"]
+    assert ask(query="a wolf in June") == ["a-2025", "b-jan"]  # June 2025
+    june_2026 = "2026-07-01T00:00:00Z"
+    assert ask(query="a wolf in January", event_time=june_2026) == ["b-jan", "a-2025"]
+    # an explicit period wins over the query's
+    prefer = {"since": "2025-01-01T00:00:00Z", "until": "2025-12-31T00:00:00Z", "slack_s": 0}
+    assert ask(query="a wolf on 4 January 2026", prefer=prefer) == ["a-2025", "b-jan"]
+    # explicit prefer=None at the call: no preference at all
+    req = RecallRequest.model_validate({**BASE, "k": 2, "query": "a wolf on 4 January 2026"})
+    hits = ix.recall(req, same, w, prefer=None)
+    assert ids(hits) == ["a-2025", "b-jan"] and hits[0].parts.time is None
+    hit = ix.recall(req, same, w)[0].to_recall_hit()
+    assert hit.parts is not None and hit.parts.time == 1.0
