@@ -78,6 +78,7 @@ from pipelines.client import MemoryClient
 from pipelines.embed import load_embedder
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
+from pipelines.time_hints import MONTHS
 from pipelines.time_hints import named_period as feature_period
 from schemas.recall import DEFAULT_TIME_SLACK_S, DEFAULT_TIME_WEIGHT
 
@@ -109,20 +110,7 @@ TIME_SLACK_DAYS = 14  # a session mentions what happened up to ~2 weeks before i
 RERANK_POOL = 100
 LOW_RECENCY = 0.1  # a recency weight for the ``project_low_recency`` variant (default 0.5)
 
-_MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-]
+_MONTHS = list(MONTHS)
 _M = "|".join(_MONTHS)
 _DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({_M}),?\s+(\d{{4}})\b", re.I)
 _MONTH_DAY_YEAR = re.compile(rf"\b({_M})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)

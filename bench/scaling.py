@@ -28,38 +28,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.machine import describe
 from infra.local_kafka import LocalKafka
-from pipelines.client import MemoryClient
+from pipelines.client import wait_until_settled
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _stable(clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 300) -> None:
-    """Until every worker is ready with an unchanged, complete assignment for ``seconds``."""
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        try:
-            now = [c._http.get("/ready").json() for c in clients]
-        except httpx.HTTPError:
-            now = None
-        state = (
-            tuple(s["assigned_partitions"] for s in now)
-            if now and all(s["ready"] for s in now)
-            else None
-        )
-        if state != last:
-            last, since = state, time.monotonic()
-        elif state is not None and time.monotonic() - since >= seconds and all(state):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"workers did not settle: {last}")
 
 
 def run_group(
@@ -86,7 +62,7 @@ def run_group(
     ]
     try:
         clients = [w.start(timeout=300) for w in workers]
-        _stable(clients)
+        wait_until_settled(clients, timeout=300)
         with MemoryPublisher(bootstrap, f"{prefix}.memory.events") as pub:
             t0 = time.perf_counter()
             pub.publish_many(events)

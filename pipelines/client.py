@@ -149,3 +149,30 @@ def _poll(read: Callable[[], int], expected: int, timeout: float, poll: float) -
             return value
         time.sleep(poll)
     return value
+
+
+def wait_until_settled(
+    clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 180.0
+) -> None:
+    """Until every worker of a group is ready with an unchanged assignment for ``seconds``
+    (after workers join, the group rebalances and recovers before it serves)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            now = [c._http.get("/ready").json() for c in clients]
+        except httpx.HTTPError:
+            now = None
+        state = (
+            tuple(s["assigned_partitions"] for s in now)
+            if now and all(s["ready"] for s in now)
+            else None
+        )
+        if state != last:
+            last, since = state, time.monotonic()
+        elif state is not None and time.monotonic() - since >= seconds and all(state):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"workers did not settle: {last}")

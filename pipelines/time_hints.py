@@ -69,6 +69,7 @@ _FULL = (
     "november",
     "december",
 )
+MONTHS = _FULL  # the month names, January first (also used by bench/locomo.py)
 _MONTH_NUM = {name[:3]: i + 1 for i, name in enumerate(_FULL)}  # "sep" -> 9
 _FULL_RE = "|".join(_FULL)
 # full names first (alternation is ordered), then abbreviations ("sept" before "sep")

@@ -7,10 +7,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from pipelines.client import MemoryClient
+from pipelines.client import MemoryClient, wait_until_settled
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from schemas import MemoryEvent, MemoryType
@@ -102,28 +101,6 @@ def test_filters_and_score_parts_and_recall_right_after_storing(
     assert client.stats()["recall"]["l1_hits"] >= before + 1
 
 
-def _stable(clients: list[MemoryClient], seconds: float = 3.0, timeout: float = 180) -> None:
-    """Until every worker is ready with an unchanged assignment for ``seconds``."""
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        try:
-            now = [c._http.get("/ready").json() for c in clients]
-        except httpx.HTTPError:
-            now = None
-        state = (
-            tuple(s["assigned_partitions"] for s in now)
-            if now and all(s["ready"] for s in now)
-            else None
-        )
-        if state != last:
-            last, since = state, time.monotonic()
-        elif state is not None and time.monotonic() - since >= seconds and all(state):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"workers did not settle: {last}")
-
-
 def test_any_worker_answers_for_any_agent(start_worker: Callable[..., WorkerProcess]) -> None:
     """Two workers share the partitions (one group); each owns some agents, and each answers
     for every agent: its own from its hot index, the others' routed to their owner."""
@@ -133,7 +110,7 @@ def test_any_worker_answers_for_any_agent(start_worker: Callable[..., WorkerProc
     # a later worker may take a while to report ready on a loaded 2-core machine)
     workers = [first, start_worker(topic_prefix=prefix, ready_timeout=300)]
     clients = [MemoryClient(w.url) for w in workers]
-    _stable(clients)
+    wait_until_settled(clients)
     ns = "recall-routing"
     agents = [f"agent-{i}" for i in range(12)]
     with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
