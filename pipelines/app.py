@@ -584,11 +584,13 @@ def create_app(
                 tel.count_events("ingest_embed", "ok", len(out.forward))
                 tel.count_deadletters("ingest", "refused", len(out.dead))
                 pipe.note_positions("ingest_embed", records)
-                load = pipe.partition_load
-                if load is not None:
+                if pipe.partition_load is not None:
+                    keys: dict[int, list[bytes]] = {}
                     for r in records:
                         if r.partition is not None and r.key is not None:
-                            load.note_keys(r.partition, [r.key])
+                            keys.setdefault(r.partition, []).append(r.key)
+                    for part, part_keys in keys.items():
+                        pipe.partition_load.note_keys(part, part_keys)
 
         finisher = asyncio.ensure_future(finish_in_order())
         try:
@@ -610,6 +612,24 @@ def create_app(
     marks: dict[str, dict[int, list[float]]] = {}
     swept: dict[str, float] = {}  # namespace -> watermark of the last sweep
 
+    # (stage, source topic) pairs whose read positions the stages note: what reaches the
+    # memory stage (see ``pending``), and with the store stage all the watchdog watches
+    upstream = (
+        ("memory", embedded_name),
+        ("memory", access_name),
+        ("ingest_embed", settings.source_topic()),
+    )
+
+    def highwater(topic: str, p: int, unknown: float | None = None) -> float | None:
+        """The consumer's high-water mark of ``topic``/``p`` (None when it has none yet);
+        ``unknown`` when the consumer cannot say (not assigned, no metadata)."""
+        from faust.types import TP
+
+        try:
+            return app.consumer.highwater(TP(topic, p))
+        except Exception:  # noqa: BLE001 - not assigned or no metadata yet
+            return unknown
+
     def pending(p: int) -> bool:
         """Whether partition ``p`` has records still to reach the memory stage, by the
         consumer's high-water marks (unknown counts as pending): embedded or access records it
@@ -617,21 +637,9 @@ def create_app(
         agents, keyed alike; after a restart the ingest stage has a backlog to re-embed, and
         the memory stage, caught up with what is embedded so far, must not take the quiet for
         the end of the partition)."""
-        from faust.types import TP
-
-        events_name = settings.source_topic()
-        upstream = (
-            ("memory", embedded_name),
-            ("memory", access_name),
-            ("ingest_embed", events_name),
-        )
         for stage, topic in upstream:
-            try:
-                high = app.consumer.highwater(TP(topic, p))
-            except Exception:  # noqa: BLE001 - no metadata yet: assume records are coming
-                return True
-            read = (pipe.positions or {}).get((stage, topic, p), 0)
-            if high is not None and high > read:
+            high = highwater(topic, p, unknown=math.inf)  # unknown: assume records are coming
+            if high is not None and high > (pipe.positions or {}).get((stage, topic, p), 0):
                 return True
         return False
 
@@ -831,12 +839,7 @@ def create_app(
     pipe.partition_load = PartitionLoad(
         parts, settings.partition_target_rate, settings.hot_partition_ratio
     )
-    watched = (
-        ("ingest_embed", settings.source_topic()),
-        ("memory", embedded_name),
-        ("memory", access_name),
-        ("store", embedded_name),
-    )
+    watched = (*upstream, ("store", embedded_name))
 
     @app.timer(interval=min(5.0, settings.stall_s / 2))
     async def stall_watch() -> None:
@@ -850,21 +853,14 @@ def create_app(
             assigned = set(consumer.assignment())
         except Exception:  # noqa: BLE001 - not started or rebalancing: next tick
             return
-
-        def high_of(tp: Any) -> int | None:
-            try:
-                return consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - no metadata yet
-                return None
-
         if pipe.partition_load is not None:
             source = settings.source_topic()
             owned = {tp.partition for tp in assigned if tp.topic == source}
             pipe.partition_load.tick(time.monotonic(), owned)
-        seen: dict[tuple[str, int], tuple[int | None, int]] = {}
+        seen: dict[tuple[str, int], tuple[float | None, int]] = {}
         for stage, topic in watched:
             for tp in (tp for tp in assigned if tp.topic == topic):
-                high = high_of(tp)
+                high = highwater(topic, tp.partition)
                 read = (pipe.positions or {}).get((stage, topic, tp.partition))
                 if read is None:
                     read = consumer._committed_offset.get(tp) or 0

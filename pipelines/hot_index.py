@@ -176,16 +176,8 @@ def time_bonus_for(req: RecallRequest, clock_ts: float | None = None) -> TimeBon
     period = named_period(req.query, ref)
     if period is None:
         return None
-    if pref is None:
-        return TimeBonus(period.since_ts, period.until_ts, source="query", text=period.text)
-    return TimeBonus(
-        period.since_ts,
-        period.until_ts,
-        pref.weight,
-        pref.slack_s,
-        source="query",
-        text=period.text,
-    )
+    tuned = {} if pref is None else {"weight": pref.weight, "slack_s": pref.slack_s}
+    return TimeBonus(period.since_ts, period.until_ts, source="query", text=period.text, **tuned)
 
 
 def preferred_period(bonus: TimeBonus | None, req: RecallRequest) -> dict[str, Any] | None:

@@ -122,10 +122,8 @@ class RecallService:
             return cached.model_copy(update={"took_ms": (time.perf_counter() - t0) * 1000.0})
         self.misses += 1
         qvec = self.cache.embedding(req.query, self.embedder.embed_many)
-        clock = None
-        if req.time_hints and req.event_time is None:  # a month without a year is read at it
-            clock = self.index.clock(req.namespace, req.agent_id)
-        prefer = time_bonus_for(req, clock)
+        # a month named without a year is read at the agent's clock (unless event_time says)
+        prefer = time_bonus_for(req, self.index.clock(req.namespace, req.agent_id))
         hits = self.index.recall(req, qvec, self.weights, prefer=prefer)
         resp = RecallResponse.model_validate(
             {

@@ -26,7 +26,7 @@ class StallWatch:
     stalls: int = 0  # partitions found stalled (each time one is found again it counts again)
 
     def observe(
-        self, now: float, positions: dict[Partition, tuple[int | None, int]]
+        self, now: float, positions: dict[Partition, tuple[float | None, int]]
     ) -> list[Partition]:
         """``positions``: each assigned partition's (high-water mark, read position); a
         high-water mark of None is not known yet. Partitions no longer assigned are forgotten.
