@@ -105,6 +105,10 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
     assert book["created"].isdisjoint(book["duplicates"])
     # no duplicate rows (upserts by key): the store holds exactly the live memories
     assert stored == len(book["created"] - book["decayed"] - book["archived"])
+    for k in book:  # what differs from the uninterrupted run, if anything
+        if book[k] != ref_book[k]:
+            print(k, "only after the kill:", sorted(book[k] - ref_book[k])[:10])
+            print(k, "only without the kill:", sorted(ref_book[k] - book[k])[:10])
     assert (stored, book) == (ref_count, ref_book)  # the same lifecycle as without the kill
     assert book["decayed"] and book["duplicates"]
     got = _clusters(client, agents)
