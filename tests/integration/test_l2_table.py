@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from pipelines.client import MemoryClient
+from pipelines.client import MemoryClient, wait_until_settled
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from schemas.analytics import MetricEvent
 from tests.integration.kafka_utils import read_topic
-from tests.integration.test_recall import THINGS, _events, _stable
+from tests.integration.test_recall import THINGS, _events
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
     # a second worker joins with its own, empty Milvus Lite; then the first one leaves
     second = start_worker(topic_prefix=prefix)
     c2 = MemoryClient(second.url)
-    _stable([c1, c2])
+    wait_until_settled([c1, c2])
     assert first.stop() == 0
     c2.wait_ready(timeout=120)
     ready = c2._http.get("/ready").json()  # ready means recovered, not just "port open"
