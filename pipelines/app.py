@@ -59,6 +59,7 @@ from pipelines.settings import Settings
 from pipelines.stage_batches import (
     BatchOut,
     MemoryOut,
+    batch_trace,
     drop_forgotten,
     ingest_and_embed,
     memory_batch,
@@ -743,6 +744,8 @@ def create_app(
             except Exception as exc:
                 exit_unacked("memory", exc)
             pipe.note_positions("memory", records)
+            if log.isEnabledFor(logging.INFO):
+                log.info("memory batch: %s", batch_trace(records, states, settled, out))
             if pipe.feed.subscribers:  # the raw JSON records: watchers parse what they show
                 for _, value in out.lifecycle:
                     pipe.feed.publish("lifecycle", {"json": value})

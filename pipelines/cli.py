@@ -67,7 +67,9 @@ def broker_status(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
 @app.command()
 def worker(
     port: Annotated[int | None, typer.Option(help="HTTP port (default ARGOS_WEB_PORT).")] = None,
-    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+    loglevel: Annotated[
+        str, typer.Option(help="debug, info, warning, error", envvar="ARGOS_LOG_LEVEL")
+    ] = "warning",
 ) -> None:
     """Run a worker: the ingest, embed and store stages and the recall API."""
     from pipelines.worker import run_worker

@@ -455,3 +455,42 @@ def forgotten_in(states: dict[bytes, bytes | None]) -> set[tuple[str, str]]:
                 if not private(ns):
                     gone.update((ns, mid) for mid in forgotten_ids(st))
     return gone
+
+
+def batch_trace(
+    records: Sequence[RawRecord],
+    states: dict[bytes, bytes | None],
+    settled: Container[bytes],
+    out: MemoryOut,
+) -> str:
+    """One memory-stage batch in a log line (the worker logs it at INFO): the source offsets it
+    read per topic and partition, the agents whose saved outbox it could replay, and the
+    memories it created, folded as near-duplicates or removed from the store."""
+    import json
+
+    spans: dict[str, list[int]] = {}
+    for r in records:
+        if r.partition is None or r.offset is None:
+            continue
+        span = spans.setdefault(f"{r.topic.rsplit('.', 1)[-1]}/{r.partition}", [r.offset, r.offset])
+        span[0], span[1] = min(span[0], r.offset), max(span[1], r.offset)
+    created, duplicates = [], []
+    for _, value in out.lifecycle:
+        t = json.loads(value)
+        if t.get("cause") == "duplicate":
+            duplicates += t.get("related", [])
+        elif t.get("from_state") == "created":
+            created.append(t["memory_id"])
+    fresh = sorted(k.decode() for k, raw in states.items() if raw and k not in settled)
+    return json.dumps(
+        {
+            "offsets": spans,
+            "skipped": out.skipped,
+            "unsettled": fresh,
+            "replayed": out.replayed,
+            "created": created,
+            "duplicates": duplicates,
+            "forget": [mid for _, mid in out.forget],
+        },
+        separators=(",", ":"),
+    )
