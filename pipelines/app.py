@@ -426,7 +426,10 @@ def create_app(
             archive_store,
             settings.memory_params(),
             ScoreWeights(
-                settings.recall_w_relevance, settings.recall_w_recency, settings.recall_w_importance
+                settings.recall_w_relevance,
+                settings.recall_w_recency,
+                settings.recall_w_importance,
+                settings.recall_w_lexical,
             ),
             RecallCache(
                 results_bytes=int(settings.l1_results_mb * 2**20),

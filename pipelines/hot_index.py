@@ -45,6 +45,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from pipelines.lexical import LexicalIndex, normalised, terms
 from pipelines.lifecycle import LifecycleParams, MemoryState
 from pipelines.scoring import (
     ScoreParts,
@@ -145,7 +146,7 @@ class RecallFilters:
 def weights_for(req: RecallRequest, default: ScoreWeights) -> ScoreWeights:
     """The request's weight override, else ``default`` (the worker's settings)."""
     w = req.weights
-    return default if w is None else ScoreWeights(w.relevance, w.recency, w.importance)
+    return default if w is None else ScoreWeights(w.relevance, w.recency, w.importance, w.lexical)
 
 
 def time_bonus_for(req: RecallRequest, clock_ts: float | None = None) -> TimeBonus | None:
@@ -250,6 +251,7 @@ class ScoredHit:
                     "recency": p.recency,
                     "importance": p.importance,
                     "time": p.time,
+                    "lexical": p.lexical,
                 },
                 "state": self.state
                 if self.state in ("active", "consolidated", "archived")
@@ -306,6 +308,7 @@ class _Partition:
     version: int = 0
     text_bytes: int = 0
     warm: bool = False  # holds all the agent's rows (loaded by RecallService.warm)
+    lex: LexicalIndex = field(default_factory=LexicalIndex)  # the rows' words (BM25)
 
     def __post_init__(self) -> None:
         self.vec = np.empty((0, self.dim), dtype=np.float32)
@@ -353,6 +356,7 @@ class _Partition:
     def remove_at(self, i: int) -> StoredMemory:
         last = self.n - 1
         gone = self.rows[i]
+        self.lex.remove_at(i, last)
         if i != last:
             self.vec[i] = self.vec[last]
             for a in self.cols.values():
@@ -372,7 +376,7 @@ class _Partition:
     def nbytes(self) -> int:
         arrays = self.vec.nbytes + self.tagbits.nbytes + sum(a.nbytes for a in self.cols.values())
         dicts = 100 * (len(self.index) + len(self.pending_life) + len(self.pending_cluster))
-        return arrays + self.text_bytes + dicts
+        return arrays + self.text_bytes + dicts + self.lex.nbytes()
 
     # -- search --------------------------------------------------------------------------------
     def mask(self, f: RecallFilters) -> np.ndarray | None:
@@ -565,6 +569,7 @@ class HotIndex:
                 owner[r.memory_id] = agent
             else:
                 p.text_bytes -= len(p.rows[i].content) + _ROW_OVERHEAD
+            p.lex.set(i, r.content)
             p.rows[i] = replace(r, vector=_EMPTY)
             p.text_bytes += len(r.content) + _ROW_OVERHEAD
             slots[j] = i
@@ -723,10 +728,14 @@ class HotIndex:
         now_ts: float | None = None,
         weights: ScoreWeights | None = None,
         prefer: TimeBonus | None = None,
+        query_terms: Sequence[str] | None = None,
     ) -> list[ScoredHit]:
         """Top-k of one agent by total score, exact, filters applied before ranking.
 
         ``now_ts``: the recall's event time (default: the agent's clock) for recency.
+        ``query_terms``: the query's words (``pipelines.lexical.terms``); with a lexical weight,
+        each candidate's BM25 over the agent's memories, scaled to the best candidate's, is its
+        ``lexical`` part. None: no lexical part (a vector-only search).
         ``prefer``: a period whose rows get ``prefer.weight`` added (their ``parts.time`` is 1,
         the others' 0); None: no time part, the ranking of a search without it.
         """
@@ -760,6 +769,11 @@ class HotIndex:
                 imp, state = c["importance"][idx], c["state"][idx]
             rec = retention(now, rein, stab)
             total = score(cos, rec, imp, w)
+            lpart = None
+            if w.lexical and query_terms is not None:
+                raw = p.lex.scores(list(query_terms), n)
+                lpart = normalised(raw if idx.size == n else raw[idx])
+                total += w.lexical * lpart
             tpart = None
             if prefer is not None:
                 ts = c["event_ts"][:n] if idx.size == n else c["event_ts"][idx]
@@ -794,6 +808,7 @@ class HotIndex:
                             float(imp[j]),
                             float(total[j]),
                             None if tpart is None else float(tpart[j]),
+                            None if lpart is None else float(lpart[j]),
                         ),
                         state=STATE_NAMES[int(c["state"][i])],
                         cluster_id=None if code < 0 else p.cluster_names[code],
@@ -835,6 +850,7 @@ class HotIndex:
             now_ts=req.event_time.timestamp() if req.event_time else None,
             weights=weights_for(req, default_weights),
             prefer=prefer,
+            query_terms=terms(req.query),
         )
 
     def snapshot(

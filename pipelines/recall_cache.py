@@ -73,7 +73,7 @@ def request_key(req: RecallRequest) -> tuple[Hashable, ...]:
         req.cluster_id,
         tuple(sorted(set(req.tags))) if req.tags else None,
         (near.x, near.y, near.z, near.radius) if near else None,
-        (w.relevance, w.recency, w.importance) if w else None,
+        (w.relevance, w.recency, w.importance, w.lexical) if w else None,
         req.time_hints,
         (
             p.since.timestamp() if p.since else None,

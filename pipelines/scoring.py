@@ -10,12 +10,16 @@ one its query names, see ``pipelines.time_hints``): then ``total += weight * tim
 ``time`` is 1 for a memory formed in ``[since, until + slack_s]`` and 0 otherwise. Without a
 preference there is no time part (``None``) and nothing is added.
 
+A recall with a query text also weighs its words: ``total += w_lex * lexical`` where ``lexical`` is
+the query's BM25 over the agent's memories scaled to the best candidate's (``pipelines.lexical``:
+cosine and BM25 together found more LoCoMo evidence than either alone).
+
 >>> w = ScoreWeights()
 >>> cos, r, imp = np.array([0.8, 0.2]), np.array([1.0, 0.5]), np.array([0.5, 1.0])
 >>> [round(float(t), 3) for t in score(cos, r, imp, w)]
 [1.45, 0.75]
 >>> explain(cos, r, imp, w)[0]
-ScoreParts(relevance=0.8, recency=1.0, importance=0.5, total=1.45, time=None)
+ScoreParts(relevance=0.8, recency=1.0, importance=0.5, total=1.45, time=None, lexical=None)
 >>> time_part(np.array([0.0, 5.0, 30.0]), TimeBonus(0.0, 10.0, slack_s=10.0)).tolist()
 [1.0, 1.0, 0.0]
 """
@@ -39,15 +43,16 @@ class ScoreWeights:
     relevance: float = 1.0
     recency: float = 0.5
     importance: float = 0.3
+    lexical: float = 0.4
 
     def __post_init__(self) -> None:
-        for name in ("relevance", "recency", "importance"):
+        for name in ("relevance", "recency", "importance", "lexical"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0.0):
                 raise ValueError(f"weight {name} must be finite and >= 0, got {v!r}")
 
-    def as_tuple(self) -> tuple[float, float, float]:
-        return (self.relevance, self.recency, self.importance)
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.relevance, self.recency, self.importance, self.lexical)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ class ScoreParts:
     """One hit's score, explained: the raw parts and their weighted sum ``total``.
 
     ``time``: 1.0 when the memory lies in the recall's preferred period, else 0.0 (weighted by the
-    preference's weight); None when the recall preferred no period.
+    preference's weight); None when the recall preferred no period. ``lexical``: the query's BM25
+    over the agent's memories scaled to the best candidate's (0..1, ``pipelines.lexical``),
+    weighted by ``ScoreWeights.lexical``; None when the search had no lexical part.
     """
 
     relevance: float
@@ -63,6 +70,7 @@ class ScoreParts:
     importance: float
     total: float
     time: float | None = None
+    lexical: float | None = None
 
 
 TIME_WEIGHT = DEFAULT_TIME_WEIGHT

@@ -172,6 +172,12 @@ class Settings(BaseSettings):
     recall_w_importance: float = Field(
         0.3, ge=0, description="ARGOS_RECALL_W_IMPORTANCE: weight of the memory's importance."
     )
+    recall_w_lexical: float = Field(
+        0.4,
+        ge=0,
+        description="ARGOS_RECALL_W_LEXICAL: weight of the query's BM25 over the agent's "
+        "memories, scaled to the best candidate's (0 turns the lexical part off).",
+    )
     l1_results_mb: float = Field(
         32.0, gt=0, description="ARGOS_L1_RESULTS_MB: bytes of cached recall results."
     )

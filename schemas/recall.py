@@ -49,7 +49,8 @@ class Near(BaseModel):
 
 
 class RecallWeights(BaseModel):
-    """Score weights: total = relevance * cosine + recency * R + importance * importance."""
+    """Score weights: total = relevance * cosine + recency * R + importance * importance
+    + lexical * BM25 (scaled to the best candidate's)."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, allow_inf_nan=False, title="RecallWeights"
@@ -58,6 +59,13 @@ class RecallWeights(BaseModel):
     relevance: float = Field(1.0, ge=0, le=100)
     recency: float = Field(0.5, ge=0, le=100)
     importance: float = Field(0.3, ge=0, le=100)
+    lexical: float = Field(
+        0.4,
+        ge=0,
+        le=100,
+        description="Weight of the query's BM25 over the agent's memories, scaled to the best "
+        "candidate's (0..1).",
+    )
 
 
 class TimePreference(BaseModel):
@@ -200,6 +208,11 @@ class ScorePartsModel(BaseModel):
         None,
         description="1 when the memory lies in the recall's preferred period (then the "
         "preference's weight is in the score), else 0; null when the recall preferred none.",
+    )
+    lexical: float | None = Field(
+        None,
+        description="The query's BM25 over the agent's memories, divided by the best "
+        "candidate's (0..1); null when the search weighed no words.",
     )
 
 

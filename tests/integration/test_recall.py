@@ -62,8 +62,9 @@ def test_filters_and_score_parts_and_recall_right_after_storing(
     assert {h.memory_id for h in hits} == {t[0] for t in THINGS}
     top = hits[0]
     assert top.parts is not None and top.state == "active"
-    w = {"relevance": 1.0, "recency": 0.5, "importance": 0.3}  # the defaults
+    w = {"relevance": 1.0, "recency": 0.5, "importance": 0.3, "lexical": 0.4}  # the defaults
     total = sum(w[k] * getattr(top.parts, k) for k in w)
+    assert top.parts.lexical is not None and 0.0 <= top.parts.lexical <= 1.0
     assert top.score == pytest.approx(total, abs=1e-5)
 
     def ids(**filters: object) -> set[str]:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from pipelines import hot_index
 from pipelines.hot_index import HotIndex, NearFilter, RecallFilters, ScoredHit, time_bonus_for
+from pipelines.lexical import terms
 from pipelines.lifecycle import LifecycleParams
 from pipelines.scoring import ScoreWeights, TimeBonus, initial_stability
 from pipelines.store import StoredMemory
@@ -922,7 +923,9 @@ def test_a_query_naming_no_period_ranks_exactly_as_before(
         hinted = ix.recall(RecallRequest.model_validate(base), vec(qseed), ScoreWeights())
         off = RecallRequest.model_validate({**base, "time_hints": False})
         plain = ix.recall(off, vec(qseed), ScoreWeights())
-        before = ix.search(vec(qseed), RecallFilters(ns, agent), k=100)  # the pre-feature call
+        before = ix.search(  # the pre-feature call
+            vec(qseed), RecallFilters(ns, agent), k=100, query_terms=terms(query)
+        )
         assert hinted == plain == before
         assert all(h.parts.time is None for h in hinted)
         assert all(h.to_recall_hit().parts.time is None for h in hinted)  # type: ignore[union-attr]

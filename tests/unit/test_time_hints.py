@@ -361,7 +361,7 @@ def test_recall_service_favours_the_named_period_and_reports_it() -> None:
         InMemoryStore(),
         InMemoryStore(),
         MemoryParams(LifecycleParams(base_stability=365 * 86400.0)),  # months: nothing fades
-        ScoreWeights(1.0, 0.0, 0.0),  # relevance only: equal texts tie but for the period
+        ScoreWeights(1.0, 0.0, 0.0, 0.0),  # relevance only: equal texts tie but for the period
         RecallCache(results_bytes=1 << 20, records_bytes=1 << 20, embeddings_bytes=1 << 20),
         state_of=lambda key: None,
     )
