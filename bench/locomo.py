@@ -17,29 +17,20 @@ in the same run: plain dense retrieval (cosine top-k over the same texts, same e
 Methods (``project*`` go through the worker's HTTP recall; the others are computed here):
 
 - ``dense``: cosine top-k over the turns, no pipeline (the reference);
-- ``project``: the worker's recall as configured (weights relevance 1, recency 0.5,
-  importance 0.3; all memory types, so derived semantic memories compete for the k slots);
+- ``bm25``: BM25 top-k over the turns (``pipelines.lexical``, the same words the worker
+  weighs), no pipeline;
+- ``project``: the worker's recall exactly as configured by default (relevance 1, recency 0.5,
+  importance 0.3, lexical 0.4, ``time_hints`` on, all memory types, so derived semantic
+  memories compete for the k slots): the method the goal is about;
 - ``project_episodic``: the same, ``types=["episodic"]`` (no derived memories);
-- ``project_low_recency``: ``weights`` relevance 1, recency ``LOW_RECENCY``, importance 0.3;
-- ``project_relevance``: ``weights`` relevance 1, recency 0, importance 0, all types;
-- ``project_rel_episodic``: the same, episodic only (must equal dense: the check that the
-  pipeline keeps every turn and embeds it exactly as the reference does);
-- ``project_time``: ``project_rel_episodic`` with the project's time preference on
-  (``time_hints``: the worker reads the period the question names, ``pipelines.time_hints``,
-  at the agent's clock, and adds ``schemas.recall.DEFAULT_TIME_WEIGHT`` to the turns formed in it
-  or up to ``DEFAULT_TIME_SLACK_S`` after it): the real feature that ``proto_time`` prototyped;
-- ``proto_expand``: ``project`` with each derived hit replaced by the most relevant episode of
-  its cluster (a ``cluster_id`` recall) not ranked yet;
-- prototypes re-ranking the worker's relevance-only episodic top ``RERANK_POOL`` (``Bonus``):
-  ``proto_speaker`` (turns spoken by a person the question names get
-  +``SPEAKER_BONUS``), ``proto_time`` (turns whose event time lies in a period the question names
-  get +``TIME_BONUS``), ``proto_both`` (both);
+- ``project_no_lexical``: ``project`` with the lexical weight 0 (what the words add);
+- ``project_no_time``: ``project`` with ``time_hints`` off (what the time preference adds);
+- ``project_content``: relevance 1, lexical 0.4, time on, recency and importance 0, episodic:
+  what the query's content and time alone rank;
+- ``project_cosine``: relevance 1 and nothing else, episodic only: must equal ``dense`` (the
+  check that the pipeline keeps every turn and embeds it exactly as the reference does);
 - ``dense_context``: dense over each turn embedded with the turn before it (a content change:
   what the publisher would send), not through the pipeline.
-
-Every ``project*`` method but ``project_time`` sets ``time_hints`` false (the worker's default is
-true), so they measure what they did before the feature, and ``project_rel_episodic`` stays the
-pure-relevance pool that the prototypes re-rank.
 
 Recalls reinforce what they return (the worker emits ``memory.access``), so questions are asked
 in file order and every method is asked question by question (interleaved), so all methods see
@@ -76,9 +67,10 @@ from bench.throughput import _wait_all_stored
 from infra.local_kafka import LocalKafka
 from pipelines.client import MemoryClient
 from pipelines.embed import load_embedder
+from pipelines.lexical import LexicalIndex, terms
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
-from pipelines.time_hints import MONTHS
+from pipelines.settings import Settings
 from pipelines.time_hints import named_period as feature_period
 from schemas.recall import DEFAULT_TIME_SLACK_S, DEFAULT_TIME_WEIGHT
 
@@ -101,22 +93,20 @@ LONG_LIVED_ENV = {
     "ARGOS_ARCHIVE_IDLE_S": str(10 * YEAR),
 }
 COMMON_ENV = {"ARGOS_OTEL_EXPORTER": "none", "ARGOS_ANALYTICS": "false"}
-
-# Prototype constants, chosen a priori (not tuned on these conversations): about the spread of
-# cosine scores between the 1st and the 10th hit of a typical question.
-SPEAKER_BONUS = 0.05
-TIME_BONUS = 0.1
-TIME_SLACK_DAYS = 14  # a session mentions what happened up to ~2 weeks before it
-RERANK_POOL = 100
-LOW_RECENCY = 0.1  # a recency weight for the ``project_low_recency`` variant (default 0.5)
-
-_MONTHS = list(MONTHS)
-_M = "|".join(_MONTHS)
-_DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({_M}),?\s+(\d{{4}})\b", re.I)
-_MONTH_DAY_YEAR = re.compile(rf"\b({_M})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
-_MONTH_YEAR = re.compile(rf"\b({_M}),?\s+(\d{{4}})\b", re.I)
-_MONTH = re.compile(rf"\b(?:in|during|of|since|early|late|mid)\s+({_M})\b", re.I)
-_YEAR = re.compile(r"\b(?:in|during|of)\s+(20\d\d)\b", re.I)
+_DEFAULT = Settings()
+NO_LEXICAL = {
+    "relevance": _DEFAULT.recall_w_relevance,
+    "recency": _DEFAULT.recall_w_recency,
+    "importance": _DEFAULT.recall_w_importance,
+    "lexical": 0.0,
+}
+CONTENT = {
+    "relevance": 1.0,
+    "recency": 0.0,
+    "importance": 0.0,
+    "lexical": _DEFAULT.recall_w_lexical,
+}
+COSINE = {"relevance": 1.0, "recency": 0.0, "importance": 0.0, "lexical": 0.0}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -233,74 +223,6 @@ def named_speakers(conv: Conversation, question: str) -> list[str]:
     return out
 
 
-def named_period(question: str, span: tuple[float, float]) -> tuple[float, float] | None:
-    """The period a question names, as event-time bounds: a day ("on 1 February, 2023",
-    "October 13, 2023"), a month ("in July 2023", "in June": the conversation's span picks the
-    year) or a year ("in 2023"); None when it names none.
-
-    The prototype's parser, kept as it was so ``proto_*`` rows stay comparable; the project's
-    feature is ``pipelines.time_hints`` (the same forms and a few more; a month without a year
-    is read at a reference time, the agent's clock, instead of the conversation's span)."""
-
-    def month_range(y: int, mo: int) -> tuple[float, float]:
-        a = datetime(y, mo, 1, tzinfo=UTC)
-        b = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=UTC)
-        return a.timestamp(), b.timestamp()
-
-    if m := _DAY_MONTH_YEAR.search(question):
-        d = datetime(int(m.group(3)), _MONTHS.index(m.group(2).lower()) + 1, int(m.group(1)))
-        a = d.replace(tzinfo=UTC).timestamp()
-        return a, a + DAY
-    if m := _MONTH_DAY_YEAR.search(question):
-        d = datetime(int(m.group(3)), _MONTHS.index(m.group(1).lower()) + 1, int(m.group(2)))
-        a = d.replace(tzinfo=UTC).timestamp()
-        return a, a + DAY
-    if m := _MONTH_YEAR.search(question):
-        return month_range(int(m.group(2)), _MONTHS.index(m.group(1).lower()) + 1)
-    if m := _MONTH.search(question):
-        mo = _MONTHS.index(m.group(1).lower()) + 1
-        lo, hi = span
-        years = range(
-            datetime.fromtimestamp(lo, UTC).year, datetime.fromtimestamp(hi, UTC).year + 1
-        )
-        for y in years:  # the first such month inside the conversation
-            a, b = month_range(y, mo)
-            if b > lo and a < hi:
-                return a, b
-        return None
-    if m := _YEAR.search(question):
-        y = int(m.group(1))
-        return datetime(y, 1, 1, tzinfo=UTC).timestamp(), datetime(
-            y + 1, 1, 1, tzinfo=UTC
-        ).timestamp()
-    return None
-
-
-@dataclass
-class Bonus:
-    """A re-ranking score: the hit's score, + ``SPEAKER_BONUS`` when a named speaker said the
-    turn, + ``TIME_BONUS`` when the turn's event time lies in the named period (extended by
-    ``TIME_SLACK_DAYS``: a session tells what happened in the days before it)."""
-
-    speakers: set[str]
-    period: tuple[float, float] | None
-    speaker_of: dict[str, str]
-    ts_of: dict[str, float]
-
-    def __call__(self, hit: Any) -> float:
-        d = _dia(hit.memory_id)
-        b = float(hit.score)
-        if d is None:
-            return b
-        if self.speaker_of.get(d) in self.speakers:
-            b += SPEAKER_BONUS
-        if self.period is not None:
-            lo, hi = self.period[0], self.period[1] + TIME_SLACK_DAYS * DAY
-            if lo <= self.ts_of[d] < hi:
-                b += TIME_BONUS
-        return b
-
-
 # -- metrics ---------------------------------------------------------------------------------
 
 
@@ -391,32 +313,6 @@ def lifecycle_report(bootstrap: str, topic: str) -> dict[str, Any]:
     return {"last_state": last, "folded": folded}
 
 
-def expanded(
-    client: MemoryClient, ns: str, query: str, ranked: list[tuple[str | None, float, Any]]
-) -> list[str | None]:
-    """``ranked`` with each derived hit (``sem:<cluster id>``) replaced, in place, by the most
-    relevant episode of that cluster (the same agent's) that is not in the list yet."""
-    out: list[str | None] = []
-    seen = {d for d, _, _ in ranked if d is not None}
-    for d, _, h in ranked:
-        if d is None and h.memory_id.startswith("sem:") and "/" in h.memory_id:  # not hashed
-            members = client.recall(
-                ns,
-                h.agent_id,
-                query,
-                k=5,
-                types=["episodic"],
-                cluster_id=h.memory_id[4:],
-                weights={"relevance": 1, "recency": 0, "importance": 0},
-                time_hints=False,
-            ).hits
-            d = next((m for m in map(_dia, (x.memory_id for x in members)) if m not in seen), None)
-            if d is not None:
-                seen.add(d)
-        out.append(d)
-    return out
-
-
 class Pipeline:
     def __init__(self, kafka: LocalKafka, workdir: Path, env: dict[str, str]) -> None:
         self.kafka = kafka
@@ -491,9 +387,10 @@ def run(
                     ctx_vecs = emb.embed_many(ctx)
                 timing["dense_embed_s"] += time.perf_counter() - t0
                 ids = [t.dia_id for t in c.turns]
-                ts_of = {t.dia_id: t.ts for t in c.turns}
+                lexicon = LexicalIndex()
+                for i, t in enumerate(c.turns):
+                    lexicon.set(i, t.content)
                 span = (c.turns[0].ts, c.turns[-1].ts)
-                speaker_of = {t.dia_id: t.speaker for t in c.turns}
                 # what the lifecycle did to this conversation's evidence
                 lost: dict[str, int] = defaultdict(int)
                 for t in c.turns:
@@ -520,52 +417,35 @@ def run(
                     # dense reference
                     order = np.argsort(-(vecs @ qvecs[qi]), kind="stable")[: max(KS)]
                     scores.add(c.name, q, "dense", [ids[j] for j in order])
+                    lex = lexicon.scores(terms(q.text), len(ids))
+                    order = np.argsort(-lex, kind="stable")[: max(KS)]
+                    scores.add(c.name, q, "bm25", [ids[j] for j in order])
                     if ctx_vecs is not None:
                         order = np.argsort(-(ctx_vecs @ qvecs[qi]), kind="stable")[: max(KS)]
                         scores.add(c.name, q, "dense_context", [ids[j] for j in order])
                     named = named_speakers(c, q.text)
                     agents = [c.agent(s) for s in (named or c.speakers)]
 
-                    def ask(time_hints: bool = False, **kw: Any) -> list[list[Any]]:
-                        return [
-                            client.recall(ns, a, q.text, time_hints=time_hints, **kw).hits  # noqa: B023
+                    def ask(**kw: Any) -> list[str | None]:
+                        hits = [
+                            client.recall(ns, a, q.text, k=max(KS), **kw).hits  # noqa: B023
                             for a in agents  # noqa: B023
                         ]
+                        return [d for d, _, _ in merged(hits)]
 
-                    k = max(KS)
-                    default = merged(ask(k=k))
-                    scores.add(c.name, q, "project", [d for d, _, _ in default])
-                    epi = merged(ask(k=k, types=["episodic"]))
-                    scores.add(c.name, q, "project_episodic", [d for d, _, _ in epi])
-                    low = {"relevance": 1, "recency": LOW_RECENCY, "importance": 0.3}
-                    lowr = merged(ask(k=k, weights=low))
-                    scores.add(c.name, q, "project_low_recency", [d for d, _, _ in lowr])
-                    rel_only = {"relevance": 1, "recency": 0, "importance": 0}
-                    rel = ask(k=k, weights=rel_only)
-                    scores.add(c.name, q, "project_relevance", [d for d, _, _ in merged(rel)])
-                    rel = ask(k=RERANK_POOL, weights=rel_only, types=["episodic"])
-                    scores.add(c.name, q, "project_rel_episodic", [d for d, _, _ in merged(rel)])
-                    # the feature: the worker reads the question's period (time_hints)
-                    timed = ask(time_hints=True, k=k, weights=rel_only, types=["episodic"])
-                    scores.add(c.name, q, "project_time", [d for d, _, _ in merged(timed)])
-                    # prototype: a derived (semantic) hit stands for its cluster: replace it by
-                    # the cluster's most relevant episode not ranked yet
-                    scores.add(c.name, q, "proto_expand", expanded(client, ns, q.text, default))
-                    # prototypes: re-rank the relevance-only pool
-                    period = named_period(q.text, span)
-                    for name, spk, tim in (
-                        ("proto_speaker", True, False),
-                        ("proto_time", False, True),
-                        ("proto_both", True, True),
-                    ):
-                        bonus = Bonus(
-                            set(named) if spk else set(),
-                            period if tim else None,
-                            speaker_of,
-                            ts_of,
-                        )
-                        ranked = merged(rel, bonus)
-                        scores.add(c.name, q, name, [d for d, _, _ in ranked])
+                    scores.add(c.name, q, "project", ask())
+                    scores.add(c.name, q, "project_episodic", ask(types=["episodic"]))
+                    scores.add(c.name, q, "project_no_lexical", ask(weights=NO_LEXICAL))
+                    scores.add(c.name, q, "project_no_time", ask(time_hints=False))
+                    scores.add(
+                        c.name, q, "project_content", ask(weights=CONTENT, types=["episodic"])
+                    )
+                    scores.add(
+                        c.name,
+                        q,
+                        "project_cosine",
+                        ask(weights=COSINE, types=["episodic"], time_hints=False),
+                    )
                 timing["recall_loop_s"] += time.perf_counter() - t0
                 per_conv[c.name] = {
                     "speakers": list(c.speakers),
@@ -576,9 +456,6 @@ def run(
                     "questions_skipped_no_evidence": c.skipped_no_evidence,
                     "evidence_ids_dropped": c.dropped_evidence_ids,
                     "questions_naming_a_period": sum(
-                        named_period(q.text, span) is not None for q in qs
-                    ),
-                    "questions_naming_a_period_feature": sum(
                         feature_period(q.text, span[1]) is not None for q in qs
                     ),
                     "lifecycle": dict(lost),
@@ -605,16 +482,13 @@ def run(
 
 METHOD_ORDER = [
     "dense",
+    "bm25",
     "project",
     "project_episodic",
-    "project_low_recency",
-    "project_relevance",
-    "project_rel_episodic",
-    "proto_expand",
-    "proto_speaker",
-    "proto_time",
-    "project_time",
-    "proto_both",
+    "project_no_lexical",
+    "project_no_time",
+    "project_content",
+    "project_cosine",
     "dense_context",
 ]
 
@@ -693,15 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         "embedder": "onnx (all-MiniLM-L6-v2 int8), the worker's and the dense reference's",
         "worker_env": {**COMMON_ENV, **env},
         "agent_choice": "the speaker(s) a question names, else both; hits merged by best score",
-        "prototype_constants": {
-            "speaker_bonus": SPEAKER_BONUS,
-            "time_bonus": TIME_BONUS,
-            "time_slack_days": TIME_SLACK_DAYS,
-            "rerank_pool": RERANK_POOL,
-            "low_recency": LOW_RECENCY,
-        },
-        "feature_constants": {
-            "project_time": "time_hints on (the default); every other project* method off",
+        "weights": {
+            "project": "the worker's defaults (pipelines.settings)",
+            "project_no_lexical": NO_LEXICAL,
+            "project_content": CONTENT,
+            "project_cosine": COSINE,
             "time_weight": DEFAULT_TIME_WEIGHT,
             "time_slack_s": DEFAULT_TIME_SLACK_S,
         },
