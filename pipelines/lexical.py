@@ -64,13 +64,41 @@ def terms(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
+class _Postings:
+    """One term's rows and frequencies in growable arrays (order free: removal swaps in the
+    last entry), so scoring a term is one vectorised step however many rows hold it."""
+
+    __slots__ = ("n", "rows", "tf")
+
+    def __init__(self) -> None:
+        self.rows = np.empty(4, dtype=np.int64)
+        self.tf = np.empty(4, dtype=np.float32)
+        self.n = 0
+
+    def add(self, row: int, f: int) -> int:
+        if self.n == self.rows.size:
+            self.rows = np.resize(self.rows, 2 * self.n)
+            self.tf = np.resize(self.tf, 2 * self.n)
+        self.rows[self.n], self.tf[self.n] = row, f
+        self.n += 1
+        return self.n - 1
+
+    def pop(self, j: int) -> int | None:
+        """Drop entry ``j``; returns the row whose entry moved into ``j`` (None if none)."""
+        self.n -= 1
+        if j == self.n:
+            return None
+        self.rows[j], self.tf[j] = self.rows[self.n], self.tf[self.n]
+        return int(self.rows[j])
+
+
 class LexicalIndex:
     """An inverted index with BM25 scoring over numbered rows (one agent's memories)."""
 
     def __init__(self, k1: float = K1, b: float = B) -> None:
         self.k1, self.b = k1, b
-        self.postings: dict[str, dict[int, int]] = {}  # term -> row -> term frequency
-        self.rows: list[Counter[str]] = []  # row -> its term frequencies
+        self.postings: dict[str, _Postings] = {}
+        self.rows: list[dict[str, int]] = []  # row -> term -> its entry in the term's postings
         self.lengths = np.zeros(0, dtype=np.float32)  # row -> number of terms
         self.total = 0  # sum of lengths
         self.n_postings = 0
@@ -84,28 +112,34 @@ class LexicalIndex:
             raise IndexError(f"row {i} after the last row {len(self.rows) - 1}")
         tf = Counter(terms(text))
         if i == len(self.rows):
-            self.rows.append(Counter())
+            self.rows.append({})
             if i >= self.lengths.size:
                 grown = np.zeros(max(16, 2 * self.lengths.size), dtype=np.float32)
                 grown[: self.lengths.size] = self.lengths
                 self.lengths = grown
         self._unpost(i)
-        self.rows[i] = tf
+        entries = self.rows[i]
         for t, f in tf.items():
-            self.postings.setdefault(t, {})[i] = f
+            post = self.postings.get(t)
+            if post is None:
+                post = self.postings[t] = _Postings()
+            entries[t] = post.add(i, f)
         self.n_postings += len(tf)
         n = sum(tf.values())
         self.lengths[i] = n
         self.total += n
 
     def _unpost(self, i: int) -> None:
-        old = self.rows[i]
-        for t in old:
+        entries = self.rows[i]
+        for t, j in entries.items():
             post = self.postings[t]
-            del post[i]
-            if not post:
+            moved = post.pop(j)
+            if moved is not None:
+                self.rows[moved][t] = j
+            elif post.n == 0:
                 del self.postings[t]
-        self.n_postings -= len(old)
+        self.n_postings -= len(entries)
+        entries.clear()
         self.total -= int(self.lengths[i])
         self.lengths[i] = 0
 
@@ -116,10 +150,8 @@ class LexicalIndex:
         self._unpost(i)
         if i != last:
             moved = self.rows[last]
-            for t, f in moved.items():
-                post = self.postings[t]
-                del post[last]
-                post[i] = f
+            for t, j in moved.items():
+                self.postings[t].rows[j] = i
             self.rows[i] = moved
             self.lengths[i] = self.lengths[last]
             self.lengths[last] = 0
@@ -132,24 +164,27 @@ class LexicalIndex:
             return out
         size = len(self.rows)
         avg = self.total / size if self.total else 1.0
-        norm = self.k1 * (1.0 - self.b + self.b * self.lengths[:size] / avg)  # per row
+        slope = self.k1 * self.b / avg
+        base = self.k1 * (1.0 - self.b)
         for t in set(query):
             post = self.postings.get(t)
-            if not post:
+            if post is None:
                 continue
-            df = len(post)
+            df = post.n
             idf = math.log(1.0 + (size - df + 0.5) / (df + 0.5))
-            rows = np.fromiter(post.keys(), dtype=np.int64, count=df)
-            tf = np.fromiter(post.values(), dtype=np.float32, count=df)
-            keep = rows < n
-            if not keep.all():
+            rows, tf = post.rows[:df], post.tf[:df]
+            if n < size:
+                keep = rows < n
                 rows, tf = rows[keep], tf[keep]
-            out[rows] += idf * tf * (self.k1 + 1.0) / (tf + norm[rows])
+            norm = base + slope * self.lengths[rows]
+            out[rows] += idf * (self.k1 + 1.0) * tf / (tf + norm)  # a term's rows are distinct
         return out
 
     def nbytes(self) -> int:
-        """A rough size: the postings and per-row counters (Python objects) and the lengths."""
-        return 90 * self.n_postings + 60 * len(self.postings) + self.lengths.nbytes
+        """A rough size: the per-row entry maps (Python dicts) and the postings arrays (12 bytes
+        an entry, up to twice that while they grow)."""
+        arrays = 18 * self.n_postings + 150 * len(self.postings)
+        return 70 * self.n_postings + 60 * len(self.rows) + arrays + self.lengths.nbytes
 
 
 def normalised(raw: np.ndarray) -> np.ndarray:

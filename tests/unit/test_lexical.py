@@ -38,8 +38,8 @@ def reference(docs: list[str], query: str) -> list[float]:
 
 texts = st.lists(st.sampled_from(WORDS), max_size=8).map(" ".join)
 ops = st.lists(
-    st.tuples(st.sampled_from(["add", "replace", "remove"]), st.integers(0, 50), texts),
-    max_size=60,
+    st.tuples(st.sampled_from(["add", "add", "replace", "remove"]), st.integers(0, 80), texts),
+    max_size=120,
 )
 
 
