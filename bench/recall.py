@@ -8,6 +8,10 @@ For each size N (memories held by one worker), in one process and one run:
   full scoring (relevance + recency + importance) and the lifecycle state filter;
 - ``hot_100_agents``: the same N spread over 100 agents (a recall scans one agent's rows);
 - ``hot_filtered``: one agent, with a type and an event-time filter (~1/6 of the rows pass);
+- ``hot_one_agent_lexical`` / ``hot_100_agents_lexical``: the two layouts with the query's words
+  as well (the lexical part, ``pipelines.lexical``: BM25 over the agent's rows, weight 0.4);
+  memory texts are the simulated agents' (a small vocabulary shared by many memories: the
+  postings are long, the worst case for it), each query's words those of the memory it is near;
 - ``milvus_lite``: ``MilvusStore`` alone in a temp dir (insert, flush, AUTOINDEX built), queried
   with the agent filter, for N up to ``--milvus-max`` (both layouts);
 - ``faiss_hnsw``: an ANN candidate (faiss HNSW, M=32, efSearch=64, cosine only, no filters) on
@@ -41,8 +45,10 @@ from typing import Any
 import numpy as np
 
 from pipelines.hot_index import HotIndex, RecallFilters
+from pipelines.lexical import terms
 from pipelines.lifecycle import LifecycleParams
 from pipelines.scoring import ScoreWeights
+from pipelines.simulation import Population
 from pipelines.store import MilvusStore, StoredMemory
 
 try:
@@ -87,6 +93,10 @@ class Data:
         self.stability = (
             p.base_stability * factor[self.type] * (1.0 + p.importance_weight * self.importance)
         )
+        # texts: the simulated agents' (pipelines.simulation), so the lexical part of a recall
+        # meets a realistic vocabulary (a few hundred words, the same ones in many memories)
+        self.pool = [e.content for e in Population(20, seed=seed).events(4000)]
+        self.text_of = rng.integers(0, len(self.pool), n)
         self.rng = rng
 
     def rows(self, agent_of: Callable[[int], str], lo: int, hi: int) -> list[StoredMemory]:
@@ -96,7 +106,7 @@ class Data:
                 agent_id=agent_of(i),
                 namespace=NS,
                 type=TYPES[self.type[i]],
-                content=f"synthetic memory {i}",
+                content=self.pool[self.text_of[i]],
                 importance=float(self.importance[i]),
                 event_ts=float(self.event_ts[i]),
                 event_time="",
@@ -237,7 +247,10 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         top = np.argpartition(-s, k - 1)[:k]
         return top[np.argsort(-s[top])].tolist()
 
-    Method = Callable[[np.ndarray, int], list[int]]
+    # each query's words: the text of the memory it was drawn near
+    qterms = [terms(d.pool[d.text_of[min(int(p), n - 1)]]) for p in picks]
+
+    Method = Callable[[np.ndarray, int, int], list[int]]
 
     def measure(methods: dict[str, Method]) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
         """Every method on query i, then on query i+1, ... (after a short warm-up)."""
@@ -245,29 +258,38 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         results: dict[str, list[list[int]]] = {name: [] for name in methods}
         for i in range(min(5, args.queries)):
             for fn in methods.values():
-                fn(queries[i], int(agents[i]))
-        for q, a in zip(queries, agents, strict=True):
+                fn(queries[i], int(agents[i]), i)
+        for i, (q, a) in enumerate(zip(queries, agents, strict=True)):
             for name, fn in methods.items():
                 t0 = time.perf_counter()
-                got = fn(q, int(a))
+                got = fn(q, int(a), i)
                 timings[name].append(time.perf_counter() - t0)
                 results[name].append(got)
         return {name: pct(v) for name, v in timings.items()}, results
 
     # pass 1: everything in this process (Milvus Lite's server process is not running yet)
     methods: dict[str, Method] = {
-        "brute_force": lambda q, a: brute(q, one_codes, 0),
-        "brute_force_100_agents": lambda q, a: brute(q, agent_codes, a),
-        "hot_one_agent": lambda q, a: ids_of(
+        "brute_force": lambda q, a, i: brute(q, one_codes, 0),
+        "brute_force_100_agents": lambda q, a, i: brute(q, agent_codes, a),
+        "hot_one_agent": lambda q, a, i: ids_of(
             hot["one_agent"].search(q, RecallFilters(NS, ONE), k, T0, w)
         ),
-        "hot_100_agents": lambda q, a: ids_of(
+        "hot_100_agents": lambda q, a, i: ids_of(
             hot["100_agents"].search(q, RecallFilters(NS, hundred_agents(a)), k, T0, w)
         ),
-        "hot_filtered": lambda q, a: ids_of(hot["one_agent"].search(q, filt, k, T0, w)),
+        "hot_filtered": lambda q, a, i: ids_of(hot["one_agent"].search(q, filt, k, T0, w)),
+        # the same searches with the query's words (the lexical part, BM25 over the agent's rows)
+        "hot_one_agent_lexical": lambda q, a, i: ids_of(
+            hot["one_agent"].search(q, RecallFilters(NS, ONE), k, T0, w, query_terms=qterms[i])
+        ),
+        "hot_100_agents_lexical": lambda q, a, i: ids_of(
+            hot["100_agents"].search(
+                q, RecallFilters(NS, hundred_agents(a)), k, T0, w, query_terms=qterms[i]
+            )
+        ),
     }
     if hnsw is not None:
-        methods["faiss_hnsw"] = lambda q, a: hnsw.search(q[None, :], k)[1][0].tolist()
+        methods["faiss_hnsw"] = lambda q, a, i: hnsw.search(q[None, :], k)[1][0].tolist()
     t = time.perf_counter()
     out["latency"], results = measure(methods)
     out["query_s"] = time.perf_counter() - t
@@ -287,7 +309,9 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for layout, m in milvus.items():
             store = m["store"]
 
-            def search_milvus(q: np.ndarray, a: int, store: MilvusStore = store, lay: str = layout):
+            def search_milvus(
+                q: np.ndarray, a: int, i: int, store: MilvusStore = store, lay: str = layout
+            ) -> list[int]:
                 agent = ONE if lay == "one_agent" else hundred_agents(a)
                 hits = store.search(q, namespace=NS, agent_id=agent, k=k)
                 return [int(h.memory.memory_id[1:]) for h in hits]
@@ -358,6 +382,10 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         f"{name}_p50_over_brute_force_p50": lat[name]["p50_ms"] / lat["brute_force"]["p50_ms"]
         for name in same_pass
     }
+    for layout in ("one_agent", "100_agents"):  # what the query's words cost, same pass
+        plain, lexical = lat[f"hot_{layout}"], lat[f"hot_{layout}_lexical"]
+        for key in ("p50_ms", "p99_ms"):
+            out["ratios"][f"hot_{layout}_lexical_{key[:3]}_over_plain"] = lexical[key] / plain[key]
     for layout, m in milvus.items():
         out[f"milvus_lite_{layout}"] = {k2: v for k2, v in m.items() if k2 != "store"}
         args.milvus_rate = m["insert_rows_per_s"]
@@ -399,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             "agents_in_spread_layout": AGENTS,
             "vectors": "synthetic unit vectors around 1000 topic centres; queries near a memory",
             "hot_filtered": "type=episodic and event time in the last 6 of 12 hours (~1/6)",
+            "texts": "pipelines.simulation texts (4000 drawn from 20 agents), cycled at random",
             "faiss_hnsw": "IndexHNSWFlat M=32 efConstruction=64 efSearch=64, inner product",
         },
         "goals": GOALS,
