@@ -347,6 +347,48 @@ def _save_states(
     return futs
 
 
+def stall_report(probe: dict[str, Any]) -> str:
+    """What every thread and asyncio task is doing, and the ingest stage's pipeline (chunks in
+    flight, whether its finisher still runs): what a stalled partition is waiting on."""
+    import sys
+    import threading
+    import traceback
+
+    lines = []
+    inflight, finisher = probe.get("inflight"), probe.get("finisher")
+    if inflight is not None:
+        lines.append(f"ingest chunks queued: {inflight.qsize()}")
+    if finisher is not None:
+        lines.append(f"ingest finisher done: {finisher.done()}")
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        lines.append(f"--- thread {names.get(ident, ident)}")
+        lines += [x.rstrip() for x in traceback.format_stack(frame)[-8:]]
+    for task in asyncio.all_tasks():
+        where, coro = [], task.get_coro()
+        while coro is not None and len(where) < 30:  # the await chain, outermost first
+            frame = next(
+                (
+                    getattr(coro, a)
+                    for a in ("cr_frame", "gi_frame", "ag_frame")
+                    if getattr(coro, a, None) is not None
+                ),
+                None,
+            )
+            if frame is not None:
+                where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            coro = next(
+                (
+                    getattr(coro, a)
+                    for a in ("cr_await", "gi_yieldfrom", "ag_await")
+                    if getattr(coro, a, None) is not None
+                ),
+                None,
+            )
+        lines.append(f"--- task {task.get_name()}: {' > '.join(where)}")
+    return "\n".join(lines)
+
+
 async def _all(futures: Iterable[Awaitable[Any]]) -> None:
     """Wait until Kafka acknowledged every message of the batch (acks=all)."""
     pending = list(futures)
@@ -553,6 +595,8 @@ def create_app(
             stats.embed_busy_s += dt
             tel.record_stage_latency("ingest_embed", dt)
 
+    probe: dict[str, Any] = {}  # the ingest stage's pipeline, for the stall watchdog's report
+
     @app.agent(events_t, concurrency=1, name="argos.ingest_embed")
     async def ingest_embed(stream: faust.StreamT[bytes]) -> None:
         """Ingest and embed in one agent (a Kafka hop between them would cost more loop time
@@ -597,6 +641,7 @@ def create_app(
                         pipe.partition_load.note_keys(part, part_keys)
 
         finisher = asyncio.ensure_future(finish_in_order())
+        probe.update(inflight=inflight, finisher=finisher)
         try:
             async for batch in stream.take_events(chunk, within=within):
                 if finisher.done():
@@ -891,6 +936,8 @@ def create_app(
                 app.in_recovery,
             )
             stats.stalled_partitions += 1
+            if stats.stalled_partitions == 1 or stats.stalled_partitions % 50 == 0:
+                log.warning("stall report:\n%s", stall_report(probe))
             if tp not in active and not app.in_recovery:
                 consumer._buffered_partitions.discard(tp)
                 consumer._paused_partitions.discard(tp)

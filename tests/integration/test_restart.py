@@ -13,7 +13,7 @@ from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
-from tests.integration.kafka_utils import ledger
+from tests.integration.kafka_utils import ledger, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,22 @@ def _wait(worker: WorkerProcess, timeout: float = 300) -> tuple[int, dict[str, s
     return count, book
 
 
+def _dump_topics(worker: WorkerProcess, path: Path) -> None:
+    """Which memory sits at which offset of the events and embedded topics (a test artefact)."""
+    import json
+
+    out: dict[str, list[tuple[int, int, str]]] = {}
+    for name in ("memory.events", "memory.embedded"):
+        topic = worker.env["ARGOS_TOPIC_PREFIX"] + "." + name
+        rows = []
+        for r in read_topic(worker.bootstrap, topic, timeout=30):
+            body = json.loads(r.value)  # type: ignore[attr-defined]
+            mid = body.get("memory_id") or body.get("event", {}).get("memory_id", "?")
+            rows.append((r.partition, r.offset, mid))  # type: ignore[attr-defined]
+        out[name] = sorted(rows)
+    path.write_text(json.dumps(out))
+
+
 def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
     start_worker: Callable[..., WorkerProcess], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -101,12 +117,16 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
         + ", ".join(f"{len(v)} {k}" for k, v in ref_book.items())
         + ")"
     )
+    _dump_topics(again, data_dir / "topics.json")  # for a diagnosis beside worker.log
     missing = published - ((book["created"] & published) | book["duplicates"])
     if missing:  # the memory-stage batches of both processes (one log), for the diagnosis
         print("missing:", sorted(missing))
-        for line in again.log_path.read_text(errors="replace").splitlines():
-            if "memory batch" in line or "Starting" in line:
+        log = again.log_path.read_text(errors="replace")
+        for line in log.splitlines():
+            if "memory batch" in line or "[^Worker]: Starting" in line or "stalled" in line:
                 print(line[:3000])
+        if "stall report" in log:  # the first one: threads and tasks while a partition stalled
+            print(log[log.index("stall report") :][:30000])
     # nothing lost: every published memory was created or strengthened an earlier one
     assert not missing
     assert book["created"].isdisjoint(book["duplicates"])
