@@ -430,6 +430,25 @@ class Analytics:
         self._queue: list[_Queued] = []
         self._dirty: dict[str, None] = {}  # namespaces with news since the last drain (ordered)
 
+    # -- what the recall caches ask -----------------------------------------------------------
+
+    def expected_recalls(self) -> dict[tuple[str, str], float]:
+        """Each agent's expected number of recalls in the next window, by the recall-probability
+        model: the sum of its open memories' predicted probabilities (each memory is predicted
+        when it forms or is recalled, and labelled when its window ends). The hot index keeps
+        the agents with the most in memory and warms them before they are asked for.
+
+        >>> a = Analytics()
+        >>> a.expected_recalls()
+        {}
+        """
+        out: dict[tuple[str, str], float] = {}
+        for name, ns in self.namespaces.items():
+            for pend in ns.pending.values():
+                key = (name, pend.agent_id)
+                out[key] = out.get(key, 0.0) + pend.p
+        return out
+
     # -- inputs ---------------------------------------------------------------------------------
 
     def observe_memory(

@@ -1106,6 +1106,34 @@ def register_analytics(
         )
         await _all(_save_states(table, {key[0]: blob}, pipe.keyring, key[1]))
 
+    prefetch_pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+    owned_parts: list[set[int]] = [set()]
+
+    def owns(namespace: str, agent_id: str) -> bool:
+        return partition_of(agent_id.encode(), parts) in owned_parts[0]
+
+    pipe.recall.owns = owns
+
+    async def prefetch() -> None:
+        """Warm the agents the recall-probability model expects to be recalled soon, and rank
+        the hot index's evictions by it (``RecallService.prefetch``)."""
+        loop = asyncio.get_running_loop()
+        try:
+            owned_parts[0] = {
+                tp.partition for tp in app.consumer.assignment() if tp.topic == embedded_name
+            }
+            expected = await loop.run_in_executor(
+                pipe.analytics_pool, pipe.analytics.expected_recalls
+            )
+            await loop.run_in_executor(
+                prefetch_pool, pipe.recall.prefetch, expected, settings.prefetch_agents
+            )
+        except Exception as exc:  # noqa: BLE001 - a cache warm-up: the next tick tries again
+            log.warning("prefetch failed: %r", exc)
+
+    if settings.prefetch_s > 0:
+        app.timer(interval=settings.prefetch_s, name="argos.recall.prefetch")(prefetch)
+
     # A timer, not the stream: the last batch before a quiet spell is checkpointed too.
     app.timer(interval=settings.analytics_checkpoint_s, name="argos.analytics.checkpoint")(
         checkpoint

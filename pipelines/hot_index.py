@@ -461,6 +461,8 @@ class HotIndex:
         self._parts: dict[tuple[str, str], _Partition] = {}
         self._owner: dict[str, dict[str, str]] = {}  # namespace -> memory_id -> agent_id
         self._tombstones: dict[str, set[str]] = {}  # namespace -> decayed/deleted memory ids
+        # (namespace, agent) -> expected recalls soon (see ``set_priorities``); 0 when unknown
+        self._priority: dict[tuple[str, str], float] = {}
         self._lock = threading.RLock()
         self._scratch: np.ndarray | None = None
 
@@ -497,16 +499,28 @@ class HotIndex:
         if p is not None:
             self._parts[key] = p
 
+    def set_priorities(self, expected: Mapping[tuple[str, str], float]) -> None:
+        """How many recalls each ``(namespace, agent)`` is expected to get soon (the analytics'
+        recall-probability model): past the memory bound, the agents expected to be recalled
+        least leave first (the least recently used first among equals; an agent not named
+        counts 0). Replaces the previous map."""
+        with self._lock:
+            self._priority = dict(expected)
+
     def _enforce_bound(self, keep: set[tuple[str, str]]) -> None:
-        """Past ``max_bytes``: evict the least recently used agents (never those in ``keep``,
-        the ones just written) until the index is back under 90% of the bound."""
+        """Past ``max_bytes``: evict agents (never those in ``keep``, the ones just written)
+        until the index is back under 90% of the bound: those expected to be recalled least
+        first (``set_priorities``), the least recently used first among equals."""
         if self.max_bytes is None:
             return
         total = self.nbytes()
         if total <= self.max_bytes:
             return
         goal = 0.9 * self.max_bytes
-        for key in list(self._parts):
+        lru = list(self._parts)  # least recently used first
+        rank = {key: i for i, key in enumerate(lru)}
+        prio = self._priority
+        for key in sorted(lru, key=lambda k: (prio.get(k, 0.0), rank[k])):
             if total <= goal:
                 break
             if key in keep:

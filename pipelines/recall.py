@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.embed import Embedder
@@ -66,6 +66,10 @@ class RecallService:
         self.index = HotIndex(embedder.dim, params.lifecycle, weights, max_bytes=max_bytes)
         self._warming = threading.Lock()
         self.hits = self.misses = 0
+        self.prefetched = self.prefetch_runs = 0
+        # whether this worker owns an agent's partition now (set by the worker; prefetch warms
+        # only its own agents)
+        self.owns: Callable[[str, str], bool] = lambda namespace, agent_id: True
 
     # -- writes (from the stages) ---------------------------------------------------------------
 
@@ -112,6 +116,33 @@ class RecallService:
                             self.index.set_cluster(namespace, agent_id, mid, c["id"])
                 self.index.mark_warm(namespace, agent_id)
 
+    def prefetch(
+        self,
+        expected: Mapping[tuple[str, str], float],
+        limit: int = 8,
+        min_expected: float = 0.5,
+    ) -> int:
+        """Act on the recall-probability model's forecast (``Analytics.expected_recalls``):
+        the index keeps the agents expected to be recalled most when it must evict, and up to
+        ``limit`` of them expected to get at least ``min_expected`` recalls in the next window
+        are warmed now (rows from L2, lives and clusters), most expected first, so their first
+        recall does not pay for it. Only agents this worker owns are warmed (``owns``).
+        Returns the agents warmed."""
+        self.index.set_priorities(expected)
+        ranked = sorted(
+            (v, key) for key, v in expected.items() if v >= min_expected and self.owns(*key)
+        )
+        warmed = 0
+        for _, (ns, agent) in reversed(ranked):
+            if warmed >= limit:
+                break
+            if not self.index.is_warm(ns, agent):
+                self.warm(ns, agent)
+                warmed += 1
+        self.prefetched += warmed
+        self.prefetch_runs += 1
+        return warmed
+
     def recall(self, req: RecallRequest) -> RecallResponse:
         t0 = time.perf_counter()
         self.warm(req.namespace, req.agent_id)
@@ -149,5 +180,7 @@ class RecallService:
             "l2_agents": self.index.agents(),
             "l2_max_bytes": self.index.max_bytes,
             "l2_evicted_agents": self.index.evicted_agents,
+            "prefetched_agents": self.prefetched,
+            "prefetch_runs": self.prefetch_runs,
             "l2_source": "table" if self.rows_of is not None else "milvus",
         }

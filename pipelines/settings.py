@@ -201,6 +201,16 @@ class Settings(BaseSettings):
         description="ARGOS_ANALYTICS_CHECKPOINT_S: wall seconds between checkpoints of the "
         "analytics models (into the changelog-recovered table <prefix>-analytics).",
     )
+    prefetch_s: float = Field(
+        5.0,
+        ge=0,
+        description="ARGOS_PREFETCH_S: wall seconds between prefetches: the agents the "
+        "recall-probability model expects to be recalled most are warmed into the hot index and "
+        "kept there first when it must evict (0: off; needs ARGOS_ANALYTICS).",
+    )
+    prefetch_agents: int = Field(
+        8, ge=1, description="ARGOS_PREFETCH_AGENTS: agents warmed at most per prefetch."
+    )
     # Stream batching
     # Security (issue 6)
     tokens: str | None = Field(

@@ -20,7 +20,7 @@ from tests.integration.kafka_utils import read_topic
 pytestmark = pytest.mark.integration
 
 NS = "analytics-test"
-FAST = {"ARGOS_ANALYTICS_CHECKPOINT_S": "0.5"}
+FAST = {"ARGOS_ANALYTICS_CHECKPOINT_S": "0.5", "ARGOS_PREFETCH_S": "1"}
 
 
 def _metric_total(worker: WorkerProcess) -> float:
@@ -52,6 +52,9 @@ def test_predictions_metrics_and_models_survive_a_restart(
     while _metric_total(worker) < 400 and time.monotonic() < deadline:
         time.sleep(1.0)
     assert _metric_total(worker) == 400
+    # the recall model's forecast reached the hot index: the prefetch timer ran on it
+    recall_stats = client.stats()["recall"]
+    assert recall_stats["prefetch_runs"] >= 1, recall_stats
 
     preds = [
         PredictionEvent.model_validate_json(r.value)
