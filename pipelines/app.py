@@ -481,6 +481,7 @@ def create_app(
             state_of=lambda key: pipe.state(pipe.memory_table, key),
             rows_of=lambda ns, agent: pipe.hot_rows(ns, agent),
             max_bytes=int(settings.hot_index_mb * 2**20),
+            spatial_cell=settings.spatial_cell or None,
         ),
         population_params=PopulationParams(
             join_threshold=settings.population_join, merge_threshold=settings.population_merge

@@ -56,6 +56,7 @@ from pipelines.scoring import (
     score,
     time_part,
 )
+from pipelines.spatial import Grid
 from pipelines.store import StoredMemory, dedupe_last
 from pipelines.time_hints import named_period
 from schemas.recall import RecallHit, RecallRequest
@@ -66,6 +67,7 @@ TYPE_CODES: dict[str, int] = {"episodic": 0, "semantic": 1, "procedural": 2}
 TERMINAL = frozenset({MemoryState.decayed.value, MemoryState.deleted.value})
 DEFAULT_STATES = frozenset({MemoryState.active.value, MemoryState.consolidated.value})
 _EMPTY = np.zeros(0, dtype=np.float32)
+SPATIAL_CELL = 10.0  # default grid cell side for radius recalls, in world units
 _GATHER_BELOW = 0.25  # fraction of an agent's rows under which a filtered search gathers rows
 _GATHER_CHUNK = 4096  # rows gathered at a time into a reused scratch buffer (no big temporaries)
 
@@ -309,6 +311,7 @@ class _Partition:
     text_bytes: int = 0
     warm: bool = False  # holds all the agent's rows (loaded by RecallService.warm)
     lex: LexicalIndex = field(default_factory=LexicalIndex)  # the rows' words (BM25)
+    grid: Grid | None = None  # the rows' (x, y) cells (pipelines.spatial), when enabled
 
     def __post_init__(self) -> None:
         self.vec = np.empty((0, self.dim), dtype=np.float32)
@@ -357,6 +360,8 @@ class _Partition:
         last = self.n - 1
         gone = self.rows[i]
         self.lex.remove_at(i, last)
+        if self.grid is not None:
+            self.grid.remove_at(i, last)
         if i != last:
             self.vec[i] = self.vec[last]
             for a in self.cols.values():
@@ -376,7 +381,8 @@ class _Partition:
     def nbytes(self) -> int:
         arrays = self.vec.nbytes + self.tagbits.nbytes + sum(a.nbytes for a in self.cols.values())
         dicts = 100 * (len(self.index) + len(self.pending_life) + len(self.pending_cluster))
-        return arrays + self.text_bytes + dicts + self.lex.nbytes()
+        grid = 0 if self.grid is None else self.grid.nbytes()
+        return arrays + self.text_bytes + dicts + self.lex.nbytes() + grid
 
     # -- search --------------------------------------------------------------------------------
     def mask(self, f: RecallFilters) -> np.ndarray | None:
@@ -409,15 +415,28 @@ class _Partition:
                 return None
             m &= (self.tagbits[:n, bit[0]] & bit[1]) != 0
         if f.near is not None:
-            pos = c["pos"][:n]
-            dx = pos[:, 0] - f.near.x
-            dy = pos[:, 1] - f.near.y
+            near = f.near
+            # the grid's cells near the point, when they hold few enough rows; else every row
+            cand = (
+                None
+                if self.grid is None
+                else self.grid.candidates(near.x, near.y, near.radius, limit=n // 4)
+            )
+            pos = c["pos"][:n] if cand is None else c["pos"][cand]
+            dx = pos[:, 0] - near.x
+            dy = pos[:, 1] - near.y
             d2 = dx * dx + dy * dy
-            if f.near.z is not None:
-                dz = pos[:, 2] - f.near.z
+            if near.z is not None:
+                dz = pos[:, 2] - near.z
                 d2 += dz * dz
             with np.errstate(invalid="ignore"):
-                m &= d2 <= f.near.radius * f.near.radius  # NaN (no position) never matches
+                inside = d2 <= near.radius * near.radius  # NaN (no position) never matches
+            if cand is None:
+                m &= inside
+            else:
+                hit = np.zeros(n, dtype=bool)
+                hit[cand[inside]] = True
+                m &= hit
         return m
 
 
@@ -448,11 +467,14 @@ class HotIndex:
         params: LifecycleParams | None = None,
         weights: ScoreWeights | None = None,
         max_bytes: int | None = None,
+        spatial_cell: float | None = SPATIAL_CELL,
     ) -> None:
         """``max_bytes``: the memory bound; past it, whole agents leave the index, least
         recently used first (their rows stay in the L2 table and Milvus, and the next recall
-        for one of them warms it again)."""
+        for one of them warms it again). ``spatial_cell``: the side of the grid cells that
+        radius recalls look up (world units, ``pipelines.spatial``; None: scan every row)."""
         self.dim = dim
+        self.spatial_cell = spatial_cell
         self.params = params or LifecycleParams()
         self.weights = weights or ScoreWeights()
         self.max_bytes = max_bytes
@@ -471,7 +493,8 @@ class HotIndex:
         key = (namespace, agent_id)
         p = self._parts.get(key)
         if p is None:
-            p = self._parts[key] = _Partition(self.dim)
+            grid = Grid(self.spatial_cell) if self.spatial_cell else None
+            p = self._parts[key] = _Partition(self.dim, grid=grid)
         return p
 
     def upsert(self, rows: Sequence[StoredMemory]) -> int:
@@ -600,6 +623,9 @@ class HotIndex:
         c["importance"][slots] = imp
         c["arousal"][slots] = aro
         c["pos"][slots] = np.array([_position(r.extra) for r in keep], dtype=np.float64)
+        if p.grid is not None:
+            for i in slots.tolist():
+                p.grid.set(i, float(c["pos"][i, 0]), float(c["pos"][i, 1]))
         # lifecycle defaults for rows the lifecycle has not reported on
         unknown = fresh | ~c["life_known"][slots]
         for j in np.flatnonzero(unknown):

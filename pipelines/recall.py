@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.embed import Embedder
-from pipelines.hot_index import HotIndex, preferred_period, time_bonus_for
+from pipelines.hot_index import SPATIAL_CELL, HotIndex, preferred_period, time_bonus_for
 from pipelines.memory_state import MemoryParams, index_fields, load_life
 from pipelines.recall_cache import RecallCache
 from pipelines.scoring import ScoreWeights
@@ -55,6 +55,7 @@ class RecallService:
         state_of: StateOf,
         rows_of: RowsOf | None = None,
         max_bytes: int | None = None,
+        spatial_cell: float | None = SPATIAL_CELL,
     ) -> None:
         """``rows_of`` reads an agent's rows from the persistent L2 table; without one, an
         agent is warmed from L3 (both Milvus collections). ``max_bytes`` bounds the hot index
@@ -63,7 +64,9 @@ class RecallService:
         self.params, self.weights, self.cache = params, weights, cache
         self.state_of = state_of
         self.rows_of = rows_of
-        self.index = HotIndex(embedder.dim, params.lifecycle, weights, max_bytes=max_bytes)
+        self.index = HotIndex(
+            embedder.dim, params.lifecycle, weights, max_bytes=max_bytes, spatial_cell=spatial_cell
+        )
         self._warming = threading.Lock()
         self.hits = self.misses = 0
         self.prefetched = self.prefetch_runs = 0

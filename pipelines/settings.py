@@ -201,6 +201,12 @@ class Settings(BaseSettings):
         description="ARGOS_ANALYTICS_CHECKPOINT_S: wall seconds between checkpoints of the "
         "analytics models (into the changelog-recovered table <prefix>-analytics).",
     )
+    spatial_cell: float = Field(
+        10.0,
+        ge=0,
+        description="ARGOS_SPATIAL_CELL: side of the grid cells (world units) over each agent's "
+        "memory positions that radius recalls look up instead of scanning every row (0: off).",
+    )
     prefetch_s: float = Field(
         5.0,
         ge=0,
