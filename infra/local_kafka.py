@@ -10,6 +10,10 @@ In-process use (tests)::
     with LocalKafka(tmp_path / "kafka") as kafka:
         produce(kafka.bootstrap_servers)
 
+With ``sasl_users={"alice": "secret"}`` the broker also has a SASL_PLAINTEXT listener (PLAIN
+mechanism, those users) on its own port, ``kafka.sasl_bootstrap_servers``; the PLAINTEXT
+listener stays as it is (the broker itself and the readiness probe use it).
+
 Across processes (demo, CI), keyed by data dir::
 
     python -m infra.local_kafka start  [--data-dir .data/kafka]   # prints 127.0.0.1:PORT
@@ -31,6 +35,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,7 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -78,6 +83,9 @@ STDOUT_FILE = "kafka.out"
 LOCK_FILE = ".lock"
 JAR_MARKER = ".complete"
 MAIN_CLASS = "kafka.Kafka"
+SASL_LISTENER = "SASL_PLAINTEXT"
+#: SASL user names become JAAS option keys (``user_<name>``): keep them to plain characters.
+_SASL_USER = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 #: Brokers started by start_detached() in this process, kept so that the Popen objects are
@@ -207,6 +215,10 @@ class LocalKafka:
     ``port`` is the PLAINTEXT client port (a free local port when None; a restart in the same
     ``data_dir`` reuses the previous ports when they are still free); the controller listener
     always gets its own free port. ``heap`` is the JVM ``-Xmx`` value.
+
+    ``sasl_users`` (user name -> password) adds a SASL_PLAINTEXT listener with the PLAIN
+    mechanism that accepts exactly those users, on its own free port
+    (:attr:`sasl_bootstrap_servers`). Without it the broker is PLAINTEXT only, as before.
     """
 
     def __init__(
@@ -216,13 +228,16 @@ class LocalKafka:
         heap: str = "512m",
         *,
         cache_dir: Path | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.requested_port = port
         self.heap = heap
         self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else DEFAULT_CACHE_DIR
+        self.sasl_users = _check_sasl_users(sasl_users) if sasl_users is not None else None
         self.port: int | None = None
         self.controller_port: int | None = None
+        self.sasl_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
 
@@ -262,6 +277,16 @@ class LocalKafka:
         if self.port is None:
             raise RuntimeError("LocalKafka is not started")
         return f"{HOST}:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` of the SASL_PLAINTEXT (PLAIN) listener; only valid after
+        :meth:`start` of a broker made with ``sasl_users``."""
+        if self.sasl_users is None:
+            raise RuntimeError("this LocalKafka has no SASL listener (pass sasl_users)")
+        if self.sasl_port is None:
+            raise RuntimeError("LocalKafka is not started")
+        return f"{HOST}:{self.sasl_port}"
 
     @property
     def pid(self) -> int | None:
@@ -351,6 +376,19 @@ class LocalKafka:
         self.bootstrap_file.write_text(self.bootstrap_servers + "\n")
 
     def _choose_ports(self, *, fresh: bool) -> None:
+        self._choose_main_ports(fresh=fresh)
+        assert self.port is not None and self.controller_port is not None  # noqa: S101
+        if self.sasl_users is None:
+            self.sasl_port = None
+            return
+        taken = {self.port, self.controller_port}
+        previous = None if fresh else _listener_ports(self.properties_file).get(SASL_LISTENER)
+        if previous is not None and previous not in taken and _port_is_free(previous):
+            self.sasl_port = previous
+        else:
+            self.sasl_port = _free_ports(1, exclude=taken)[0]
+
+    def _choose_main_ports(self, *, fresh: bool) -> None:
         if self.requested_port is not None:
             if not _port_is_free(self.requested_port):
                 raise KafkaStartError(
@@ -398,9 +436,34 @@ class LocalKafka:
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "2",
         }
+        if self.sasl_users is not None:
+            props.update(self._sasl_properties(props))
         lines = ["# Written by infra/local_kafka.py on every start; edits are overwritten."]
         lines += [f"{key}={value}" for key, value in props.items()]
         self.properties_file.write_text("\n".join(lines) + "\n")
+
+    def _sasl_properties(self, props: dict[str, str]) -> dict[str, str]:
+        """A SASL_PLAINTEXT listener (PLAIN, ``sasl_users``) beside the PLAINTEXT one; the
+        broker's own traffic and the controller stay on PLAINTEXT."""
+        assert self.sasl_users is not None and self.sasl_port is not None  # noqa: S101
+        sasl = f"{SASL_LISTENER}://{HOST}:{self.sasl_port}"
+        users = "".join(f' user_{name}="{pw}"' for name, pw in self.sasl_users.items())
+        # The PLAIN login module wants a username/password of its own (used only if the broker
+        # itself connects through this listener, which it does not): the first user's.
+        own_name, own_password = next(iter(self.sasl_users.items()))
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{own_name}" password="{own_password}"{users};'
+        )
+        return {
+            "listeners": f"{props['listeners']},{sasl}",
+            "advertised.listeners": f"{props['advertised.listeners']},{sasl}",
+            "listener.security.protocol.map": (
+                f"{props['listener.security.protocol.map']},{SASL_LISTENER}:SASL_PLAINTEXT"
+            ),
+            "sasl.enabled.mechanisms": "PLAIN",
+            f"listener.name.{SASL_LISTENER.lower()}.plain.sasl.jaas.config": jaas,
+        }
 
     def _cluster_id(self) -> str:
         path = self.data_dir / CLUSTER_ID_FILE
@@ -496,9 +559,25 @@ class LocalKafka:
                     f"within {timeout:.0f}s"
                 )
             # Short probes so that a JVM that dies meanwhile is noticed within seconds.
-            if _answers(self.bootstrap_servers, min(remaining, 5.0)):
+            if _answers(self.bootstrap_servers, min(remaining, 5.0)) and self._sasl_answers(
+                min(remaining, 5.0)
+            ):
                 return
             time.sleep(0.2)
+
+    def _sasl_answers(self, timeout: float) -> bool:
+        """The SASL listener (if any) authenticates its first user and answers metadata."""
+        if self.sasl_users is None:
+            return True
+        name, password = next(iter(self.sasl_users.items()))
+        return _answers(
+            self.sasl_bootstrap_servers,
+            timeout,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username=name,
+            sasl_plain_password=password,
+        )
 
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -704,8 +783,26 @@ def _port_accepts(host: str, port: int) -> bool:
         return False
 
 
-def _answers(bootstrap: str, timeout: float) -> bool:
-    """A real Kafka round trip: bootstrap (ApiVersions) + a Metadata request via kafka-python."""
+def _check_sasl_users(users: Mapping[str, str]) -> dict[str, str]:
+    """At least one user; names and passwords that fit the JAAS line unescaped."""
+    checked = dict(users)
+    if not checked:
+        raise ValueError("sasl_users needs at least one user (name -> password)")
+    for name, password in checked.items():
+        if not _SASL_USER.match(name):
+            raise ValueError(f"SASL user name {name!r}: use letters, digits, '.', '_', '-'")
+        plain = password.isascii() and password.isprintable()
+        if not password or not plain or any(c in password for c in '"\\;'):
+            raise ValueError(
+                f"SASL password of {name!r}: must be non-empty printable ASCII, without quotes, "
+                "backslashes or ';'"
+            )
+    return checked
+
+
+def _answers(bootstrap: str, timeout: float, **security: str) -> bool:
+    """A real Kafka round trip: bootstrap (ApiVersions) + a Metadata request via kafka-python
+    (``security``: extra client settings, e.g. SASL credentials)."""
     host, _, port = bootstrap.rpartition(":")
     if not port.isdigit() or not _port_accepts(host, int(port)):
         return False
@@ -716,6 +813,7 @@ def _answers(bootstrap: str, timeout: float) -> bool:
         "bootstrap_servers": bootstrap,
         "client_id": "argos-local-kafka-probe",
         "request_timeout_ms": timeout_ms,
+        **security,
     }
     # kafka-python 3.x calls it bootstrap_timeout_ms, 2.x api_version_auto_timeout_ms; unknown
     # keys are rejected, so only pass the one this version knows.

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -64,6 +64,7 @@ from pipelines.stage_batches import (
     ingest_and_embed,
     memory_batch,
     parse_embedded,
+    split_at_gaps,
 )
 from pipelines.stall_watch import StallWatch
 from pipelines.stats import LatencyWindow, StageStats
@@ -127,6 +128,8 @@ class Pipeline:
     limits: RateLimits | None = None
     # (stage, topic, partition) -> the next offset that stage will read (for the lag gauge)
     positions: dict[tuple[str, str, int], int] | None = None
+    # stage -> (topic, partition) -> the offset it expects next from Kafka (``take``)
+    next_offsets: dict[str, dict[tuple[str, int], int]] = field(default_factory=dict)
 
     def system(self) -> dict[str, float]:
         """This worker process's resources and caches (``/stats`` ``system``, OTel gauges)."""
@@ -227,6 +230,55 @@ class Pipeline:
             if raw is not None:
                 rows.append(StoredMemory.from_bytes(raw))
         return rows
+
+    def take(
+        self, stage: str, events: Sequence[Any]
+    ) -> tuple[list[RawRecord], list[Any], dict[tuple[str, int], int]]:
+        """A batch of ``events`` as the records ``stage`` may handle now: each partition's
+        records up to its first gap (``split_at_gaps``). The events left out get one more
+        reference, so they are never acknowledged (their offsets are not committed); they
+        come again after ``read_again``. Returns the records, the events kept (in order) and
+        the partitions to read again."""
+        from faust.types import TP
+
+        committed = self.app.consumer._committed_offset
+
+        def committed_of(topic: str, partition: int) -> int | None:
+            return committed.get(TP(topic, partition))
+
+        records = [_record(e) for e in events]
+        nxt = self.next_offsets.setdefault(stage, {})
+        keep, cut, again = split_at_gaps(records, nxt, committed_of)
+        if not cut:
+            return keep, list(events), again
+        left = set(cut)
+        for i in cut:
+            events[i].message.incref()
+        return keep, [e for i, e in enumerate(events) if i not in left], again
+
+    async def read_again(self, stage: str, again: dict[tuple[str, int], int]) -> None:
+        """Seek each partition back to the offset ``stage`` expects next (records were skipped
+        or dropped before it); every stage reading the topic gets them again (idempotently)."""
+        from faust.types import TP
+
+        for (topic, partition), offset in sorted(again.items()):
+            log.warning(
+                "%s: records of %s/%d were skipped from offset %d: reading again from there",
+                stage,
+                topic,
+                partition,
+                offset,
+            )
+            self.stats.gaps_read_again += 1
+            await self.app.consumer.seek(TP(topic, partition), offset)
+
+    def forget_partitions(self, revoked: Iterable[Any]) -> None:
+        """Partitions taken away: what the stages expected of them no longer holds (another
+        worker may read them on; when they come back, the committed offset is the baseline)."""
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        for nxt in self.next_offsets.values():
+            for tp in gone & nxt.keys():
+                del nxt[tp]
 
     def note_positions(self, stage: str, records: Iterable[RawRecord]) -> None:
         if self.positions is None:
@@ -414,6 +466,8 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=brokers,
+        # ARGOS_KAFKA_SECURITY_PROTOCOL & co.: SASL and/or TLS, None for PLAINTEXT
+        broker_credentials=settings.faust_broker_credentials(),
         autodiscover=False,
         datadir=str(settings.data_dir / "faust"),
         store="memory://",
@@ -598,6 +652,10 @@ def create_app(
 
     probe: dict[str, Any] = {}  # the ingest stage's pipeline, for the stall watchdog's report
 
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        pipe.forget_partitions(revoked)
+
     @app.agent(events_t, concurrency=1, name="argos.ingest_embed")
     async def ingest_embed(stream: faust.StreamT[bytes]) -> None:
         """Ingest and embed in one agent (a Kafka hop between them would cost more loop time
@@ -647,13 +705,17 @@ def create_app(
             async for batch in stream.take_events(chunk, within=within):
                 if finisher.done():
                     finisher.result()  # re-raise: crash before anything else is acked
-                for e in batch:
+                records, events, again = pipe.take("ingest_embed", batch)
+                if again:
+                    await pipe.read_again("ingest_embed", again)
+                if not events:
+                    continue
+                for e in events:
                     e.message.incref()
                 if not stats.first_event_ts:
                     stats.first_event_ts = time.time()
-                records = [_record(e) for e in batch]
                 fut = loop.run_in_executor(pipe.embed_pool, timed, records, time.time())
-                await inflight.put((list(batch), records, fut))
+                await inflight.put((events, records, fut))
         finally:
             finisher.cancel()
 
@@ -769,7 +831,11 @@ def create_app(
         micro-clusters, near-duplicates and distillation into semantic memories."""
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(take_max, within=within):
-            records = [_record(e) for e in batch]
+            records, _, again = pipe.take("memory", batch)
+            if again:
+                await pipe.read_again("memory", again)
+            if not records:
+                continue
             keys = {r.key for r in records if r.key is not None}
             try:
                 sweep, extra = extra_keys()
@@ -944,13 +1010,25 @@ def create_app(
                 consumer._paused_partitions.discard(tp)
                 consumer._get_active_partitions().add(tp)
                 stats.stall_resumed += 1
+            elif not app.in_recovery and consumer.flow_active:
+                # fetching, yet nothing arrives: records fetched and dropped before delivery
+                # (the consumer's position is past them); read again from the stage's
+                want = pipe.next_offsets.get(stage, {}).get((topic, part))
+                high = seen[(name, part)][0]
+                if want is not None and high is not None and high > want:
+                    await pipe.read_again(stage, {(topic, part): want})
+                    stats.stall_rewound += 1
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
         async for batch in stream.take_events(take_max, within=within):
             t0 = time.perf_counter()
-            records = [_record(e) for e in batch]
+            records, _, again = pipe.take("store", batch)
+            if again:
+                await pipe.read_again("store", again)
+            if not records:
+                continue
             store_spans = tel.batch_spans("argos.store", records)  # closed once stored
             store_spans.__enter__()
             try:

@@ -102,7 +102,9 @@ def publish(
     assert settings.kafka_bootstrap_servers  # noqa: S101 - resolve_bootstrap guarantees it
     n = 0
     topic = settings.topic("memory.events")
-    with MemoryPublisher(settings.kafka_bootstrap_servers, topic, token=token) as pub:
+    with MemoryPublisher(
+        settings.kafka_bootstrap_servers, topic, token=token, **settings.kafka_client_options()
+    ) as pub:
         if file is not None:
             lines = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
             for line in lines:
@@ -174,6 +176,7 @@ def subscribe(
         bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
+        **settings.kafka_client_options(),
     )
     seen = 0
     try:

@@ -173,7 +173,12 @@ def _run(
         int(base[k]) for k in ("decayed", "strengthened", "derived", "rederived")
     )
     stop = threading.Event()
-    pub = MemoryPublisher(bootstrap, settings.topic("memory.events"), token=writer_token)
+    pub = MemoryPublisher(
+        bootstrap,
+        settings.topic("memory.events"),
+        token=writer_token,
+        **settings.kafka_client_options(),
+    )
     thread = threading.Thread(
         target=_publish, args=(pub, pop, events, bad, rate, stop), daemon=True
     )

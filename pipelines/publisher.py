@@ -8,26 +8,88 @@ Each event starts its trace: a ``publish`` span (OpenTelemetry, the global trace
 one is given) whose W3C ``traceparent`` travels in the record's headers, so every stage after it
 adds its span to the same trace. A ``token`` travels in the ``argos-token`` header: the worker
 checks at ingest that it may publish to the event's namespace.
+
+A cluster that requires TLS and/or authentication takes the same options as the worker's
+``ARGOS_KAFKA_*`` settings, as keyword arguments (kafka-python's names)::
+
+    MemoryPublisher("broker:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                    sasl_plain_username="agent", sasl_plain_password="...", ssl_cafile="ca.pem")
+    MemoryPublisher(bootstrap, topic, **Settings().kafka_client_options())  # from ARGOS_KAFKA_*
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 
 from pipelines.errors import ConfigurationError, InvalidEventError
+from pipelines.settings import kafka_security_options
 from schemas import AccessEvent, MemoryEvent, parse_memory_event
 
 DEFAULT_TOPIC = "argos.memory.events"
 TOKEN_HEADER = "argos-token"  # noqa: S105 (a header name, not a secret)
+#: How errors name the security inputs: this class's keyword arguments.
+_KWARG_NAMES = {
+    "security_protocol": "security_protocol",
+    "sasl_mechanism": "sasl_mechanism",
+    "username": "sasl_plain_username",
+    "password": "sasl_plain_password",  # noqa: S105 (an argument's name, not a secret)
+    "ssl_cafile": "ssl_cafile",
+}
+
+
+class _KafkaErrors(logging.Handler):
+    """While active, keeps the exceptions kafka-python logs (it retries a refused or dropped
+    connection until its bootstrap timeout and then reports only "Unable to bootstrap")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[BaseException] = []
+        self._logger = logging.getLogger("kafka")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors += [a for a in args if isinstance(a, BaseException)]
+
+    def __enter__(self) -> _KafkaErrors:
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+
+
+def _connect_error(
+    bootstrap: str, timeout: float, security: dict[str, Any], errors: list[BaseException]
+) -> str:
+    """Why the producer could not start, in words an operator can act on."""
+    protocol = security["security_protocol"]
+    how = protocol
+    if "sasl_mechanism" in security:
+        how += f", SASL {security['sasl_mechanism']} as {security['sasl_plain_username']!r}"
+    refused = [e for e in errors if isinstance(e, SaslAuthenticationFailedError)]
+    if refused:
+        return f"Kafka at {bootstrap} refused the credentials ({how}): {refused[-1]}"
+    causes = [e for e in errors if not isinstance(e, KafkaTimeoutError)]
+    last = f" (last error: {causes[-1]})" if causes else ""
+    hint = "the bootstrap address and security_protocol"
+    if "sasl_mechanism" in security:
+        # Kafka closes the connection after a failed SASL authentication, often before
+        # kafka-python reads the error response: a wrong password looks like a dropped link.
+        hint += ", sasl_mechanism and the credentials (sasl_plain_username/_password: "
+        hint += "brokers drop the connection on a failed SASL authentication)"
+    return f"cannot connect to Kafka at {bootstrap} within {timeout:g}s ({how}): check {hint}{last}"
 
 
 class MemoryPublisher:
@@ -35,6 +97,22 @@ class MemoryPublisher:
 
     >>> # with MemoryPublisher("127.0.0.1:9092") as pub:
     >>> #     pub.publish({"schema_version": 1, "memory_id": "m1", ...})
+
+    Security (the worker's ``ARGOS_KAFKA_*`` settings; ``**settings.kafka_client_options()``
+    passes them all):
+
+    ``security_protocol``
+        ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    ``sasl_mechanism``
+        ``PLAIN`` (default), ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` (SASL protocols only).
+    ``sasl_plain_username``, ``sasl_plain_password``
+        The SASL credentials (required by the SASL protocols, whatever the mechanism).
+    ``ssl_cafile``
+        PEM CA bundle of the brokers' certificates (SSL protocols; default: system CAs).
+
+    A bad combination raises :class:`ConfigurationError` here; credentials the broker refuses
+    raise :class:`ConfigurationError` from the constructor too (``connect_timeout`` seconds at
+    most), instead of sends that time out later.
     """
 
     def __init__(
@@ -47,25 +125,49 @@ class MemoryPublisher:
         validate: bool = True,
         token: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        security_protocol: str = "PLAINTEXT",
+        sasl_mechanism: str | None = "PLAIN",
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
+        ssl_cafile: str | Path | None = None,
+        connect_timeout: float = 30.0,
         **producer_config: Any,
     ) -> None:
         if not bootstrap_servers:
             raise ConfigurationError("MemoryPublisher needs bootstrap_servers (host:port,...)")
+        security = kafka_security_options(
+            security_protocol,
+            sasl_mechanism,
+            sasl_plain_username,
+            sasl_plain_password,
+            ssl_cafile,
+            names=_KWARG_NAMES,
+        )
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.validate = validate
         self.published = 0
         self._token = [(TOKEN_HEADER, token.encode())] if token else []
         self._tracer = trace.get_tracer("argos.publisher", tracer_provider=tracer_provider)
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","),
-            acks="all",
-            linger_ms=linger_ms,
-            batch_size=batch_size,
-            retries=5,
-            max_in_flight_requests_per_connection=1,
+        config: dict[str, Any] = {
+            "acks": "all",
+            "linger_ms": linger_ms,
+            "batch_size": batch_size,
+            "retries": 5,
+            "max_in_flight_requests_per_connection": 1,
+            "bootstrap_timeout_ms": int(connect_timeout * 1000),
+            **security,
             **producer_config,
-        )
+        }
+        with _KafkaErrors() as seen:
+            try:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=bootstrap_servers.split(","), **config
+                )
+            except KafkaTimeoutError as exc:
+                raise ConfigurationError(
+                    _connect_error(bootstrap_servers, connect_timeout, security, seen.errors)
+                ) from exc
 
     def publish(self, event: MemoryEvent | dict[str, Any]) -> Any:
         """Send one event; returns kafka-python's future (``.get()`` waits for the ack)."""

@@ -2,15 +2,92 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.errors import ConfigurationError
+
 if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
     from pipelines.memory_state import MemoryParams
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: How :func:`kafka_security_options` names its inputs in errors: the Settings' env vars.
+KAFKA_ENV_NAMES = {
+    "security_protocol": "ARGOS_KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "ARGOS_KAFKA_SASL_MECHANISM",
+    "username": "ARGOS_KAFKA_USERNAME",
+    "password": "ARGOS_KAFKA_PASSWORD",  # noqa: S105 (an env var's name, not a secret)
+    "ssl_cafile": "ARGOS_KAFKA_SSL_CAFILE",
+}
+
+
+def kafka_security_options(
+    security_protocol: str = "PLAINTEXT",
+    sasl_mechanism: str | None = "PLAIN",
+    username: str | None = None,
+    password: str | None = None,
+    ssl_cafile: str | Path | None = None,
+    *,
+    names: Mapping[str, str] = KAFKA_ENV_NAMES,
+) -> dict[str, Any]:
+    """Check one Kafka security configuration and return it as kafka-python client kwargs
+    (``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``,
+    ``sasl_plain_password``, ``ssl_cafile``; only those that apply).
+
+    The single place that decides what a valid combination is, for the worker's settings and
+    for :class:`~pipelines.publisher.MemoryPublisher` alike; ``names`` says how errors call
+    the inputs (env vars by default). Raises :class:`ConfigurationError`.
+    """
+    protocol = (security_protocol or "PLAINTEXT").strip().upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigurationError(
+            f"{names['security_protocol']}={security_protocol!r} is not a Kafka security "
+            f"protocol: use one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}"
+        )
+    mechanism = (sasl_mechanism or "PLAIN").strip().upper()
+    sasl = protocol.startswith("SASL_")
+    tls = protocol in ("SSL", "SASL_SSL")
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if sasl:
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigurationError(
+                f"{names['sasl_mechanism']}={sasl_mechanism!r} is not supported: use one of "
+                f"{', '.join(KAFKA_SASL_MECHANISMS)}"
+            )
+        missing = [names[k] for k, v in (("username", username), ("password", password)) if not v]
+        if missing:
+            raise ConfigurationError(
+                f"{names['security_protocol']}={protocol} needs SASL credentials: set "
+                f"{' and '.join(missing)}"
+            )
+        options.update(
+            sasl_mechanism=mechanism, sasl_plain_username=username, sasl_plain_password=password
+        )
+    elif username or password:
+        raise ConfigurationError(
+            f"{names['username']}/{names['password']} are set but "
+            f"{names['security_protocol']} is {protocol}, which does not authenticate: set it "
+            "to SASL_PLAINTEXT or SASL_SSL (or unset the credentials)"
+        )
+    if ssl_cafile:
+        if not tls:
+            raise ConfigurationError(
+                f"{names['ssl_cafile']} is set but {names['security_protocol']} is {protocol}, "
+                "which does not use TLS: set it to SSL or SASL_SSL (or unset the CA file)"
+            )
+        if not Path(ssl_cafile).is_file():
+            raise ConfigurationError(f"{names['ssl_cafile']}={str(ssl_cafile)!r} is not a file")
+        options["ssl_cafile"] = str(ssl_cafile)
+    return options
 
 
 class Settings(BaseSettings):
@@ -40,6 +117,28 @@ class Settings(BaseSettings):
         "replay an existing events topic from offset 0 into a fresh deployment.",
     )
     app_id: str = Field("argos-memory", description="ARGOS_APP_ID: Faust app / consumer group.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="ARGOS_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT "
+        "(authenticated) or SASL_SSL (authenticated, over TLS); for every Kafka client the "
+        "worker, the CLI and the publisher create.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN",
+        description="ARGOS_KAFKA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL "
+        "protocols only).",
+    )
+    kafka_username: str | None = Field(
+        None, description="ARGOS_KAFKA_USERNAME: SASL user (needed by the SASL protocols)."
+    )
+    kafka_password: SecretStr | None = Field(
+        None, description="ARGOS_KAFKA_PASSWORD: SASL password (needed by the SASL protocols)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="ARGOS_KAFKA_SSL_CAFILE: PEM CA bundle that signs the brokers' TLS "
+        "certificates (SSL, SASL_SSL); unset = the system's trusted CAs.",
+    )
     # Milvus
     milvus_uri: str | None = Field(
         None,
@@ -279,6 +378,51 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0, gt=0, description="ARGOS_SESSION_TIMEOUT: Kafka consumer session timeout (s)."
     )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        self.kafka_client_options()  # raises ConfigurationError naming the env vars
+        return self
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security kwargs for every kafka-python client (``KafkaProducer``, ``KafkaConsumer``,
+        ``KafkaAdminClient``) and for :class:`~pipelines.publisher.MemoryPublisher`."""
+        return kafka_security_options(
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_username,
+            self.kafka_password.get_secret_value() if self.kafka_password else None,
+            self.kafka_ssl_cafile,
+        )
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the SSL protocols (CA file or system CAs), else None."""
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+
+    def faust_broker_credentials(self) -> CredentialsT | None:
+        """The same security settings as Faust's ``broker_credentials`` (None: PLAINTEXT)."""
+        from faust.auth import SASLCredentials, SSLCredentials
+
+        options = self.kafka_client_options()
+        context = self.kafka_ssl_context()
+        if "sasl_mechanism" in options:
+            return SASLCredentials(
+                username=options["sasl_plain_username"],
+                password=options["sasl_plain_password"],
+                mechanism=options["sasl_mechanism"],
+                ssl_context=context,
+            )
+        if context is not None:
+            return SSLCredentials(context)
+        return None
 
     def topic(self, suffix: str) -> str:
         """Full topic name, e.g. ``topic("memory.events")`` -> ``argos.memory.events``."""

@@ -494,3 +494,52 @@ def batch_trace(
         },
         separators=(",", ":"),
     )
+
+
+def split_at_gaps(
+    records: Sequence[RawRecord],
+    nxt: MutableMapping[tuple[str, int], int],
+    committed: Callable[[str, int], int | None],
+) -> tuple[list[RawRecord], list[int], dict[tuple[str, int], int]]:
+    """A stage's batch cut at the first gap of each topic partition.
+
+    Kafka offsets of these topics are contiguous (no transactions, no compaction), so a record
+    whose offset is past the one a stage expects next (``nxt[(topic, partition)]``: just after
+    the last it took, or ``committed(topic, partition)`` before its first) means the consumer
+    skipped records it never delivered (seen with faust-streaming around rebalances: fetched
+    records dropped while a partition was paused, and the gap later marked acknowledged).
+    Handling the later records would let an agent's saved offsets pass the skipped ones, losing
+    them for good. So each partition's records from its first gap on are left out; the caller
+    keeps them unacknowledged and reads the partition again from the returned offset. A record
+    below the expected offset (a redelivery) is kept: the stages are idempotent. ``nxt`` is
+    updated with the records kept.
+
+    Returns the records to handle, the indexes of those left out, and per partition with a gap
+    the offset to read again from.
+
+    >>> r = lambda p, o: RawRecord(b"", None, "t", p, o)
+    >>> nxt = {("t", 0): 5}
+    >>> keep, cut, again = split_at_gaps([r(0, 5), r(0, 6), r(1, 9), r(0, 8), r(0, 9)], nxt,
+    ...                                  lambda t, p: None)
+    >>> [(x.partition, x.offset) for x in keep], cut, again, nxt
+    ([(0, 5), (0, 6), (1, 9)], [3, 4], {('t', 0): 7}, {('t', 0): 7, ('t', 1): 10})
+    """
+    keep: list[RawRecord] = []
+    cut: list[int] = []
+    again: dict[tuple[str, int], int] = {}
+    for i, rec in enumerate(records):
+        if rec.partition is None or rec.offset is None:
+            keep.append(rec)
+            continue
+        tp = (rec.topic, rec.partition)
+        if tp in again:
+            cut.append(i)
+            continue
+        want = nxt[tp] if tp in nxt else committed(*tp)
+        if want is not None and rec.offset > want:
+            again[tp] = want
+            cut.append(i)
+            continue
+        keep.append(rec)
+        nxt[tp] = rec.offset + 1 if want is None else max(want, rec.offset + 1)
+    return keep, cut, again

@@ -68,6 +68,8 @@ class StageStats:
     store_retries: int = 0
     stalled_partitions: int = 0  # partitions found with records waiting and no progress
     stall_resumed: int = 0  # of those, found out of Faust's fetcher and put back
+    stall_rewound: int = 0  # of those, read again from the stage's position (records dropped)
+    gaps_read_again: int = 0  # partitions a stage found skipped records in, and read again
     batches: int = 0
     embed_busy_s: float = 0.0
     store_busy_s: float = 0.0

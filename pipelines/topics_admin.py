@@ -36,7 +36,10 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
     created. Changelogs too: Faust declares them itself, but a table written before the
     producer's metadata knows its new changelog fails (seen with a fast first batch)."""
     assert settings.kafka_bootstrap_servers  # noqa: S101 - callers resolve it first
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        **settings.kafka_client_options(),
+    )
     try:
         existing = set(admin.list_topics())
 

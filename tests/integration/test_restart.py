@@ -123,7 +123,8 @@ def test_sigkill_mid_stream_loses_nothing_and_clusters_match(
         print("missing:", sorted(missing))
         log = again.log_path.read_text(errors="replace")
         for line in log.splitlines():
-            if "memory batch" in line or "[^Worker]: Starting" in line or "stalled" in line:
+            keys = ("memory batch", "[^Worker]: Starting", "stalled", "ssign", "evok", "Seek")
+            if any(k in line for k in keys):
                 print(line[:3000])
         if "stall report" in log:  # the first one: threads and tasks while a partition stalled
             print(log[log.index("stall report") :][:30000])
