@@ -416,11 +416,11 @@ class _Partition:
             m &= (self.tagbits[:n, bit[0]] & bit[1]) != 0
         if f.near is not None:
             near = f.near
-            # the grid's cells near the point, when they hold few enough rows; else every row
+            # the grid's cells near the point, when they hold few rows (1/16); else every row
             cand = (
                 None
                 if self.grid is None
-                else self.grid.candidates(near.x, near.y, near.radius, limit=n // 4)
+                else self.grid.candidates(near.x, near.y, near.radius, limit=n // 16)
             )
             pos = c["pos"][:n] if cand is None else c["pos"][cand]
             dx = pos[:, 0] - near.x

@@ -26,6 +26,11 @@ import math
 import numpy as np
 
 Cell = tuple[int, int]
+# Past this many cells to visit, or this share of the rows as candidates (``candidates``'
+# ``limit``, see ``HotIndex``), a vectorised scan of every row is cheaper than the grid: each
+# candidate costs a Python set iteration (~50 ns) where the scan costs a few ns a row
+# (bench/spatial.py: the grid wins 2-3x at radius 5-20 of a 10-unit cell, loses beyond ~100).
+MAX_CELLS = 256
 
 
 class Grid:
@@ -85,9 +90,13 @@ class Grid:
         y0, y1 = math.floor((y - radius) / c), math.floor((y + radius) / c)
         span = (x1 - x0 + 1) * (y1 - y0 + 1)
         if span <= len(self.cells):  # walk the box
+            if span > MAX_CELLS:  # a wide circle: the walk would cost more than the scan
+                return None
             keys = ((cx, cy) for cx in range(x0, x1 + 1) for cy in range(y0, y1 + 1))
             sets = (self.cells[k] for k in keys if k in self.cells)
         else:  # fewer occupied cells than cells in the box: walk those
+            if len(self.cells) > MAX_CELLS:
+                return None
             sets = (
                 rows for (cx, cy), rows in self.cells.items() if x0 <= cx <= x1 and y0 <= cy <= y1
             )
