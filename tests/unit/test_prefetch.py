@@ -6,17 +6,12 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from pipelines.analytics import Analytics, AnalyticsParams
 from pipelines.embed import load_embedder
-from pipelines.memory_state import MemoryParams
-from pipelines.recall import RecallService
-from pipelines.recall_cache import RecallCache
-from pipelines.scoring import ScoreWeights
-from pipelines.store import InMemoryStore, StoredMemory
 from schemas import AccessEvent, MemoryEvent
+from tests.unit.test_recall_service import agent_rows, service_over
 
 NS = "w"
 T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
@@ -77,45 +72,12 @@ def test_expected_recalls_rank_the_agent_whose_memories_get_recalled() -> None:
     assert expected[(NS, "hot")] > 3 * expected[(NS, "cold")]
 
 
-def _rows(emb, agent: str, n: int) -> list[StoredMemory]:
-    texts = [f"{agent} remembers the market square, visit {i}" for i in range(n)]
-    vecs = emb.embed_many(texts)
-    return [
-        StoredMemory(
-            f"{agent}-{i}",
-            agent,
-            NS,
-            "episodic",
-            t,
-            0.5,
-            T0 + i,
-            "2026-01-01T00:00:00Z",
-            np.asarray(v, dtype=np.float32),
-            {},
-        )
-        for i, (t, v) in enumerate(zip(texts, vecs, strict=True))
-    ]
-
-
-def _service(l2: dict[str, list[StoredMemory]]) -> RecallService:
-    return RecallService(
-        load_embedder("hashing"),
-        InMemoryStore(),
-        InMemoryStore(),
-        MemoryParams(),
-        ScoreWeights(),
-        RecallCache(results_bytes=1 << 20, records_bytes=1 << 20, embeddings_bytes=1 << 20),
-        state_of=lambda key: None,
-        rows_of=lambda ns, agent: list(l2.get(agent, [])),
-    )
-
-
 def test_eviction_keeps_the_agents_expected_to_be_recalled() -> None:
     """Least recently used would evict ann first; the forecast says ann will be recalled, so
     the agent expected least (bob) goes instead."""
     emb = load_embedder("hashing")
-    l2 = {a: _rows(emb, a, 30) for a in ("ann", "bob", "cy")}
-    svc = _service(l2)
+    l2 = {a: agent_rows(emb, a, 30) for a in ("ann", "bob", "cy")}
+    svc = service_over(l2)
     for agent in ("ann", "bob"):
         svc.stored(l2[agent])
     svc.index.set_priorities({(NS, "ann"): 4.0, (NS, "bob"): 0.2})
@@ -124,7 +86,7 @@ def test_eviction_keeps_the_agents_expected_to_be_recalled() -> None:
     assert svc.index.evicted_agents == 1
     assert svc.index.version(NS, "ann") and not svc.index.version(NS, "bob")
     # without a forecast, the least recently used goes (ann, now the oldest)
-    svc2 = _service(l2)
+    svc2 = service_over(l2)
     for agent in ("ann", "bob"):
         svc2.stored(l2[agent])
     svc2.index.max_bytes = int(svc2.index.nbytes() * 1.2)
@@ -134,8 +96,8 @@ def test_eviction_keeps_the_agents_expected_to_be_recalled() -> None:
 
 def test_prefetch_warms_the_most_expected_owned_agents_first() -> None:
     emb = load_embedder("hashing")
-    l2 = {a: _rows(emb, a, 20) for a in ("ann", "bob", "cy", "dan")}
-    svc = _service(l2)
+    l2 = {a: agent_rows(emb, a, 20) for a in ("ann", "bob", "cy", "dan")}
+    svc = service_over(l2)
     expected = {(NS, "ann"): 3.0, (NS, "bob"): 1.0, (NS, "cy"): 0.2, (NS, "dan"): 2.0}
     assert svc.prefetch(expected, limit=2) == 2  # ann and dan: the two most expected
     assert [svc.index.is_warm(NS, a) for a in ("ann", "bob", "cy", "dan")] == [
@@ -155,7 +117,7 @@ def test_prefetch_warms_the_most_expected_owned_agents_first() -> None:
     hits = svc.recall(RecallRequest(namespace=NS, agent_id="dan", query="market square", k=50))
     assert len(hits.hits) == 20
     # an agent another worker owns is never warmed here
-    other = _service(l2)
+    other = service_over(l2)
     other.owns = lambda namespace, agent_id: agent_id != "ann"
     assert other.prefetch(expected, limit=1) == 1
     assert other.index.is_warm(NS, "dan") and not other.index.is_warm(NS, "ann")

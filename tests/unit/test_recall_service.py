@@ -16,7 +16,8 @@ from schemas import RecallRequest
 NS = "w"
 
 
-def _rows(emb, agent: str, n: int) -> list[StoredMemory]:
+def agent_rows(emb, agent: str, n: int) -> list[StoredMemory]:
+    """``n`` memories of ``agent`` (namespace ``NS``), embedded by ``emb``."""
     texts = [f"{agent} remembers the river crossing number {i}" for i in range(n)]
     vecs = emb.embed_many(texts)
     return [
@@ -36,11 +37,10 @@ def _rows(emb, agent: str, n: int) -> list[StoredMemory]:
     ]
 
 
-def test_an_evicted_agent_is_warmed_again_with_all_its_rows() -> None:
-    emb = load_embedder("hashing")
-    l2: dict[str, list[StoredMemory]] = {}  # the persistent L2 rows per agent
-    svc = RecallService(
-        emb,
+def service_over(l2: dict[str, list[StoredMemory]]) -> RecallService:
+    """A recall service (hashing embedder) whose persistent L2 rows are ``l2`` (agent -> rows)."""
+    return RecallService(
+        load_embedder("hashing"),
         InMemoryStore(),
         InMemoryStore(),
         MemoryParams(),
@@ -49,14 +49,20 @@ def test_an_evicted_agent_is_warmed_again_with_all_its_rows() -> None:
         state_of=lambda key: None,
         rows_of=lambda ns, agent: list(l2.get(agent, [])),
     )
+
+
+def test_an_evicted_agent_is_warmed_again_with_all_its_rows() -> None:
+    emb = load_embedder("hashing")
+    l2: dict[str, list[StoredMemory]] = {}  # the persistent L2 rows per agent
+    svc = service_over(l2)
     for agent in ("ann", "bob"):
-        l2[agent] = _rows(emb, agent, 40)
+        l2[agent] = agent_rows(emb, agent, 40)
         svc.stored(l2[agent])  # write-through from the store stage
     ask = RecallRequest(namespace=NS, agent_id="ann", query="the river crossing", k=50)
     assert len(svc.recall(ask).hits) == 40
     # bound the index below two agents: writing a third evicts the least recently used
     svc.index.max_bytes = int(svc.index.nbytes() * 0.75)
-    l2["cy"] = _rows(emb, "cy", 40)
+    l2["cy"] = agent_rows(emb, "cy", 40)
     svc.stored(l2["cy"])
     assert svc.index.evicted_agents >= 1 and not svc.index.is_warm(NS, "ann")
     # the next recall for an evicted agent warms it from L2: all 40 rows again, not a few
