@@ -475,6 +475,9 @@ def create_app(
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
+        # Faust's assignor balances actives only without standby replicas: with them it keeps
+        # every worker up to ceil(partitions / workers), so a joining worker may get nothing
+        table_standby_replicas=settings.standby_replicas,
         producer_acks=-1,
         producer_linger=0.005,
         producer_max_batch_size=1024 * 1024,  # embedded records are ~2 KB: few large requests

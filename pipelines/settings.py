@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         "argos", pattern=r"^[A-Za-z0-9._-]+$", description="ARGOS_TOPIC_PREFIX: topic namespace."
     )
     topic_partitions: int = Field(4, ge=1, description="ARGOS_TOPIC_PARTITIONS")
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        description="ARGOS_STANDBY_REPLICAS: standby copies of each state table partition on "
+        "other workers (a faster takeover). Faust's assignor balances partitions over the "
+        "workers only without them: with standbys it leaves every worker up to ceil(partitions "
+        "/ workers), so with 4 partitions a third worker gets none.",
+    )
     events_topic: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9._-]+$",
