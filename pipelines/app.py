@@ -270,7 +270,11 @@ class Pipeline:
                 offset,
             )
             self.stats.gaps_read_again += 1
-            await self.app.consumer.seek(TP(topic, partition), offset)
+            try:
+                await self.app.consumer.seek(TP(topic, partition), offset)
+            except Exception as exc:  # noqa: BLE001 - e.g. revoked meanwhile: its next owner
+                # reads it from the committed offset, which the held records keep behind them
+                log.warning("%s: could not seek %s/%d: %r", stage, topic, partition, exc)
 
     def forget_partitions(self, revoked: Iterable[Any]) -> None:
         """Partitions taken away: what the stages expected of them no longer holds (another
