@@ -420,27 +420,19 @@ def stall_report(probe: dict[str, Any]) -> str:
     for ident, frame in sys._current_frames().items():
         lines.append(f"--- thread {names.get(ident, ident)}")
         lines += [x.rstrip() for x in traceback.format_stack(frame)[-8:]]
+
+    def first(obj: Any, *names: str) -> Any:
+        """The first of ``obj``'s attributes ``names`` that is set (coroutines, generators and
+        async generators name their frame and what they await differently)."""
+        return next((v for n in names if (v := getattr(obj, n, None)) is not None), None)
+
     for task in asyncio.all_tasks():
         where, coro = [], task.get_coro()
         while coro is not None and len(where) < 30:  # the await chain, outermost first
-            frame = next(
-                (
-                    getattr(coro, a)
-                    for a in ("cr_frame", "gi_frame", "ag_frame")
-                    if getattr(coro, a, None) is not None
-                ),
-                None,
-            )
+            frame = first(coro, "cr_frame", "gi_frame", "ag_frame")
             if frame is not None:
                 where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-            coro = next(
-                (
-                    getattr(coro, a)
-                    for a in ("cr_await", "gi_yieldfrom", "ag_await")
-                    if getattr(coro, a, None) is not None
-                ),
-                None,
-            )
+            coro = first(coro, "cr_await", "gi_yieldfrom", "ag_await")
         lines.append(f"--- task {task.get_name()}: {' > '.join(where)}")
     return "\n".join(lines)
 
