@@ -53,17 +53,32 @@ class ClusterChange:
     centroid: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
+class SumDirection:
+    """A cluster kept as the sum ``total`` of its members' vectors: its centroid is the sum's
+    direction, computed once per value of ``total`` (every change replaces the array, never
+    writes into it), since similarity scans ask every cluster for it on every memory."""
+
+    total: np.ndarray
+
+    def centroid(self) -> np.ndarray:
+        cached = self.__dict__.get("_direction")
+        total = self.total
+        if cached is not None and cached[0] is total:
+            return cached[1]
+        norm = float(np.linalg.norm(total))
+        direction = total / norm if norm > 0 else total
+        direction.flags.writeable = False  # shared by every caller until total changes
+        self.__dict__["_direction"] = (total, direction)
+        return direction
+
+
 @dataclass
-class MicroCluster:
+class MicroCluster(SumDirection):
     cluster_id: str
     created_ts: float
     changed_ts: float
     total: np.ndarray
     members: list[str] = field(default_factory=list)
-
-    def centroid(self) -> np.ndarray:
-        norm = float(np.linalg.norm(self.total))
-        return self.total / norm if norm > 0 else self.total
 
     def radius(self) -> float:
         """Mean cosine distance of the members to the centroid: ``1 - |sum| / n``."""

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import ValidationError
 
+from pipelines.clustering import SumDirection
 from pipelines.errors import InvalidEventError
 from schemas import ClusterEvent
 
@@ -88,16 +89,12 @@ class AgentCluster:
 
 
 @dataclass
-class PopCluster:
+class PopCluster(SumDirection):
     pop_id: str
     total: np.ndarray  # float32 sum of the members' weight * centroid
     members: dict[str, None] = field(default_factory=dict)  # agent cluster keys, ordered
     weight: int = 0
     agents: dict[str, int] = field(default_factory=dict)  # agent_id -> its member clusters
-
-    def centroid(self) -> np.ndarray:
-        norm = float(np.linalg.norm(self.total))
-        return self.total / norm if norm > 0 else self.total
 
 
 def encode_centroid(v: np.ndarray) -> str:
