@@ -903,6 +903,9 @@ def create_app(
         pipe.archive.upsert(rows)
         pipe.store.delete(ns, mids)
 
+    # each namespace's live population clusters with the state bytes they were saved as
+    population_cache: LRUCache[bytes, Any] = LRUCache(64)
+
     @app.agent(clusters_t, concurrency=1, name="argos.population")
     async def population_stage(stream: faust.StreamT[bytes]) -> None:
         """Namespace-wide clusters: agents' cluster centroids grouped across agents (the topic
@@ -920,6 +923,7 @@ def create_app(
                     states,
                     pipe.population_params,
                     time.time(),
+                    population_cache,
                 )
                 await _all(_save_states(population_table, new_states, pipe.keyring))
                 await _all(await produce(dlq_name, dead))
@@ -1018,6 +1022,9 @@ def create_app(
                     await pipe.read_again(stage, {(topic, part): want})
                     stats.stall_rewound += 1
 
+    # each agent's forgotten memory ids with the memory-table bytes they were read from
+    forgotten_cache: LRUCache[bytes, Any] = LRUCache(settings.memory_cache_agents)
+
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -1047,7 +1054,9 @@ def create_app(
                         # store pool runs jobs in order, so a decay written after this read
                         # queues its delete after this upsert
                         live = drop_forgotten(
-                            rows, {k: pipe.state(memory_table, k) for k in agents}
+                            rows,
+                            {k: pipe.state(memory_table, k) for k in agents},
+                            forgotten_cache,
                         )
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
                         if live:  # a write reached the store: it is back

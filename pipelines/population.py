@@ -39,7 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,12 @@ class AgentCluster:
     weight: int
     centroid: np.ndarray  # float32, unit
     pop_id: str | None = None
+    f16: str | None = None  # the ``centroid_f16`` it was decoded from: what the state saves
+
+    def saved_centroid(self) -> str:
+        """The centroid as saved: its float16 source (half the bytes; ``decode_centroid`` gives
+        back the same float32 bits), or the float32 vector when there is no source."""
+        return self.f16 if self.f16 is not None else _b64(self.centroid)
 
     def contribution(self) -> np.ndarray:
         return (np.float32(self.weight) * self.centroid).astype(np.float32)
@@ -154,7 +160,9 @@ class NamespaceClusters:
         if ev.namespace != self.namespace:
             raise ValueError(f"event of namespace {ev.namespace!r} given to {self.namespace!r}")
         vec: np.ndarray | None = None
+        f16 = None
         if ev.size > 0 and ev.centroid_f16 is not None:
+            f16 = ev.centroid_f16
             vec = decode_centroid(ev.centroid_f16)
             if self.dim is not None and vec.shape[0] != self.dim:
                 raise ValueError(f"centroid has {vec.shape[0]} dimensions; want {self.dim}")
@@ -169,10 +177,11 @@ class NamespaceClusters:
             self._drop(key, ts, changes, touched)
         else:
             if vec is None and key in self.clusters:  # no centroid sent: only the size changed
-                vec = self.clusters[key].centroid
+                vec, f16 = self.clusters[key].centroid, self.clusters[key].f16
             if vec is not None:  # an unknown cluster without a centroid cannot be placed
                 self.dim = vec.shape[0]
                 self._update(key, ev.agent_id, ev.cluster_id, ev.size, vec, ts, changes, touched)
+                self.clusters[key].f16 = f16
         for pid in dict.fromkeys(touched):
             if pid in self.pops:
                 self._maybe_merge(pid, ts, changes)
@@ -345,7 +354,7 @@ def to_state(nc: NamespaceClusters) -> dict[str, Any]:
         "next": nc._next,
         "dim": nc.dim,
         "clusters": [
-            [k, ac.agent_id, ac.cluster_id, ac.weight, _b64(ac.centroid), ac.pop_id]
+            [k, ac.agent_id, ac.cluster_id, ac.weight, ac.saved_centroid(), ac.pop_id]
             for k, ac in nc.clusters.items()
         ],
         "pops": [
@@ -361,7 +370,7 @@ def from_state(state: dict[str, Any], params: PopulationParams | None = None) ->
     nc._next = int(state["next"])
     nc.dim = None if state["dim"] is None else int(state["dim"])
     for key, agent, cid, weight, centroid, pop_id in state["clusters"]:
-        nc.clusters[key] = AgentCluster(agent, cid, int(weight), _unb64(centroid), pop_id)
+        nc.clusters[key] = _saved_cluster(agent, cid, int(weight), centroid, pop_id, nc.dim)
     for p in state["pops"]:
         pop = PopCluster(p["id"], _unb64(p["total"]))
         for key in p["members"]:
@@ -373,18 +382,31 @@ def from_state(state: dict[str, Any], params: PopulationParams | None = None) ->
     return nc
 
 
+def _saved_cluster(
+    agent: str, cid: str, weight: int, centroid: str, pop_id: str | None, dim: int | None
+) -> AgentCluster:
+    """An agent cluster from its saved row: the centroid is its float16 source (decoded as when
+    it arrived) or, in states saved before that, the float32 vector itself."""
+    if dim is not None and len(centroid) == 4 * ((2 * dim + 2) // 3):  # base64 of dim float16
+        return AgentCluster(agent, cid, weight, decode_centroid(centroid), pop_id, centroid)
+    return AgentCluster(agent, cid, weight, _unb64(centroid), pop_id)
+
+
 def population_batch(
     records: Sequence[RawRecord],
     states: dict[bytes, bytes | None],
     params: PopulationParams,
     now: float,
+    cache: MutableMapping[bytes, tuple[bytes, NamespaceClusters]] | None = None,
 ) -> tuple[dict[bytes, bytes], list[KV], dict[str, int]]:
     """Apply a batch of ``argos.clusters`` records to their namespaces' population clusters.
 
     ``states`` maps each namespace (encoded) to its stored state (JSON of ``to_state``), or None.
     Unreadable records and events that cannot be applied become dead letters. Returns the new
     states of the touched namespaces, the dead letters, and counts: ``events`` applied and
-    population changes per kind.
+    population changes per kind. ``cache`` (kept by the caller between batches) holds each
+    namespace's live clusters with the state bytes they were saved as: a namespace whose stored
+    state is still those bytes is not parsed again (its state grows with every agent cluster).
     """
     from pipelines.stage_batches import _dead  # here: stage_batches may import this module
 
@@ -401,11 +423,15 @@ def population_batch(
         key = ev.namespace.encode()
         if key not in loaded:
             raw = states.get(key)
-            loaded[key] = (
-                from_state(json.loads(raw), params)
-                if raw
-                else NamespaceClusters(ev.namespace, params)
-            )
+            hit = cache.get(key) if cache is not None and raw else None
+            if hit is not None and hit[0] == raw:
+                loaded[key] = hit[1]
+            else:
+                loaded[key] = (
+                    from_state(json.loads(raw), params)
+                    if raw
+                    else NamespaceClusters(ev.namespace, params)
+                )
         try:
             changes = loaded[key].apply(ev)
         except ValueError as exc:
@@ -416,4 +442,7 @@ def population_batch(
         for ch in changes:
             counts[ch.kind] = counts.get(ch.kind, 0) + 1
     new_states = {k: json.dumps(to_state(nc)).encode() for k, nc in loaded.items()}
+    if cache is not None:
+        for k, nc in loaded.items():
+            cache[k] = (new_states[k], nc)
     return new_states, dead, counts

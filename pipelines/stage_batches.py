@@ -435,12 +435,25 @@ def _lookup(
 
 
 def drop_forgotten(
-    rows: Sequence[StoredMemory], states: dict[bytes, bytes | None]
+    rows: Sequence[StoredMemory],
+    states: dict[bytes, bytes | None],
+    cache: MutableMapping[bytes, tuple[bytes, set[tuple[str, str]]]] | None = None,
 ) -> list[StoredMemory]:
     """Rows whose memory the memory stage has not already forgotten (decayed, archived or
     near-duplicate), by its table. A redelivered or late store of a memory must not bring it
-    back into the hot collection after the memory stage removed it."""
-    gone = forgotten_in(states)
+    back into the hot collection after the memory stage removed it. ``cache`` (kept between
+    batches) holds each agent's forgotten ids with the state bytes they were read from, so an
+    unchanged state is not parsed again."""
+    gone: set[tuple[str, str]] = set()
+    for key, raw in states.items():
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None and hit[0] == raw:
+            gone |= hit[1]
+            continue
+        mine = forgotten_in({key: raw})
+        if cache is not None and raw:
+            cache[key] = (raw, mine)
+        gone |= mine
     return [r for r in rows if (r.namespace, r.memory_id) not in gone]
 
 

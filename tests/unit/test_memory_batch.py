@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -135,6 +136,10 @@ def test_a_near_duplicate_strengthens_the_original_and_is_not_stored() -> None:
     assert json.loads(states[b"ann"])["w"]["m"]["orig"][4] == 1  # counted as a recall
     rows = [StoredMemory(m, "ann", "w", "episodic", "t", 0.1, 0.0, "", v) for m in ("orig", "copy")]
     assert [r.memory_id for r in drop_forgotten(rows, states)] == ["orig"]
+    cache: dict[bytes, Any] = {b"ann": (b"{}", set())}  # read from older bytes: not trusted
+    assert [r.memory_id for r in drop_forgotten(rows, states, cache)] == ["orig"]
+    assert cache[b"ann"] == (states[b"ann"], {("w", "copy")})  # now from these bytes
+    assert [r.memory_id for r in drop_forgotten(rows, states, cache)] == ["orig"]
     _, evs, _ = _run([_mem("other", T0 + timedelta(minutes=6), _vec("far"))], states)
     assert _moves(evs) == [("other", "created", "active")]  # a different memory is stored
 

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -445,3 +446,73 @@ def test_end_to_end_agents_sharing_themes_share_population_clusters() -> None:
     assert p_together > 0.6 and p_together > 2 * p_apart  # chance is ~1/5 (five themes)
     shared = [r for r in summary(nc) if r["shared"]]
     assert len(shared) >= 5 and max(int(r["n_agents"]) for r in shared) >= 5  # type: ignore[call-overload]
+
+
+def test_saved_state_keeps_float16_centroids_and_old_float32_states_still_load() -> None:
+    """The state saves each agent cluster's float16 source (half the bytes of float32), and
+    restoring it gives the same float32 bits; a state saved with float32 centroids loads too."""
+    params = PopulationParams()
+    nc = NamespaceClusters("ns", params)
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        vec = rng.normal(size=384)
+        nc.apply(
+            ClusterEvent(
+                kind="create",
+                namespace="ns",
+                agent_id=f"a{i}",
+                cluster_id=f"a{i}/c1",
+                size=2,
+                radius=0.0,
+                stability=1.0,
+                event_ts=float(i),
+                centroid_f16=encode_centroid(vec),
+            )
+        )
+    state = to_state(nc)
+    assert all(len(row[4]) == 1024 for row in state["clusters"])  # 384 float16 in base64
+    back = from_state(json.loads(json.dumps(state)), params)
+    for key, ac in nc.clusters.items():
+        assert back.clusters[key].centroid.tobytes() == ac.centroid.tobytes()
+    legacy = json.loads(json.dumps(state))
+    for row in legacy["clusters"]:
+        row[4] = base64.b64encode(nc.clusters[row[0]].centroid.astype("<f4").tobytes()).decode()
+    old = from_state(legacy, params)
+    assert old.clusters["a0|a0/c1"].centroid.tobytes() == nc.clusters["a0|a0/c1"].centroid.tobytes()
+    assert to_state(old)["pops"] == state["pops"]
+
+
+def test_population_batch_reuses_the_live_state_it_saved() -> None:
+    """With a cache, a namespace whose stored state is what the last batch saved is not parsed
+    again, and the result is the same as without the cache."""
+    params = PopulationParams()
+    recs = [
+        RawRecord(
+            value=ClusterEvent(
+                kind="create",
+                namespace="ns",
+                agent_id=f"a{i}",
+                cluster_id=f"a{i}/c1",
+                size=1,
+                radius=0.0,
+                stability=1.0,
+                event_ts=float(i),
+                centroid_f16=encode_centroid(np.eye(8)[i % 8] + 0.1),
+            )
+            .model_dump_json()
+            .encode(),
+            key=b"ns",
+            topic="clusters",
+            partition=0,
+            offset=i,
+        )
+        for i in range(10)
+    ]
+    cache: dict[bytes, Any] = {}
+    s1, _, _ = population_batch(recs[:5], {}, params, 1.0, cache)
+    live = cache[b"ns"][1]
+    s2, _, _ = population_batch(recs[5:], dict(s1), params, 2.0, cache)
+    assert cache[b"ns"][1] is live  # reused, not rebuilt
+    plain1, _, _ = population_batch(recs[:5], {}, params, 1.0)
+    plain2, _, _ = population_batch(recs[5:], dict(plain1), params, 2.0)
+    assert s2 == plain2
