@@ -35,6 +35,7 @@ from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from pipelines.access import AccessPolicy
+from pipelines.agent_log import AgentIndex, agent_of
 from pipelines.analytics import Analytics, AnalyticsParams, analytics_batch
 from pipelines.audit import denied_record, emit, from_value, to_kv
 from pipelines.crypto import Keyring, is_encrypted
@@ -107,6 +108,7 @@ class Pipeline:
     recall: RecallService
     analytics: Any = None
     memory_table: Any = None
+    agents: AgentIndex | None = None  # where each agent's snapshot and deltas are in it
     population_table: Any = None
     hot_table: Any = None
     analytics_table: Any = None
@@ -323,6 +325,11 @@ class Pipeline:
             )
         )
 
+    def agent_state(self, agent: bytes) -> dict[str, Any] | None:
+        """An agent's memory-stage state (snapshot and deltas merged), or None."""
+        saved = self.agents.saved(agent) if self.agents is not None else None
+        return saved.state() if saved is not None else None
+
     def state(self, table: Any, key: bytes) -> bytes | None:
         """A table value in plaintext. Values recovered from a changelog are encrypted (see
         ``_save_states``); each is decrypted once and kept so in the worker's memory."""
@@ -531,7 +538,7 @@ def create_app(
                 records_bytes=1 << 20,
                 embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
             ),
-            state_of=lambda key: pipe.state(pipe.memory_table, key),
+            state_of=lambda key: pipe.agent_state(key),
             rows_of=lambda ns, agent: pipe.hot_rows(ns, agent),
             max_bytes=int(settings.hot_index_mb * 2**20),
             spatial_cell=settings.spatial_cell or None,
@@ -567,6 +574,18 @@ def create_app(
         )
 
     memory_table = pipe.memory_table = state_table(TABLES[0])
+    # each agent's state is a snapshot and deltas (pipelines.agent_log); the index of its keys
+    # follows the stage's writes and is rebuilt after a changelog recovery filled the table
+    agents = pipe.agents = AgentIndex(
+        lambda: memory_table.keys(), lambda key: pipe.state(memory_table, key)
+    )
+    recover_batch = memory_table.apply_changelog_batch
+
+    def apply_changelog_batch(batch: Any) -> None:
+        recover_batch(batch)
+        agents.invalidate()
+
+    memory_table.apply_changelog_batch = apply_changelog_batch
     population_table = pipe.population_table = state_table(TABLES[1])
     # L2 of recall: every stored row (vector included), one key per memory in its agent's
     # partition, so the owner of an agent recovers its hot rows from the changelog (no Milvus
@@ -583,6 +602,18 @@ def create_app(
         futs: list[Any] = []
         for part, batch in by_part.items():
             futs += _save_states(hot_table, batch, pipe.keyring, part)
+        await _all(futs)
+
+    async def save_agents(writes: dict[bytes, bytes | None]) -> None:
+        """The memory stage's table writes (each agent's delta or snapshot and tombstones),
+        each in its agent's partition, durably; then the index knows them."""
+        by_part: dict[int, dict[bytes, bytes | None]] = {}
+        for key, value in writes.items():
+            by_part.setdefault(partition_of(agent_of(key), parts), {})[key] = value
+        futs: list[Any] = []
+        for part, batch in by_part.items():
+            futs += _save_states(memory_table, batch, pipe.keyring, part)
+        agents.note(writes)
         await _all(futs)
 
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
@@ -794,7 +825,7 @@ def create_app(
         swept.update(due)
         scanned[0] = frozenset(owned)
         wanted = owned if due else fresh
-        keys = [k for k in list(memory_table.keys()) if partition_of(k, parts) in wanted]
+        keys = [k for k in agents.agents() if partition_of(k, parts) in wanted]
         return due, keys
 
     def memory_work(
@@ -817,6 +848,7 @@ def create_app(
                 settled,
                 [spans.trace_id(i) for i in range(len(records))],
                 pipe.hot_rows_by_id,
+                settings.state_deltas,
             )
         for _, value in out.audit:
             emit(tel.logger, from_value(value))
@@ -838,7 +870,7 @@ def create_app(
             keys = {r.key for r in records if r.key is not None}
             try:
                 sweep, extra = extra_keys()
-                states = {k: pipe.state(memory_table, k) for k in keys | set(extra)}
+                states = {k: agents.saved(k) for k in keys | set(extra)}
                 out = await loop.run_in_executor(
                     pipe.memory_pool, memory_work, records, states, sweep, time.time()
                 )
@@ -846,7 +878,7 @@ def create_app(
                 # them (the store stage reads it, see there), so a restart finds every row its
                 # state refers to and the state that made every effect below
                 await save_hot({(ns, a, mid): row for ns, a, mid, row in out.hot_rows})
-                await _all(_save_states(memory_table, out.states, pipe.keyring))
+                await save_agents(out.states)
                 await apply_store_work(loop, out)
                 await loop.run_in_executor(pipe.memory_pool, pipe.recall.learned, out)
                 futs = await produce(lifecycle_name, out.lifecycle)
@@ -1047,16 +1079,14 @@ def create_app(
                     for r, i in zip(rows, src, strict=True)
                     if (h := header(records[i], PUBLISHED_HEADER)) is not None
                 }
-                agents = {r.agent_id.encode() for r in rows}
+                owners = {r.agent_id.encode() for r in rows}
                 async for attempt in store_retrying():
                     with attempt:
                         # read the lifecycle table and queue the upsert in one loop step: the
                         # store pool runs jobs in order, so a decay written after this read
                         # queues its delete after this upsert
                         live = drop_forgotten(
-                            rows,
-                            {k: pipe.state(memory_table, k) for k in agents},
-                            forgotten_cache,
+                            rows, {k: pipe.agents.saved(k) for k in owners}, forgotten_cache
                         )
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
                         if live:  # a write reached the store: it is back

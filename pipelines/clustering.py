@@ -292,22 +292,50 @@ def _b64(v: np.ndarray) -> str:
     return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
 
 
+def cluster_state(c: MicroCluster) -> dict[str, object]:
+    """One cluster as saved: its float32 sum (base64, exact) and member ids."""
+    return {
+        "id": c.cluster_id,
+        "created": c.created_ts,
+        "changed": c.changed_ts,
+        "total": _b64(c.total),
+        "members": c.members,
+    }
+
+
 def to_state(ac: AgentClusters) -> dict[str, object]:
-    """A compact JSON-able snapshot: per cluster its float32 sum (base64, exact) and member ids."""
+    """A compact JSON-able snapshot of an agent's clusters, in creation order."""
     return {
         "agent_id": ac.agent_id,
         "next": ac._next,
-        "clusters": [
-            {
-                "id": c.cluster_id,
-                "created": c.created_ts,
-                "changed": c.changed_ts,
-                "total": _b64(c.total),
-                "members": c.members,
-            }
-            for c in ac.clusters.values()
-        ],
+        "clusters": [cluster_state(c) for c in ac.clusters.values()],
     }
+
+
+# what a saved state last held of each cluster: (the sum array, last change, member ids)
+ClusterMarks = dict[str, tuple[np.ndarray, float, list[str]]]
+
+
+def cluster_marks(ac: AgentClusters) -> ClusterMarks:
+    return {cid: (c.total, c.changed_ts, list(c.members)) for cid, c in ac.clusters.items()}
+
+
+def clusters_delta(ac: AgentClusters, marks: ClusterMarks) -> dict[str, object]:
+    """The clusters changed since ``marks`` (see ``pipelines.agent_log``): ``put`` in creation
+    order (one that only gained members at the end carries just those, as ``add``), ``drop``."""
+    put: list[dict[str, object]] = []
+    for cid, c in ac.clusters.items():
+        old = marks.get(cid)
+        if old is not None and old[0] is c.total and old[1] == c.changed_ts:
+            if old[2] == c.members:
+                continue
+        entry = cluster_state(c)
+        if old is not None and c.members[: len(old[2])] == old[2]:
+            del entry["members"]
+            entry["add"] = c.members[len(old[2]) :]
+        put.append(entry)
+    drop = [cid for cid in marks if cid not in ac.clusters]
+    return {"agent_id": ac.agent_id, "next": ac._next, "put": put, "drop": drop}
 
 
 def from_state(

@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.clustering import AgentClusters, ClusterChange, ClusterParams, from_state, to_state
+from pipelines.clustering import (
+    AgentClusters,
+    ClusterChange,
+    ClusterMarks,
+    ClusterParams,
+    cluster_marks,
+    clusters_delta,
+    from_state,
+    to_state,
+)
 from pipelines.consolidation import keywords, summary_text
 from pipelines.lifecycle import (
     LifecycleParams,
@@ -73,6 +82,16 @@ class Effects:
     new_semantic: int = 0  # derived memories that are new (the rest re-distil an earlier one)
     lives: dict[str, MemoryLife] = field(default_factory=dict)  # every life that changed
     strengthened: int = 0
+
+
+@dataclass
+class Marks:
+    """What the last saved state of an agent held (see ``AgentMemory.mark``)."""
+
+    lives: dict[str, MemoryLife]
+    dups: set[str]
+    derived: dict[str, list[Any]]
+    clusters: ClusterMarks
 
 
 class AgentMemory:
@@ -296,6 +315,31 @@ class AgentMemory:
             "dups": self.dups,
             "derived": self.derived,
             "clusters": to_state(self.clusters),
+        }
+
+    def mark(self) -> Marks:
+        """What a state saved now holds, to tell what changed since (``delta_since``): lives
+        and derived entries are replaced, never changed in place, so identity tells."""
+        return Marks(
+            dict(self.lives), set(self.dups), dict(self.derived), cluster_marks(self.clusters)
+        )
+
+    def delta_since(self, marks: Marks) -> dict[str, Any]:
+        """This namespace's part of a delta (see ``pipelines.agent_log``): what changed since
+        the state ``marks`` describes."""
+        old_lives = marks.lives
+        return {
+            "clock": self.clock,
+            "due": self._exact_due(),
+            "m": {
+                mid: _dump_life(life)
+                for mid, life in self.lives.items()
+                if old_lives.get(mid) is not life
+            },
+            "dups": {k: v for k, v in self.dups.items() if k not in marks.dups},
+            "derived": {k: v for k, v in self.derived.items() if marks.derived.get(k) != v},
+            "derived_drop": [k for k in marks.derived if k not in self.derived],
+            "clusters": clusters_delta(self.clusters, marks.clusters),
         }
 
     def _exact_due(self) -> float | None:

@@ -22,7 +22,6 @@ echoed in the response's ``preferred``.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +36,8 @@ from pipelines.stage_batches import MemoryOut
 from pipelines.store import StoredMemory, VectorStore
 from schemas import RecallRequest, RecallResponse
 
-StateOf = Callable[[bytes], bytes | None]  # agent key -> its saved memory-stage state
+# agent key -> its memory-stage state (logical: namespace -> AgentMemory.to_state), or None
+StateOf = Callable[[bytes], dict[str, Any] | None]
 RowsOf = Callable[[str, str], list[StoredMemory]]  # (namespace, agent) -> its L2 table rows
 
 
@@ -104,8 +104,8 @@ class RecallService:
             else:
                 rows = self.store.agent_rows(namespace, agent_id)
                 rows += self.archive.agent_rows(namespace, agent_id)
-            raw = self.state_of(agent_id.encode())
-            state = json.loads(raw).get(namespace) if raw else None
+            saved = self.state_of(agent_id.encode())
+            state = saved.get(namespace) if saved else None
             # one step under the index's lock: no eviction between the rows and the flag
             with self.index.locked():
                 self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned

@@ -263,6 +263,12 @@ class Settings(BaseSettings):
         description="ARGOS_MEMORY_CACHE_AGENTS: agents whose live memory state (with member "
         "vectors) the memory stage keeps between batches.",
     )
+    state_deltas: bool = Field(
+        True,
+        description="ARGOS_STATE_DELTAS: the memory stage writes per agent a delta of what a "
+        "batch changed and a snapshot once the deltas outgrow it (false: the whole state every "
+        "batch, the layout before deltas; for comparison).",
+    )
     population_join: float = Field(
         0.75, ge=-1, le=1, description="ARGOS_POPULATION_JOIN: centroid similarity to join."
     )

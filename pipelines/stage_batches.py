@@ -8,12 +8,14 @@ for the GIL on a 2-core machine).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container, MutableMapping, Sequence
+from collections.abc import Callable, Container, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from pipelines import agent_log
+from pipelines.agent_log import OFFSETS, OUTBOX, SEQ, Saved, private
 from pipelines.audit import from_lifecycle
 from pipelines.embed import Embedder
 from pipelines.embed_stage import embed_events
@@ -23,6 +25,7 @@ from pipelines.memory_state import (
     AgentMemory,
     Effects,
     Lookup,
+    Marks,
     MemoryParams,
     forgotten_ids,
     index_fields,
@@ -143,7 +146,7 @@ class MemoryOut:
 
 def memory_batch(
     records: Sequence[RawRecord],
-    states: dict[bytes, bytes | None],
+    states: Mapping[bytes, Saved | None],
     params: MemoryParams,
     embedded_topic: str,
     now: float,
@@ -154,40 +157,47 @@ def memory_batch(
     settled: Container[bytes] | None = None,
     traces: Sequence[str | None] | None = None,
     rows: RowsFor | None = None,
+    deltas: bool = True,
 ) -> MemoryOut:
     """New memories (embedded topic) and recalls (access topic) through each agent's memory
     (``pipelines.memory_state``): lifecycle, clusters, near-duplicates, consolidation.
 
-    ``states`` maps agent keys to their saved state (JSON: namespace -> ``to_state``), or None;
-    it may hold agents this batch does not touch: those are settled up to ``sweep[namespace]``
-    (the namespace watermark), so silent agents still decay when the world's clock moves on.
+    ``states`` maps agent keys to what the memory table holds for them (``agent_log.Saved``:
+    a snapshot and deltas; logically namespace -> ``to_state``), or None; it may hold agents
+    this batch does not touch: those are settled up to ``sweep[namespace]`` (the namespace
+    watermark), so silent agents still decay when the world's clock moves on. ``out.states``
+    are the table writes: per agent it touched, one delta of what changed, or a new snapshot
+    (and tombstones of the deltas it folds in; see ``pipelines.agent_log``).
     ``store`` answers for member vectors and texts a split, a near-duplicate test or a
     distillation needs and this process has not seen (after a restart). ``cache`` (a bounded
     mapping the caller keeps between batches) holds the live ``AgentMemory`` objects with the
-    state bytes they were saved as, so an agent whose table value is unchanged is neither
-    parsed again nor stripped of its vector cache. ``settled`` names the agents whose last
-    outbox this process knows went out; for every other agent in ``states`` the saved outbox
-    (see ``OUTBOX``) is sent again -- pass None to never replay. ``traces`` holds the trace id
-    of each record (its span): the audit record of a transition a record caused names it.
-    ``rows`` reads an agent's stored rows by id (the worker's L2 table, durable before the store
-    stage's offsets are committed); without it, ``store`` is asked.
+    sequence number of the value they were saved as, so an agent whose table value is unchanged
+    is neither parsed again nor stripped of its vector cache. ``settled`` names the agents whose
+    last outbox this process knows went out; for every other agent in ``states`` the saved
+    outbox (see ``OUTBOX``) is sent again -- pass None to never replay. ``traces`` holds the
+    trace id of each record (its span): the audit record of a transition a record caused names
+    it. ``rows`` reads an agent's stored rows by id (the worker's L2 table, durable before the
+    store stage's offsets are committed); without it, ``store`` is asked. ``deltas=False``
+    writes every touched agent's whole state (the layout before deltas, for comparison).
     """
-    import json
-
     loaded: dict[bytes, dict[str, AgentMemory]] = {}
-    raw_states: dict[bytes, dict[str, Any]] = {}
+    raw_states: dict[bytes, dict[str, Any]] = {}  # logical states as loaded (see load)
+    marks: dict[bytes, dict[str, Marks]] = {}  # what the table holds of each live namespace
     out = MemoryOut(inputs=len(records))
     fxs: dict[tuple[bytes, str], Effects] = {}
 
     def load(key: bytes) -> None:
         if key in loaded:
             return
-        raw = states.get(key)
-        hit = cache.get(key) if cache is not None and raw else None
-        if hit is not None and hit[0] == raw:  # what we saved last: reuse the live objects
-            raw_states[key], loaded[key] = hit[1], hit[2]
+        saved = states.get(key)
+        hit = cache.get(key) if cache is not None and saved else None
+        if hit is not None and saved is not None and hit[0] == saved.seq:
+            # what we saved last: reuse the live objects (namespaces they hold are current;
+            # the logical state is current for the others and for outbox and offsets)
+            raw_states[key], loaded[key], marks[key] = hit[1], hit[2], hit[3]
         else:
-            raw_states[key], loaded[key] = (json.loads(raw) if raw else {}), {}
+            raw_states[key] = dict(saved.state()) if saved else {}
+            loaded[key], marks[key] = {}, {}
 
     def memory(key: bytes, ns: str, agent: str) -> tuple[AgentMemory, Effects]:
         load(key)
@@ -200,6 +210,7 @@ def memory_batch(
                 if saved
                 else AgentMemory(ns, agent, params, lookup)
             )
+            marks[key][ns] = by_ns[ns].mark() if saved else Marks({}, set(), {}, {})
         return by_ns[ns], fxs.setdefault((key, ns), Effects())
 
     offsets: dict[bytes, dict[str, list[int]]] = {}  # agent -> topic -> [partition, offset]
@@ -249,18 +260,27 @@ def memory_batch(
         except (ValidationError, ValueError) as exc:
             err = InvalidEventError(f"not a valid memory-stage input: {str(exc)[:500]}")
             out.dead.append(_dead(rec, err, "memory", now))
-    for key, raw in sorted(states.items()):  # silent agents: settle to the watermark
-        if not sweep or not raw:
+    for key, saved in sorted(states.items()):  # silent agents: settle to the watermark
+        if not sweep or not saved:
             continue
         load(key)
-        for ns, st in sorted(raw_states[key].items()):
-            if not private(ns) and ns in sweep and st["due"] is not None and st["due"] <= sweep[ns]:
-                am, fx = memory(key, ns, st["clusters"]["agent_id"])
+        names = {ns for ns in raw_states[key] if not private(ns)} | set(loaded[key])
+        for ns in sorted(names):
+            if ns not in sweep:
+                continue
+            live = loaded[key].get(ns)
+            if live is not None:  # next_due: a lower bound (settling early changes nothing)
+                agent, due_at = live.agent_id, live.next_due
+            else:
+                st = raw_states[key][ns]
+                agent, due_at = st["clusters"]["agent_id"], st["due"]
+            if due_at is not None and due_at <= sweep[ns]:
+                am, fx = memory(key, ns, agent)
                 am.settle(sweep[ns], fx)
     boxes: dict[bytes, dict[str, list[Any]]] = {}
     if settled is not None:  # effects a crash may have cut off: send them again
-        for key, raw in sorted(states.items()):
-            if raw and key not in settled:
+        for key, saved in sorted(states.items()):
+            if saved and key not in settled:
                 load(key)
                 box = raw_states[key].get(OUTBOX)
                 if box:
@@ -273,33 +293,51 @@ def memory_batch(
         _index_updates(out, ns, loaded[key][ns], fx, params)
     for key in sorted({k for k, _ in fxs}):  # save the agents this batch touched
         merged = raw_states[key]
-        for ns, am in loaded[key].items():
-            merged[ns] = am.to_state()
         if boxes.get(key):
             merged[OUTBOX] = boxes[key]
         else:
             merged.pop(OUTBOX, None)
         if offsets.get(key):
             merged[OFFSETS] = offsets[key]
-        out.states[key] = json.dumps(merged, sort_keys=True).encode()
+        _save_agent(key, states.get(key), merged, loaded[key], marks[key], out, deltas)
         if cache is not None:
-            cache[key] = (out.states[key], merged, loaded[key])
+            cache[key] = (merged[SEQ], merged, loaded[key], marks[key])
     return out
 
 
-# Key (inside an agent's saved state) of the effects its last batch produced. The state is
-# written before those effects go out, so a crash in between leaves them here, and the next
-# process sends them again (at-least-once outputs; every consumer is idempotent). Namespaces
-# cannot start with "_", so it never clashes with one.
-OUTBOX = "_outbox"
-# Key of the last source offset applied per topic (``[partition, offset]``), so a record the
-# state already holds is skipped when a crash makes Kafka deliver it again.
-OFFSETS = "_offsets"
-
-
-def private(key: str) -> bool:
-    """Whether a key of a saved agent state is bookkeeping (outbox, offsets), not a namespace."""
-    return key.startswith("_")
+def _save_agent(
+    key: bytes,
+    saved: Saved | None,
+    merged: dict[str, Any],
+    live: dict[str, AgentMemory],
+    marks: dict[str, Marks],
+    out: MemoryOut,
+    deltas: bool = True,
+) -> None:
+    """One agent's table writes for this batch into ``out.states``: a delta of what changed
+    since ``marks`` (what the table holds), or a snapshot when the deltas have grown past it.
+    ``merged`` holds the outbox and offsets to save (and the saved state of namespaces not
+    live here); ``marks`` and ``merged[SEQ]`` are brought up to date."""
+    seq = (saved.seq if saved else 0) + 1
+    value = b""
+    if deltas:
+        delta: dict[str, Any] = {k: merged[k] for k in (OUTBOX, OFFSETS) if k in merged}
+        for ns, am in live.items():
+            delta[ns] = am.delta_since(marks[ns])
+        value = agent_log.encode(seq, delta)
+    if not deltas or agent_log.should_snapshot(saved, len(value)):
+        full = {k: v for k, v in merged.items() if k != SEQ}
+        for ns, am in live.items():
+            full[ns] = am.to_state()
+            merged[ns] = full[ns]  # the logical state, for namespaces loaded from it later
+        out.states[key] = agent_log.encode(seq, full)
+        for old in (saved.delta_keys + saved.stale) if saved else []:
+            out.states[old] = None
+    else:
+        out.states[agent_log.delta_key(key, seq)] = value
+    merged[SEQ] = seq
+    for ns, am in live.items():
+        marks[ns] = am.mark()
 
 
 def _collect(
@@ -436,43 +474,42 @@ def _lookup(
 
 def drop_forgotten(
     rows: Sequence[StoredMemory],
-    states: dict[bytes, bytes | None],
-    cache: MutableMapping[bytes, tuple[bytes, set[tuple[str, str]]]] | None = None,
+    states: Mapping[bytes, Saved | None],
+    cache: MutableMapping[bytes, tuple[int, set[tuple[str, str]]]] | None = None,
 ) -> list[StoredMemory]:
     """Rows whose memory the memory stage has not already forgotten (decayed, archived or
-    near-duplicate), by its table. A redelivered or late store of a memory must not bring it
-    back into the hot collection after the memory stage removed it. ``cache`` (kept between
-    batches) holds each agent's forgotten ids with the state bytes they were read from, so an
-    unchanged state is not parsed again."""
+    near-duplicate), by its table (``states``: agent -> what the table holds). A redelivered or
+    late store of a memory must not bring it back into the hot collection after the memory
+    stage removed it. ``cache`` (kept between batches) holds each agent's forgotten ids with
+    the sequence number of the value they were read from, so an unchanged state is not read
+    again."""
     gone: set[tuple[str, str]] = set()
-    for key, raw in states.items():
+    for key, saved in states.items():
+        if saved is None:
+            continue
         hit = cache.get(key) if cache is not None else None
-        if hit is not None and hit[0] == raw:
+        if hit is not None and hit[0] == saved.seq:
             gone |= hit[1]
             continue
-        mine = forgotten_in({key: raw})
-        if cache is not None and raw:
-            cache[key] = (raw, mine)
+        mine = forgotten_in(saved.state())
+        if cache is not None:
+            cache[key] = (saved.seq, mine)
         gone |= mine
     return [r for r in rows if (r.namespace, r.memory_id) not in gone]
 
 
-def forgotten_in(states: dict[bytes, bytes | None]) -> set[tuple[str, str]]:
-    """``(namespace, memory_id)`` of every forgotten memory in memory-stage states."""
-    import json
-
+def forgotten_in(state: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """``(namespace, memory_id)`` of every forgotten memory in an agent's logical state."""
     gone: set[tuple[str, str]] = set()
-    for raw in states.values():
-        if raw:
-            for ns, st in json.loads(raw).items():
-                if not private(ns):
-                    gone.update((ns, mid) for mid in forgotten_ids(st))
+    for ns, st in state.items():
+        if not private(ns):
+            gone.update((ns, mid) for mid in forgotten_ids(st))
     return gone
 
 
 def batch_trace(
     records: Sequence[RawRecord],
-    states: dict[bytes, bytes | None],
+    states: Mapping[bytes, Saved | None],
     settled: Container[bytes],
     out: MemoryOut,
 ) -> str:

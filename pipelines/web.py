@@ -234,8 +234,8 @@ def register_routes(pipe: Pipeline) -> None:
             if forwarded is not None:
                 text, status = forwarded
                 return self.text(text, content_type="application/json", status=status)
-            raw = pipe.state(pipe.memory_table, agent.encode())
-            state = json.loads(raw).get(ns) if raw else None
+            saved = pipe.agent_state(agent.encode())
+            state = saved.get(ns) if saved else None
             clusters = summary(from_state(state["clusters"])) if state else []
             return self.json({"namespace": ns, "agent_id": agent, "clusters": clusters})
 

@@ -13,11 +13,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.agent_log import OUTBOX, SEQ, saved_from
 from pipelines.clustering import ClusterParams
 from pipelines.ingest import RawRecord
 from pipelines.lifecycle import LifecycleParams
 from pipelines.memory_state import MemoryParams
-from pipelines.stage_batches import OUTBOX, MemoryOut, drop_forgotten, memory_batch
+from pipelines.stage_batches import MemoryOut, drop_forgotten, memory_batch
 from pipelines.store import InMemoryStore, StoredMemory
 from schemas import AccessEvent, ClusterEvent, EmbeddedMemory, LifecycleEvent, MemoryEvent
 
@@ -67,19 +68,21 @@ def _run(
     store: InMemoryStore | None = None,
     sweep: dict[str, float] | None = None,
 ) -> tuple[dict, list[LifecycleEvent], MemoryOut]:
-    out = memory_batch(records, states, params, "emb", 0.0, store, "test", sweep)
+    out = memory_batch(records, saved_from(states), params, "emb", 0.0, store, "test", sweep)
     assert out.dead == [] and sum(out.lifecycle_kinds.values()) == len(out.lifecycle)
     evs = [LifecycleEvent.model_validate_json(v) for _, v in out.lifecycle]
     return {**states, **out.states}, evs, out
 
 
-def _core(states: dict) -> dict:
-    """Saved states without their outboxes (what the last batch sent, not the memory itself)."""
+def _core(table: dict) -> dict:
+    """Each agent's logical state (snapshot and deltas merged) without its outbox (what the
+    last batch sent, not the memory itself) and sequence number (how many batches wrote it)."""
     out = {}
-    for k, v in states.items():
-        if v is not None:
-            d = json.loads(v)
+    for k, saved in saved_from(table).items():
+        if saved is not None:
+            d = dict(saved.state())
             d.pop(OUTBOX, None)
+            d.pop(SEQ, None)
             out[k] = d
     return out
 
@@ -118,8 +121,8 @@ def test_a_successful_use_reinforces_a_procedure_more_than_a_recall() -> None:
     states, _, _ = _run(recs, {})
     used, _, _ = _run([_access(["skill"], T0 + timedelta(hours=1), outcome="success")], states)
     asked, _, _ = _run([_access(["skill"], T0 + timedelta(hours=1), outcome="failure")], states)
-    life_used = json.loads(used[b"ann"])["w"]["m"]["skill"]
-    life_asked = json.loads(asked[b"ann"])["w"]["m"]["skill"]
+    life_used = _core(used)[b"ann"]["w"]["m"]["skill"]
+    life_asked = _core(asked)[b"ann"]["w"]["m"]["skill"]
     assert life_used[4] == life_asked[4] == 1  # one recall each
     assert (life_used[6], life_asked[6]) == (1, 0)  # one successful use
 
@@ -133,13 +136,15 @@ def test_a_near_duplicate_strengthens_the_original_and_is_not_stored() -> None:
     states, evs, out = _run([_mem("copy", T0 + timedelta(minutes=5), near)], states, store=store)
     assert [(e.memory_id, e.cause, e.related) for e in evs] == [("orig", "duplicate", ["copy"])]
     assert out.forget == [("w", "copy")] and out.strengthened == 1
-    assert json.loads(states[b"ann"])["w"]["m"]["orig"][4] == 1  # counted as a recall
+    assert _core(states)[b"ann"]["w"]["m"]["orig"][4] == 1  # counted as a recall
     rows = [StoredMemory(m, "ann", "w", "episodic", "t", 0.1, 0.0, "", v) for m in ("orig", "copy")]
-    assert [r.memory_id for r in drop_forgotten(rows, states)] == ["orig"]
-    cache: dict[bytes, Any] = {b"ann": (b"{}", set())}  # read from older bytes: not trusted
-    assert [r.memory_id for r in drop_forgotten(rows, states, cache)] == ["orig"]
-    assert cache[b"ann"] == (states[b"ann"], {("w", "copy")})  # now from these bytes
-    assert [r.memory_id for r in drop_forgotten(rows, states, cache)] == ["orig"]
+    saved = saved_from(states)
+    assert [r.memory_id for r in drop_forgotten(rows, saved)] == ["orig"]
+    cache: dict[bytes, Any] = {b"ann": (-1, set())}  # read from another value: not trusted
+    assert [r.memory_id for r in drop_forgotten(rows, saved, cache)] == ["orig"]
+    seq = saved[b"ann"].seq  # type: ignore[union-attr]
+    assert cache[b"ann"] == (seq, {("w", "copy")})  # now from this value
+    assert [r.memory_id for r in drop_forgotten(rows, saved, cache)] == ["orig"]
     _, evs, _ = _run([_mem("other", T0 + timedelta(minutes=6), _vec("far"))], states)
     assert _moves(evs) == [("other", "created", "active")]  # a different memory is stored
 
@@ -182,7 +187,8 @@ def test_consolidated_memories_are_archived_after_long_idleness() -> None:
     assert out.archive == [("w", "k")]
     assert (
         drop_forgotten(
-            [StoredMemory("k", "ann", "w", "episodic", "t", 0.1, 0.0, "", _vec("k"))], states
+            [StoredMemory("k", "ann", "w", "episodic", "t", 0.1, 0.0, "", _vec("k"))],
+            saved_from(states),
         )
         == []
     )
@@ -271,14 +277,16 @@ def test_batch_cuts_and_sweeps_never_change_states_or_events(
         # a sweep may settle everyone up to the next event's time (the lateness assumption)
         sweep = {"w": stream[hi][0]} if sweeps and hi < len(stream) else None
         both = {**states, **{k: None for k in (b"ann", b"bob") if k not in states}}
-        out = memory_batch(records[lo:hi], both, SMALL, "emb", 0.0, store, "test", sweep)
+        out = memory_batch(
+            records[lo:hi], saved_from(both), SMALL, "emb", 0.0, store, "test", sweep
+        )
         states.update(out.states)
         lifecycle += out.lifecycle
         clusters += out.clusters
     # settle both paths to the end of time and compare everything
     end = {"w": stream[-1][0] + 365 * 86400.0}
-    final_whole = memory_batch([], dict(whole.states), SMALL, "emb", 0.0, store, "test", end)
-    final_cut = memory_batch([], dict(states), SMALL, "emb", 0.0, store, "test", end)
+    final_whole = memory_batch([], saved_from(whole.states), SMALL, "emb", 0.0, store, "test", end)
+    final_cut = memory_batch([], saved_from(states), SMALL, "emb", 0.0, store, "test", end)
     assert _core({**whole.states, **final_whole.states}) == _core({**states, **final_cut.states})
     assert _per_agent(whole.lifecycle + final_whole.lifecycle) == _per_agent(
         lifecycle + final_cut.lifecycle
@@ -292,10 +300,10 @@ def test_effects_a_crash_cut_off_are_sent_again_by_the_next_process() -> None:
     states, _, first = _run([_mem("old", T0), _mem("new", T0 + timedelta(days=60))], {})
     assert first.forget == [("w", "old")] and first.lifecycle
     # the state was saved with its outbox; this process sent it (settled): nothing again
-    again = memory_batch([], states, P, "emb", 0.0, None, "test", None, None, {b"ann"})
+    again = memory_batch([], saved_from(states), P, "emb", 0.0, None, "test", None, None, {b"ann"})
     assert again.lifecycle == [] and again.forget == [] and again.replayed == 0
     # a new process does not know whether it went out: it sends the same records again
-    fresh = memory_batch([], states, P, "emb", 0.0, None, "test", None, None, set())
+    fresh = memory_batch([], saved_from(states), P, "emb", 0.0, None, "test", None, None, set())
     assert fresh.replayed == 1
     assert (fresh.lifecycle, fresh.clusters, fresh.forget) == (
         first.lifecycle,
@@ -304,7 +312,7 @@ def test_effects_a_crash_cut_off_are_sent_again_by_the_next_process() -> None:
     )
     # the next batch of that agent keeps what it replayed in its outbox until it went out
     recs = [_mem("later", T0 + timedelta(days=60, hours=1))]
-    nxt = memory_batch(recs, states, P, "emb", 0.0, None, "test", None, None, set())
+    nxt = memory_batch(recs, saved_from(states), P, "emb", 0.0, None, "test", None, None, set())
     assert nxt.forget == [("w", "old")] and len(nxt.lifecycle) == len(first.lifecycle) + 1
 
 
