@@ -110,6 +110,8 @@ class AgentClusters:
         self.clusters: dict[str, MicroCluster] = {}
         self.where: dict[str, str] = {}  # memory_id -> cluster_id
         self.vectors: dict[str, np.ndarray] = {}  # cache for splits; not saved
+        # (clusters, their sums, centroid matrix) of the last similarity scan; see _similarities
+        self._matrix: tuple[list[MicroCluster], list[np.ndarray], np.ndarray] | None = None
         self.fetch = fetch
         self._next = 0
 
@@ -144,10 +146,10 @@ class AgentClusters:
         v = _unit(vector)
         self.vectors[memory_id] = v
         best, best_sim = None, -2.0
-        for c in self.clusters.values():
-            sim = float(c.centroid() @ v)
-            if sim > best_sim:
-                best, best_sim = c, sim
+        cs, sims = self._similarities(v)
+        if cs:
+            i = int(np.argmax(sims))  # the first of equals: the oldest
+            best, best_sim = cs[i], float(sims[i])
         changes: list[ClusterChange] = []
         if best is not None and best_sim >= self.params.join_threshold:
             best.members.append(memory_id)
@@ -195,16 +197,40 @@ class AgentClusters:
 
         Used to spot near-duplicates; ties go to the smaller memory id."""
         v = _unit(vector)
-        ranked = sorted(self.clusters.values(), key=lambda c: (-float(c.centroid() @ v), _order(c)))
+        cs, sims = self._similarities(v)
         best: tuple[str, float] | None = None
-        for c in ranked[:clusters]:
+        for i in np.argsort(-sims, kind="stable")[:clusters]:  # on a tie, the older cluster
+            c = cs[int(i)]
             vecs = self.member_vectors(c.members)
-            for mid in c.members:
-                if mid in vecs:
-                    sim = float(vecs[mid] @ v)
-                    if best is None or sim > best[1] or (sim == best[1] and mid < best[0]):
-                        best = (mid, sim)
+            ids = [mid for mid in c.members if mid in vecs]
+            if not ids:
+                continue
+            member_sims = (np.stack([vecs[mid] for mid in ids]) @ v).tolist()
+            for mid, sim in zip(ids, member_sims, strict=True):
+                if best is None or sim > best[1] or (sim == best[1] and mid < best[0]):
+                    best = (mid, sim)
         return best
+
+    def _similarities(self, v: np.ndarray) -> tuple[list[MicroCluster], np.ndarray]:
+        """Every live cluster (creation order, so index order is age order) and its centroid's
+        cosine to the unit vector ``v``, in one matrix product. The centroid matrix is kept: a
+        cluster whose sum changed gets its row renewed, and the matrix is rebuilt when clusters
+        come or go (both checked by identity, so no change can be missed)."""
+        cs = list(self.clusters.values())
+        cached = self._matrix
+        if (
+            cached is not None
+            and len(cached[0]) == len(cs)
+            and all(c is k for c, k in zip(cs, cached[0], strict=True))
+        ):
+            totals, mat = cached[1], cached[2]
+            for i, c in enumerate(cs):  # the same clusters: renew the rows whose sum changed
+                if c.total is not totals[i]:
+                    mat[i], totals[i] = c.centroid(), c.total
+        else:
+            mat = np.stack([c.centroid() for c in cs]) if cs else np.zeros((0, v.shape[0]))
+            cached = self._matrix = (cs, [c.total for c in cs], mat.astype(np.float32))
+        return cs, cached[2] @ v
 
     def member_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         missing = [i for i in ids if i not in self.vectors]
@@ -216,14 +242,14 @@ class AgentClusters:
     def _maybe_merge(self, c: MicroCluster, ts: float) -> list[ClusterChange]:
         changes: list[ClusterChange] = []
         while True:
-            cc = c.centroid()
-            partner, best = None, self.params.merge_threshold
-            for other in self.clusters.values():
-                if other is c:
-                    continue
-                sim = float(other.centroid() @ cc)
-                if sim >= best:
-                    partner, best = other, sim
+            cs, sims = self._similarities(c.centroid())
+            partner = None
+            others = [i for i, o in enumerate(cs) if o is not c]
+            if others:
+                cand = sims[others]
+                top = float(cand.max())
+                if top >= self.params.merge_threshold:  # the most similar; of equals, the newest
+                    partner = cs[others[int(np.flatnonzero(cand == top)[-1])]]
             if partner is None:
                 return changes
             keep, gone = sorted((c, partner), key=lambda k: (-len(k.members), _order(k)))

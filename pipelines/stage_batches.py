@@ -491,7 +491,16 @@ def drop_forgotten(
         if hit is not None and hit[0] == saved.seq:
             gone |= hit[1]
             continue
-        mine = forgotten_in(saved.state())
+        base = agent_log.seq_of(saved.snapshot) if saved.snapshot else 0
+        if hit is not None and base <= hit[0] < saved.seq:
+            # read up to a delta after the snapshot: only the newer deltas can add (a
+            # forgotten memory never comes back: decayed, archived and deleted are final)
+            mine = set(hit[1])
+            for seq, value in saved.deltas:
+                if seq > hit[0]:
+                    mine |= forgotten_in(agent_log.body(value))
+        else:
+            mine = forgotten_in(saved.state())
         if cache is not None:
             cache[key] = (saved.seq, mine)
         gone |= mine
@@ -499,7 +508,8 @@ def drop_forgotten(
 
 
 def forgotten_in(state: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """``(namespace, memory_id)`` of every forgotten memory in an agent's logical state."""
+    """``(namespace, memory_id)`` of every forgotten memory in an agent's logical state (or
+    in a delta: the lives it changed and the near-duplicates it added)."""
     gone: set[tuple[str, str]] = set()
     for ns, st in state.items():
         if not private(ns):

@@ -23,7 +23,9 @@ from pipelines.agent_log import (
     seq_of,
 )
 from pipelines.ingest import RawRecord
-from pipelines.stage_batches import memory_batch
+from pipelines.stage_batches import drop_forgotten, memory_batch
+from pipelines.store import StoredMemory
+from schemas import EmbeddedMemory
 from tests.unit.test_memory_batch import SMALL, _core, _store_for, _streams
 
 
@@ -40,12 +42,20 @@ def _replay(
     table: dict[bytes, bytes | None] = {}
     sent: list[Any] = []
     deltas = 0
+    rows = [
+        StoredMemory.from_embedded(EmbeddedMemory.model_validate_json(r.value or b""))
+        for r in records
+        if r.topic == "emb"
+    ]
+    forgotten: dict[bytes, Any] = {}  # the store stage's cache, read after every batch
     for lo, hi in zip(bounds, bounds[1:], strict=False):
         sweep = {"w": stream[hi][0]} if hi < len(stream) else None
         out = memory_batch(
             records[lo:hi], saved_from(table), SMALL, "emb", 0.0, store, "test", sweep, cache
         )
         table.update(out.states)
+        kept = drop_forgotten(rows, saved_from(table), forgotten)
+        assert kept == drop_forgotten(rows, saved_from(table))  # read incrementally = in full
         deltas += sum(1 for k, v in out.states.items() if v is not None and is_delta(k))
         sent += out.lifecycle + out.clusters + out.derived + out.audit
     return table, sent, deltas
