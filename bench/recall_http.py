@@ -91,6 +91,10 @@ WORKER_ENV = {
     "ARGOS_CLUSTER_MIN_SPLIT": str(10**9),
     "ARGOS_STABLE_AGE_S": str(10**12),
     "ARGOS_POPULATION_JOIN": "-1",
+    # a bulk load: all N published at once (one agent gets thousands per second), not an
+    # agent's pace; the ingest limits would dead-letter the excess (RateLimitedError)
+    "ARGOS_RATE_INGEST_AGENT": "off",
+    "ARGOS_RATE_INGEST_NAMESPACE": "off",
 }
 # One agent's batch also keeps its outbox (one cluster change with a 384-d centroid per memory)
 # in that value: smaller batches keep it under the limit when every event is the same agent's.

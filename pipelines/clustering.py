@@ -112,6 +112,8 @@ class AgentClusters:
         self.vectors: dict[str, np.ndarray] = {}  # cache for splits; not saved
         # (clusters, their sums, centroid matrix) of the last similarity scan; see _similarities
         self._matrix: tuple[list[MicroCluster], list[np.ndarray], np.ndarray] | None = None
+        # cluster id -> (member ids, their vectors as rows, with room to grow); _member_matrix
+        self._members: dict[str, tuple[list[str], np.ndarray]] = {}
         self.fetch = fetch
         self._next = 0
 
@@ -201,15 +203,47 @@ class AgentClusters:
         best: tuple[str, float] | None = None
         for i in np.argsort(-sims, kind="stable")[:clusters]:  # on a tie, the older cluster
             c = cs[int(i)]
-            vecs = self.member_vectors(c.members)
-            ids = [mid for mid in c.members if mid in vecs]
+            ids, mat = self._member_matrix(c)
             if not ids:
                 continue
-            member_sims = (np.stack([vecs[mid] for mid in ids]) @ v).tolist()
+            member_sims = (mat @ v).tolist()
             for mid, sim in zip(ids, member_sims, strict=True):
                 if best is None or sim > best[1] or (sim == best[1] and mid < best[0]):
                     best = (mid, sim)
         return best
+
+    def _member_matrix(self, c: MicroCluster) -> tuple[list[str], np.ndarray]:
+        """The members of ``c`` whose vectors are known and their vectors as rows. Kept per
+        cluster and grown in place while members only join at the end (the common change), so
+        a near-duplicate test does not restack a big cluster's vectors for every new memory."""
+        members = c.members
+        cached = self._members.get(c.cluster_id)
+        if cached is not None:
+            ids, buf = cached
+            n = len(ids)
+            if len(members) >= n and members[:n] == ids:
+                new = members[n:]
+                vecs = self.member_vectors(new) if new else {}
+                if len(vecs) == len(new):
+                    if new:
+                        if n + len(new) > buf.shape[0]:  # double the room
+                            grown = np.empty((2 * (n + len(new)), buf.shape[1]), np.float32)
+                            grown[:n] = buf[:n]
+                            buf = grown
+                        buf[n : n + len(new)] = np.stack([vecs[m] for m in new])
+                        ids = ids + new
+                        self._members[c.cluster_id] = (ids, buf)
+                    return ids, buf[: len(ids)]
+        vecs = self.member_vectors(members)
+        ids = [m for m in members if m in vecs]
+        if not ids:
+            return [], np.zeros((0, 0), np.float32)
+        buf = np.stack([vecs[m] for m in ids]).astype(np.float32)
+        if len(self._members) > 2 * len(self.clusters) + 8:  # forget clusters that are gone
+            self._members = {k: v for k, v in self._members.items() if k in self.clusters}
+        if len(ids) == len(members):  # cache only complete ones (missing vectors may come)
+            self._members[c.cluster_id] = (ids, buf)
+        return ids, buf
 
     def _similarities(self, v: np.ndarray) -> tuple[list[MicroCluster], np.ndarray]:
         """Every live cluster (creation order, so index order is age order) and its centroid's

@@ -126,3 +126,50 @@ def test_identical_vectors_keep_metrics_in_range() -> None:
     for i in range(20):
         for ch in ac.add(f"m{i}", v, float(i)):
             assert 0.0 <= ch.radius and 0.0 <= ch.stability <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 4), st.integers(0, 10_000)), min_size=1, max_size=60
+    ),
+    st.floats(0.2, 0.9),
+)
+def test_nearest_member_is_the_brute_force_one_whatever_came_and_went(
+    steps: list[tuple[bool, int, int]], join: float
+) -> None:
+    """The near-duplicate test reads each cluster's member vectors from a matrix it keeps and
+    grows between calls; after any mix of joins, merges, splits and removals it finds the same
+    member as a scan of the clusters' current members."""
+    rng = np.random.default_rng(0)
+    themes = rng.normal(size=(5, 16))
+    ac = AgentClusters("a", ClusterParams(join_threshold=join, min_split_size=4, split_radius=0.3))
+    n = 0
+    for add, theme, seed in steps:
+        if add or not ac.where:
+            v = themes[theme] + 0.4 * np.random.default_rng(seed).normal(size=16)
+            ac.add(f"m{n:03d}", v, float(n))
+            n += 1
+        else:
+            ac.remove(sorted(ac.where)[seed % len(ac.where)], float(n))
+        q = themes[seed % 5] + 0.3 * np.random.default_rng(seed + 1).normal(size=16)
+        got = ac.nearest(q)
+        unit = (q / np.linalg.norm(q)).astype(np.float32)
+        ranked = sorted(
+            ac.clusters.values(),
+            key=lambda c: (-float(c.centroid() @ unit), int(c.cluster_id.rpartition("/c")[2])),
+        )
+        want = None
+        for c in ranked[:2]:
+            for mid in c.members:
+                sim = float(ac.vectors[mid] @ unit)
+                if (
+                    want is None
+                    or sim > want[1] + 1e-6
+                    or (abs(sim - want[1]) <= 1e-6 and mid < want[0])
+                ):
+                    want = (mid, sim)
+        if want is None:
+            assert got is None
+        else:
+            assert got is not None and got[0] == want[0] and abs(got[1] - want[1]) < 1e-5
