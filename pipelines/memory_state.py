@@ -110,6 +110,9 @@ class AgentMemory:
         self.clock = 0.0  # the latest event time of this agent (its own watermark)
         self.next_due = math.inf  # earliest clock-driven transition
         self.lives: dict[str, MemoryLife] = {}
+        # memory id -> when its next clock-driven move falls due (lives that have one), kept with
+        # every change of a life so the earliest is a min over floats, not a model run per life
+        self._due_at: dict[str, float] = {}
         self.dups: dict[str, str] = {}  # near-duplicate id -> the memory it strengthened
         self.derived: dict[str, list[Any]] = {}  # cluster id -> [semantic id, size when derived]
         self.texts: dict[str, str] = {}  # content cache for distillation; not saved
@@ -159,9 +162,10 @@ class AgentMemory:
         if now < self.next_due:
             return
         pending = []
-        for mid, life in self.lives.items():
-            d = due(life, self.p.lifecycle)
-            if d is not None and d[0] <= now:
+        for mid, at in self._due_at.items():
+            if at <= now:
+                d = due(self.lives[mid], self.p.lifecycle)
+                assert d is not None  # noqa: S101 - _due_at holds only lives with one
                 pending.append((d[0], mid, d[1]))
         for when, mid, to in sorted(pending):
             old = self.lives[mid]
@@ -171,10 +175,7 @@ class AgentMemory:
             if cid is not None and cid not in self.clusters.clusters:
                 self.derived.pop(cid, None)
             (fx.forget if to is MemoryState.decayed else fx.archive).append(mid)
-        self.next_due = min(
-            (d[0] for life in self.lives.values() if (d := due(life, self.p.lifecycle))),
-            default=math.inf,
-        )
+        self.next_due = min(self._due_at.values(), default=math.inf)
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -192,6 +193,9 @@ class AgentMemory:
         d = due(new, self.p.lifecycle)
         if d is not None:
             self.next_due = min(self.next_due, d[0])
+            self._due_at[new.memory_id] = d[0]
+        else:
+            self._due_at.pop(new.memory_id, None)
         if cause is None and old.state is new.state:
             return  # a plain recall: the access topic already tells it
         fx.transitions.append(
@@ -344,8 +348,7 @@ class AgentMemory:
 
     def _exact_due(self) -> float | None:
         """The earliest clock-driven transition (``next_due`` in memory is a lower bound)."""
-        times = [d[0] for life in self.lives.values() if (d := due(life, self.p.lifecycle))]
-        return min(times) if times else None
+        return min(self._due_at.values()) if self._due_at else None
 
     @classmethod
     def from_state(
@@ -360,6 +363,9 @@ class AgentMemory:
         am.clock = float(state["clock"])
         am.next_due = math.inf if state["due"] is None else float(state["due"])
         am.lives = {mid: load_life(mid, raw) for mid, raw in state["m"].items()}
+        am._due_at = {
+            mid: d[0] for mid, life in am.lives.items() if (d := due(life, am.p.lifecycle))
+        }
         am.dups = dict(state["dups"])
         am.derived = {k: list(v) for k, v in state["derived"].items()}
         am.clusters = from_state(state["clusters"], am.p.clusters, am._vectors)
