@@ -410,6 +410,23 @@ def _save_states(
     return futs
 
 
+def _save_in_agent_partitions(
+    table: Any,
+    writes: Iterable[tuple[bytes, bytes, bytes | None]],
+    keyring: Keyring | None,
+    partitions: int,
+) -> list[Any]:
+    """``_save_states`` for keys that live in their agent's partition, not their own (the L2
+    rows and the memory table's deltas): ``writes`` are (agent key, table key, value or None)."""
+    by_part: dict[int, dict[bytes, bytes | None]] = {}
+    for agent, key, value in writes:
+        by_part.setdefault(partition_of(agent, partitions), {})[key] = value
+    futs: list[Any] = []
+    for part, batch in by_part.items():
+        futs += _save_states(table, batch, keyring, part)
+    return futs
+
+
 def stall_report(probe: dict[str, Any]) -> str:
     """What every thread and asyncio task is doing, and the ingest stage's pipeline (chunks in
     flight, whether its finisher still runs): what a stalled partition is waiting on."""
@@ -594,25 +611,18 @@ def create_app(
 
     async def save_hot(items: dict[tuple[str, str, str], bytes | None]) -> None:
         """Write (row bytes) or delete (None) L2 rows, keyed (namespace, agent, memory id)."""
-        by_part: dict[int, dict[bytes, bytes | None]] = {}
-        for (ns, agent, mid), value in items.items():
-            by_part.setdefault(partition_of(agent.encode(), parts), {})[hot_key(ns, agent, mid)] = (
-                value
-            )
-        futs: list[Any] = []
-        for part, batch in by_part.items():
-            futs += _save_states(hot_table, batch, pipe.keyring, part)
-        await _all(futs)
+        writes = (
+            (agent.encode(), hot_key(ns, agent, mid), value)
+            for (ns, agent, mid), value in items.items()
+        )
+        await _all(_save_in_agent_partitions(hot_table, writes, pipe.keyring, parts))
 
     async def save_agents(writes: dict[bytes, bytes | None]) -> None:
         """The memory stage's table writes (each agent's delta or snapshot and tombstones),
         each in its agent's partition, durably; then the index knows them."""
-        by_part: dict[int, dict[bytes, bytes | None]] = {}
-        for key, value in writes.items():
-            by_part.setdefault(partition_of(agent_of(key), parts), {})[key] = value
-        futs: list[Any] = []
-        for part, batch in by_part.items():
-            futs += _save_states(memory_table, batch, pipe.keyring, part)
+        futs = _save_in_agent_partitions(
+            memory_table, ((agent_of(k), k, v) for k, v in writes.items()), pipe.keyring, parts
+        )
         agents.note(writes)
         await _all(futs)
 
@@ -1054,7 +1064,7 @@ def create_app(
                     await pipe.read_again(stage, {(topic, part): want})
                     stats.stall_rewound += 1
 
-    # each agent's forgotten memory ids with the memory-table bytes they were read from
+    # each agent's forgotten memory ids with the sequence number of the state they were read from
     forgotten_cache: LRUCache[bytes, Any] = LRUCache(settings.memory_cache_agents)
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")

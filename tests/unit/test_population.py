@@ -456,19 +456,7 @@ def test_saved_state_keeps_float16_centroids_and_old_float32_states_still_load()
     rng = np.random.default_rng(3)
     for i in range(6):
         vec = rng.normal(size=384)
-        nc.apply(
-            ClusterEvent(
-                kind="create",
-                namespace="ns",
-                agent_id=f"a{i}",
-                cluster_id=f"a{i}/c1",
-                size=2,
-                radius=0.0,
-                stability=1.0,
-                event_ts=float(i),
-                centroid_f16=encode_centroid(vec),
-            )
-        )
+        nc.apply(_ev(f"a{i}", f"a{i}/c1", vec, size=2, kind="create", ns="ns", ts=float(i)))
     state = to_state(nc)
     assert all(len(row[4]) == 1024 for row in state["clusters"])  # 384 float16 in base64
     back = from_state(json.loads(json.dumps(state)), params)
@@ -488,16 +476,14 @@ def test_population_batch_reuses_the_live_state_it_saved() -> None:
     params = PopulationParams()
     recs = [
         RawRecord(
-            value=ClusterEvent(
-                kind="create",
-                namespace="ns",
-                agent_id=f"a{i}",
-                cluster_id=f"a{i}/c1",
+            value=_ev(
+                f"a{i}",
+                f"a{i}/c1",
+                np.eye(8)[i % 8] + 0.1,
                 size=1,
-                radius=0.0,
-                stability=1.0,
-                event_ts=float(i),
-                centroid_f16=encode_centroid(np.eye(8)[i % 8] + 0.1),
+                kind="create",
+                ns="ns",
+                ts=float(i),
             )
             .model_dump_json()
             .encode(),
