@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -71,3 +74,14 @@ def expected_in_store(
     lifecycle topic once the memory stage has handled all ``n``."""
     client.wait_counter("clustered", clustered_before + n, timeout=180)
     return n - len(ledger(worker, namespace)["duplicates"])
+
+
+def console_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON documents the worker's OTel console exporter wrote to ``path`` so far (spans,
+    metrics, logs; one per line). The worker may be writing while a test polls: a last line
+    without its newline is not whole yet and is left for the next read."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    whole = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in whole.splitlines() if line]

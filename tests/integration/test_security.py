@@ -27,7 +27,7 @@ from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
 from schemas import AuditRecord, DeadLetter, LifecycleEvent
-from tests.integration.kafka_utils import read_topic
+from tests.integration.kafka_utils import console_records, read_topic
 from tests.unit.test_fuzz_inputs import deep, dumps, json_values, valid_events
 
 pytestmark = pytest.mark.integration
@@ -42,25 +42,13 @@ RECALL_LIMIT = 4  # per agent per minute, so the test reaches 429 quickly
 
 
 def _spans(path: Any) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        d = json.loads(line)
-        if "context" in d and "parent_id" in d and "name" in d:
-            out.append(d)
-    return out
+    return [d for d in console_records(path) if "context" in d and "parent_id" in d and "name" in d]
 
 
 def _audit_logs(path: Any) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        d = json.loads(line)
-        if d.get("event_name") == "argos.audit":
-            out.append(json.loads(d["body"]))
-    return out
+    return [
+        json.loads(d["body"]) for d in console_records(path) if d.get("event_name") == "argos.audit"
+    ]
 
 
 def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:

@@ -6,7 +6,6 @@ topics and the store)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
-from tests.integration.kafka_utils import ledger
+from tests.integration.kafka_utils import console_records, ledger
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +31,7 @@ def _events_lag(stats: dict) -> int:
 def _otel_lag(path: Path) -> list[tuple[int, int]]:
     """(time, total lag of the events topic) per metric export in the console exporter's file."""
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        doc = json.loads(line)
+    for doc in console_records(path):
         for rm in doc.get("resource_metrics", []):
             for sm in rm["scope_metrics"]:
                 for m in sm["metrics"]:
