@@ -39,7 +39,12 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigurationError, ForbiddenError, UnauthenticatedError
+from pipelines.errors import (
+    ConfigurationError,
+    ForbiddenError,
+    RejectedError,
+    UnauthenticatedError,
+)
 
 if TYPE_CHECKING:
     from pipelines.settings import Settings
@@ -210,7 +215,11 @@ class AccessPolicy:
                 f"missing credentials: the event has no {TOKEN_HEADER} header"
             )
         principal = self._principal_of(token.strip())
-        self.authorize_publish(principal, namespace, agent_id)
+        try:
+            self.authorize_publish(principal, namespace, agent_id)
+        except RejectedError as exc:
+            exc.actor = principal.subject
+            raise
         return principal
 
     def _principal_of(self, token: str) -> Principal:

@@ -665,8 +665,12 @@ def create_app(
     def admit(rec: RawRecord, ev: Any) -> None:
         """Ingest's policy: the event's token may publish to its namespace (401/403), and the
         agent and namespace are under their rate limits (429)."""
-        policy.check_publish_token(header(rec, TOKEN_HEADER), ev.namespace, ev.agent_id)
-        limits.check_ingest(ev.namespace, ev.agent_id)
+        principal = policy.check_publish_token(header(rec, TOKEN_HEADER), ev.namespace, ev.agent_id)
+        try:
+            limits.check_ingest(ev.namespace, ev.agent_id)
+        except RejectedError as exc:
+            exc.actor = principal.subject
+            raise
 
     def timed(records: list[RawRecord], now: float) -> tuple[BatchOut, list[Any], list[Any]]:
         """One chunk through ingest + embed, a span per record (child of its publish span);
@@ -677,11 +681,11 @@ def create_app(
                 out = ingest_and_embed(records, pipe.embedder, now, admit)
                 heads = [spans.headers(i) + published_header(records[i]) for i in out.forward_src]
                 audits = []
-                for i, ns, agent, status, why in out.denied:
+                for i, actor, ns, agent, status, why in out.denied:
                     spans.fail(i, why)
                     r = records[i]
                     rid = f"{r.topic}/{r.partition}/{r.offset}"
-                    a = denied_record(agent, ns, agent, status, why, spans.trace_id(i), now, rid)
+                    a = denied_record(actor, ns, agent, status, why, spans.trace_id(i), now, rid)
                     emit(tel.logger, a)
                     audits.append(to_kv(a))
             return out, heads, audits

@@ -45,9 +45,10 @@ class RejectedError(ArgosError):
 
     http_status = 400
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, actor: str = "anonymous") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.actor = actor  # who was refused, for the audit (a token's subject once known)
 
 
 class UnauthenticatedError(RejectedError):

@@ -47,8 +47,8 @@ class BatchOut:
     # index (into the batch's records) of the record each forward record came from
     forward_src: list[int] = field(default_factory=list)
     # records refused by policy (401/403/429 at ingest), for the audit trail
-    # (index, namespace, agent, HTTP status, reason)
-    denied: list[tuple[int, str, str, int, str]] = field(default_factory=list)
+    # (index, actor, namespace, agent, HTTP status, reason)
+    denied: list[tuple[int, str, str, str, int, str]] = field(default_factory=list)
 
 
 def _dead(rec: RawRecord, err: InvalidEventError, stage: str, now: float) -> KV:
@@ -78,7 +78,9 @@ def ingest_and_embed(
     for rec, dl in bad:
         out.dead.append((rec.key, dl.model_dump_json().encode()))
     for rec, ev, exc in denied:
-        out.denied.append((where[id(rec)], ev.namespace, ev.agent_id, exc.http_status, exc.reason))
+        out.denied.append(
+            (where[id(rec)], exc.actor, ev.namespace, ev.agent_id, exc.http_status, exc.reason)
+        )
     source = {id(ev): rec for rec, ev in pairs}
     embedded, refused = embed_events([ev for _, ev in pairs], embedder, now)
     for ev, err in refused:

@@ -20,6 +20,7 @@ from pipelines.errors import ForbiddenError, RejectedError, StoreUnavailableErro
 from pipelines.openapi import openapi
 from pipelines.population import from_state as population_from_state
 from pipelines.population import summary as population_summary
+from pipelines.telemetry import inject_headers
 from schemas import AccessEvent, RecallRequest
 
 if TYPE_CHECKING:
@@ -165,13 +166,15 @@ def register_routes(pipe: Pipeline) -> None:
                 )
                 # queued, not awaited: waiting for Kafka's ack (linger + acks=all) would add
                 # ~8 ms to every recall; a crash in that moment loses one reinforcement
+                # with the recall's trace context: the memory stage's span, and the audit of
+                # any transition the reinforcement causes, join the recall's trace
                 fut = await app.producer.send(
                     pipe.access_topic,
                     req.agent_id.encode(),
                     access.model_dump_json().encode(),
                     None,
                     None,
-                    None,
+                    inject_headers(span) or None,
                 )
                 fut.add_done_callback(note_access_sent)
                 pipe.stats.recalls += 1
@@ -248,12 +251,14 @@ def register_routes(pipe: Pipeline) -> None:
             ns = request.query.get("namespace")
             if not ns:
                 return self.json({"error": "namespace is required"}, status=400)
+            actor = "anonymous"
             try:
                 principal = policy.authenticate(request.headers.get("Authorization"))
+                actor = principal.subject
                 if not principal.in_namespace(ns):
                     raise ForbiddenError(f"{principal.subject!r} may not use namespace {ns!r}")
             except RejectedError as exc:
-                await pipe.deny(exc, "anonymous", ns, None)
+                await pipe.deny(exc, actor, ns, None)
                 return refused(self, exc)
             raw = pipe.state(pipe.population_table, ns.encode())
             pop = population_summary(population_from_state(json.loads(raw))) if raw else []

@@ -190,6 +190,27 @@ def test_traces_audit_ciphertext_tokens_and_limits(
         a.trace_id == f"{publish[a.memory_id].context.trace_id:032x}" for a in created
     )
     assert {a.outcome for a in audit if a.action == "denied"} == {"401", "403", "429"}
+    # each denial names who was refused: the token's subject once known, else "anonymous"
+    actors = Counter((a.namespace, a.outcome, a.actor) for a in audit if a.action == "denied")
+    assert actors == {
+        ("sec-c", "401", "anonymous"): len(no_token),
+        ("sec-d", "403", "b-reader"): len(no_right),
+        (NS, "401", "anonymous"): 2,
+        (NS, "403", "b-reader"): 2,
+        (NS, "429", "sim-reader"): 2,
+    }
+    # a recall's reinforcement travels in the recall's trace: the memory stage's span of each
+    # access event joins it
+    recall_traces = {f"0x{a.trace_id}" for a in audit if a.action == "recall" and a.detail["hits"]}
+    assert len(recall_traces) == statuses.count(200)
+    _until(
+        lambda: (
+            recall_traces
+            <= {s["context"]["trace_id"] for s in _spans(otel_file) if s["name"] == "argos.memory"}
+        ),
+        30,
+        "each recall's access event handled in the recall's trace",
+    )
     _until(
         lambda: {r["audit_id"] for r in _audit_logs(otel_file)} == set(ids),
         30,

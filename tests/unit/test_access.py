@@ -158,16 +158,19 @@ def test_check_publish_token(policy: AccessPolicy) -> None:
     assert policy.check_publish_token(AGENT, "world", "a-1").subject == "a-1"
     with pytest.raises(UnauthenticatedError, match="argos-token"):
         policy.check_publish_token(None, "world")
-    with pytest.raises(UnauthenticatedError, match="invalid token"):
+    with pytest.raises(UnauthenticatedError, match="invalid token") as e401:
         policy.check_publish_token("nope", "world")
+    assert e401.value.actor == "anonymous"  # the audit's actor: nobody known
     with pytest.raises(UnauthenticatedError):
         policy.check_publish_token(b"\xff\xfe", "world")
-    with pytest.raises(ForbiddenError, match="may not publish"):
+    with pytest.raises(ForbiddenError, match="may not publish") as e403:
         policy.check_publish_token(READER, "world")
+    assert e403.value.actor == "dashboard"  # the token's subject, not the event's agent
     with pytest.raises(ForbiddenError, match="namespace 'other'"):
         policy.check_publish_token(WRITER, "other")
-    with pytest.raises(ForbiddenError, match="agent 'a-2'"):
+    with pytest.raises(ForbiddenError, match="agent 'a-2'") as e403b:
         policy.check_publish_token(AGENT, "world", "a-2")
+    assert e403b.value.actor == "a-1"
 
 
 # --- the open policy --------------------------------------------------------------------------

@@ -60,12 +60,13 @@ def test_guard_refusals_are_dead_lettered_with_the_reason_and_listed_for_audit()
 
     def guard(rec: RawRecord, ev: object) -> None:
         if getattr(ev, "agent_id", None) == refused_agent:
-            raise RateLimitedError(f"over 5 per second for agent {refused_agent}")
+            raise RateLimitedError(f"over 5 per second for agent {refused_agent}", "writer")
 
     out = ingest_and_embed(records, HashingEmbedder(dim=16), 1.0, guard)
     n_refused = sum(e.agent_id == refused_agent for e in evs)
     assert len(out.forward) == len(evs) - n_refused and len(out.dead) == n_refused
-    assert {d[3:] for d in out.denied} == {(429, f"over 5 per second for agent {refused_agent}")}
+    assert {d[4:] for d in out.denied} == {(429, f"over 5 per second for agent {refused_agent}")}
+    assert {d[1] for d in out.denied} == {"writer"}  # the audit's actor: who was refused
     assert [records[i].offset for i in out.forward_src] == [
         i for i, e in enumerate(evs) if e.agent_id != refused_agent
     ]
