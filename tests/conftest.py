@@ -11,10 +11,12 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.local_kafka import LocalKafka
+from pipelines.dashboard import CHROMIUM, CHROMIUM_ARGS, dist_dir
 from pipelines.processes import WorkerProcess
 
 
@@ -70,3 +72,23 @@ def start_worker(
     yield _start
     for w in started:
         w.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (its own browsers are never downloaded).
+    No skip: without Chromium or the built page the tests fail and say what is missing."""
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)"
+    )
+    assert (dist_dir() / "index.html").is_file(), (
+        f"{dist_dir()}/index.html is missing: build the dashboard (make dashboard)"
+    )
+    from playwright.sync_api import sync_playwright  # the `playwright` package (pyproject)
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -17,20 +17,20 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from pipelines.client import MemoryClient
-from pipelines.dashboard import CHROMIUM, CHROMIUM_ARGS, dashboard_url, dist_dir
+from pipelines.dashboard import dashboard_url
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
 from schemas import MemoryEvent, MemoryType
+from tests.integration.page_utils import ROOT, artifacts, wait_js
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,6 @@ TEXTS = [
     "Children laughed as the juggler dropped his torches",
     "I saw a bear drinking at the lake at dawn",
 ]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _events(agent: str, k: int) -> list[MemoryEvent]:
@@ -86,15 +85,6 @@ def _events(agent: str, k: int) -> list[MemoryEvent]:
     return out
 
 
-def _artifacts() -> Path:
-    env = os.environ.get("ARGOS_ARTIFACTS")
-    path = Path(env) if env else ROOT / "tests" / "artifacts"
-    path.mkdir(parents=True, exist_ok=True)
-    if not env:
-        (path / ".gitignore").write_text("*\n")  # screenshots are artefacts, never committed
-    return path
-
-
 @pytest.fixture(scope="module")
 def worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
     w = start_worker(extra_env={"ARGOS_TOKENS": json.dumps(TOKENS)})
@@ -109,30 +99,8 @@ def worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
     return w
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    assert Path(CHROMIUM).exists(), (
-        f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)"
-    )
-    assert (dist_dir() / "index.html").is_file(), (
-        f"{dist_dir()}/index.html is missing: build the dashboard (make dashboard)"
-    )
-    from playwright.sync_api import sync_playwright  # the `playwright` package (pyproject)
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _wait(page: Any, js: str, timeout_s: float = 20.0) -> Any:
-    return page.wait_for_function(js, timeout=timeout_s * 1000).json_value()
-
-
 def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
-    shots = _artifacts()
+    shots = artifacts()
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -145,14 +113,14 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
         assert "no-store" in resp.headers["cache-control"]
         # points appear: every stored memory of the namespace, drawn
         total = len(AGENTS) * len(TEXTS)
-        _wait(
+        wait_js(
             page, f"() => window.__argosDash?.ready && window.__argosDash.panes()[0].n >= {total}"
         )
         pane = page.evaluate("() => window.__argosDash.panes()[0]")
         assert pane["namespace"] == NS and pane["n"] == total and pane["drawn"] == total
         assert pane["renders"] >= 1 and pane["firstRenderAt"] > 0
         # the live stream is connected and counting
-        _wait(page, "() => (window.__argosDash.sse.counters || 0) >= 2")
+        wait_js(page, "() => (window.__argosDash.sse.counters || 0) >= 2")
         assert page.locator("#live").text_content() == "● live"
         counters = page.evaluate("() => window.__argosDash.counters")
         assert counters["stored"] >= total and "lag_total" in counters
@@ -172,7 +140,7 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
         )
         assert found is not None
         page.mouse.move(box["x"] + found[0], box["y"] + found[1])
-        _wait(page, "() => document.querySelector('#details dl') !== null")
+        wait_js(page, "() => document.querySelector('#details dl') !== null")
         assert page.locator("#details dl dd").first.text_content() is not None
 
         # a newly published memory shows up within a few seconds, pushed by the server
@@ -193,7 +161,7 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
                     event_time=T0 + timedelta(hours=5),
                 )
             )
-        _wait(page, f"() => window.__argosDash.has({json.dumps(new_id)})", timeout_s=15)
+        wait_js(page, f"() => window.__argosDash.has({json.dumps(new_id)})", timeout_s=15)
         seen_after = time.monotonic() - t_pub
         assert seen_after < 15, seen_after
         assert page.evaluate("() => window.__argosDash.sse.memories") >= 1
@@ -202,11 +170,11 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
 
         # the world view and the comparison view (two agents side by side)
         page.click("#view button[data-view=world]")
-        _wait(page, "() => window.__argosDash.panes()[0].drawn > 0")
+        wait_js(page, "() => window.__argosDash.panes()[0].drawn > 0")
         page.click("#view button[data-view=embedding]")
         page.check("#compare")
-        _wait(page, "() => window.__argosDash.panes().length === 2")
-        _wait(page, "() => window.__argosDash.panes()[1].n >= 12")
+        wait_js(page, "() => window.__argosDash.panes().length === 2")
+        wait_js(page, "() => window.__argosDash.panes()[1].n >= 12")
         b = page.evaluate("() => window.__argosDash.panes()[1]")
         mine = len(TEXTS) + (b["agent"] == "ann")  # ann has the new memory too
         assert b["agent"] in AGENTS and b["n"] == mine and b["drawn"] == mine
@@ -219,7 +187,7 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
         assert sim_total > 100
         page.select_option("[data-testid=namespace-B]", SIM)
         page.select_option("[data-testid=agent-B]", "")  # every agent of it
-        _wait(page, f"() => window.__argosDash.panes()[1].n === {sim_total}")
+        wait_js(page, f"() => window.__argosDash.panes()[1].n === {sim_total}")
         panes = page.evaluate("() => window.__argosDash.panes()")
         assert [p["namespace"] for p in panes] == [NS, SIM] and panes[1]["drawn"] == sim_total
 
@@ -227,7 +195,7 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
         page.select_option("#recall-agent", "ann")
         page.fill("#recall-query", "a wild animal frightened me")
         page.click("#recall button[type=submit]")
-        _wait(page, "() => document.querySelectorAll('#recall-out tr').length > 0")
+        wait_js(page, "() => document.querySelectorAll('#recall-out tr').length > 0")
         rows = page.locator("#recall-out tr")
         assert rows.count() == 8
         top = [rows.nth(i).get_attribute("data-memory") for i in range(3)]
@@ -243,15 +211,15 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         page.goto(dashboard_url(worker.url, SIM, READ))
-        _wait(page, "() => window.__argosDash?.ready && window.__argosDash.panes()[0].n > 100")
+        wait_js(page, "() => window.__argosDash?.ready && window.__argosDash.panes()[0].n > 100")
         page.check("#compare")
-        _wait(page, "() => window.__argosDash.panes().length === 2")
-        _wait(page, "() => window.__argosDash.panes()[1].n > 10")
+        wait_js(page, "() => window.__argosDash.panes().length === 2")
+        wait_js(page, "() => window.__argosDash.panes()[1].n > 10")
         agent = page.evaluate("() => window.__argosDash.panes()[1].agent")
         page.select_option("#recall-agent", agent)
         page.fill("#recall-query", "I was scared by a wild animal")
         page.click("#recall button[type=submit]")
-        _wait(page, "() => document.querySelectorAll('#recall-out tr').length > 0")
+        wait_js(page, "() => document.querySelectorAll('#recall-out tr').length > 0")
         box = page.locator(".pane canvas").first.bounding_box()
         assert box is not None
         at = page.evaluate(
@@ -265,11 +233,11 @@ def test_dashboard_in_chromium(worker: WorkerProcess, browser: Any) -> None:
         )
         assert at is not None
         page.mouse.click(box["x"] + at[0], box["y"] + at[1])
-        _wait(
+        wait_js(
             page, "() => /size \\d+ · radius/.test(document.querySelector('#details').textContent)"
         )
         page.mouse.move(box["x"] + at[0], box["y"] + at[1] + 1)
-        _wait(page, "() => (window.__argosDash.sse.counters || 0) >= 5")  # a few s of the chart
+        wait_js(page, "() => (window.__argosDash.sse.counters || 0) >= 5")  # a few s of the chart
         page.screenshot(path=str(shots / "dashboard-population.png"))
         if os.environ.get("ARGOS_README_SHOT") == "1":
             (ROOT / "docs").mkdir(exist_ok=True)
