@@ -369,7 +369,7 @@ def run_one(
     bootstrap: str,
     tmp: Path,
     args: argparse.Namespace,
-    switch_ms: float | None = None,
+    variant_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     t_all = time.perf_counter()
     one = layout == "one_agent"
@@ -387,9 +387,7 @@ def run_one(
         topic_prefix=prefix,
         app_id=f"{prefix}-app",
         embedder="hashing",
-        extra_env=WORKER_ENV
-        | (ONE_AGENT_ENV if one else {})
-        | ({"ARGOS_SWITCH_INTERVAL_MS": str(switch_ms)} if switch_ms else {}),
+        extra_env=WORKER_ENV | (ONE_AGENT_ENV if one else {}) | (variant_env or {}),
     )
     client = worker.start()
     try:
@@ -429,6 +427,15 @@ def run_one(
 # -- main ---------------------------------------------------------------------------------------
 
 
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """'NAME:ENV=V,ENV=V' -> (NAME, {ENV: V})."""
+    name, sep, assignments = text.partition(":")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+    if not sep or not name or not env or not all(k.startswith("ARGOS_") for k in env):
+        raise argparse.ArgumentTypeError(f"expected NAME:ARGOS_X=V[,ARGOS_Y=W], not {text!r}")
+    return name, env
+
+
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # so the finally blocks stop the worker and the broker
 
@@ -458,12 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count-poll", type=float, default=5.0, help="s between Milvus counts")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
-        "--switch-ms",
-        type=float,
-        nargs="*",
+        "--variant",
+        type=_variant,
+        action="append",
         default=[],
-        help="also run each size with the worker's GIL switch interval at these values "
-        "(ms), beside the default (5 ms), results under sizes[N]['<layout>@<ms>ms']",
+        metavar="NAME:ENV=V[,ENV=V]",
+        help="also run each size with a worker whose environment adds these settings, beside "
+        "the default worker on the same broker; results under sizes[N]['<layout>@NAME'] "
+        "(e.g. 'switch1ms:ARGOS_SWITCH_INTERVAL_MS=1')",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -524,9 +533,9 @@ def main(argv: list[str] | None = None) -> int:
         for n, layout in runs:
             res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args)
             out["sizes"].setdefault(str(n), {})[layout] = res
-            for ms in args.switch_ms:
-                res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, ms)
-                out["sizes"][str(n)][f"{layout}@{ms:g}ms"] = res
+            for name, env in args.variant:
+                res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, env)
+                out["sizes"][str(n)][f"{layout}@{name}"] = res | {"variant_env": env}
     out["total_s"] = time.perf_counter() - t_all
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "recall_http.json").write_text(json.dumps(out, indent=2) + "\n")

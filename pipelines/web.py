@@ -178,7 +178,10 @@ def register_routes(pipe: Pipeline) -> None:
                 )
                 fut.add_done_callback(note_access_sent)
                 pipe.stats.recalls += 1
-            return self.json(json.loads(resp.model_dump_json()))
+            # pydantic's JSON as is (no parse and dump again through Faust's encoder)
+            out = self.bytes(resp.model_dump_json().encode(), content_type="application/json")
+            out.charset = "utf-8"  # type: ignore[attr-defined]
+            return out
 
     @app.page("/openapi.json")
     class OpenAPIView(web.View):
