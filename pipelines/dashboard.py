@@ -30,8 +30,17 @@ the recall API's, an HTML page for ``/dashboard``); refusals are counted and aud
 restricted to agents sees only those agents' memories and events. The static bundles hold no
 data and are served without a token.
 
-The page shows what *this* worker holds (its partitions' agents); with several workers, open
-each one's dashboard (the recall box is routed like any recall).
+With several workers, any worker serves the whole picture: it asks its peers (the other members
+of the consumer group, from Faust's partition assignment) for their share, with the caller's
+token and the ``X-Argos-Routed`` header (a peer answers for itself only): namespaces and agents
+are merged, points are projected by each peer in the serving worker's basis (sent along; a
+serving worker that holds little of a namespace first learns its projection from the peers'
+sample) and merged and sampled like one worker's, and the event stream relays each peer's live
+feed (``GET /dashboard/api/feed``, newline-delimited JSON, new memories with float16 vectors so
+the serving worker projects them itself) with counters summed over the workers
+(``counters.workers``). A peer that does not answer leaves the picture partial: ``unanswered``
+lists it. The analytics panel shows the serving worker's models (each learns from its own
+partitions).
 """
 
 from __future__ import annotations
@@ -40,29 +49,44 @@ import asyncio
 import contextlib
 import html
 import json
+import logging
 import math
 import os
 import re
 import time
-import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import aiohttp
 import numpy as np
 from aiohttp import web as aioweb
 from faust import web
+from yarl import URL
 
 from pipelines.access import Principal
+from pipelines.dashboard_gather import (
+    decode_vectors,
+    encode_vectors,
+    merge_held,
+    merge_points,
+    row_from_wire,
+    row_to_wire,
+    sample_order,
+    sum_counters,
+)
 from pipelines.errors import ForbiddenError, RejectedError
 from pipelines.hot_index import STATE_NAMES, TYPE_CODES
-from pipelines.projection import IncrementalProjection, agent_positions, world_xy
+from pipelines.projection import IncrementalProjection, agent_positions, project_with, world_xy
+from pipelines.web import ROUTED_HEADER
 
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
     from pipelines.live_feed import Subscription
+
+log = logging.getLogger(__name__)
 
 DIST_ENV = "ARGOS_DASHBOARD_DIST"
 """Environment variable: another folder of built dashboard files (default ``dashboard/dist``)."""
@@ -79,6 +103,8 @@ TICK_S = 0.25  # the event stream sends what arrived at most this often
 COUNTERS_S = 1.0
 MAX_ITEMS_PER_TICK = 5000
 AGENTS_TTL_S = 5.0
+PEER_TIMEOUT_S = 30.0  # a peer's share of the points (it may warm agents from Milvus first)
+PEER_RETRY_S = 2.0  # a peer's live feed that broke is opened again after this
 TYPES = list(TYPE_CODES)
 STATES = list(STATE_NAMES)
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -156,15 +182,6 @@ def _codes(values: list[Any]) -> tuple[list[int], list[Any]]:
             c = names[v] = len(names)
         codes.append(c)
     return codes, list(names)
-
-
-def sample_order(ids: list[str], limit: int) -> np.ndarray:
-    """Indexes of the ``limit`` ids ``HotIndex.snapshot`` would keep (smallest CRC-32, ties by
-    id), ascending: merging per-agent samples keeps the same memories as one sample would."""
-    if len(ids) <= limit:
-        return np.arange(len(ids))
-    pri = np.fromiter((zlib.crc32(m.encode()) for m in ids), np.int64, len(ids))
-    return np.sort(np.lexsort((np.array(ids), pri))[:limit])
 
 
 def columns(snap: dict[str, Any], xy: np.ndarray | None) -> dict[str, Any]:
@@ -281,18 +298,32 @@ class Dashboard:
     # -- payloads (in the dashboard thread) -----------------------------------------------------
 
     def points(
-        self, namespace: str, agents: list[str] | None, limit: int, view: str
+        self,
+        namespace: str,
+        agents: list[str] | None,
+        limit: int,
+        view: str,
+        basis: tuple[np.ndarray, np.ndarray] | None = None,
+        vectors: bool = False,
     ) -> dict[str, Any]:
+        """The points payload of what this worker holds. ``basis``: project in another
+        worker's view (a peer's request) instead of this worker's projection; ``vectors``: no
+        projection, the rows' vectors instead (float16, for a peer's projection to learn)."""
         self.warm(namespace)
         index = self.pipe.recall.index
-        proj = self.projection(namespace)
+        proj = self.projection(namespace) if basis is None and not vectors else None
+        project: Any = (
+            None
+            if vectors
+            else proj.project
+            if proj is not None
+            else (lambda v: project_with(basis, v))
+        )
         if agents is None:
-            snap = index.snapshot(namespace, limit=limit, project=proj.project)
+            snap = index.snapshot(namespace, limit=limit, project=project)
         else:
-            parts = [
-                index.snapshot(namespace, a, limit=limit, project=proj.project) for a in agents
-            ]
-            snap = _concat(parts) if parts else index.snapshot("\x00", project=proj.project)
+            parts = [index.snapshot(namespace, a, limit=limit, project=project) for a in agents]
+            snap = _concat(parts) if parts else index.snapshot("\x00", project=project)
             snap = _take(snap, sample_order(snap["memory_id"], limit))
         total = snap["total"]
         extra: dict[str, Any] = {}
@@ -305,23 +336,33 @@ class Dashboard:
                     agent_positions(snap["agent_id"], snap["position"], snap["event_ts"]).items()
                 )
             ]
-        return {
+        out = {
             "namespace": namespace,
             "view": view,
             "total": total,
             "limit": limit,
-            "projection": proj.state(),
-            **columns(snap, snap["vector"]),
+            "projection": proj.state() if proj is not None else None,
+            **columns(snap, None if vectors else snap["vector"]),
             **extra,
         }
+        if vectors:
+            out["vectors"] = encode_vectors(snap["vector"]) if len(snap["vector"]) else ""
+        return out
+
+    def learn_from(self, namespace: str, payloads: list[dict[str, Any]]) -> None:
+        """Teach the namespace's projection the peers' samples (``points(vectors=True)``)."""
+        proj = self.projection(namespace)
+        for p in payloads:
+            if p.get("vectors"):
+                vecs = decode_vectors(p["vectors"], proj.dim)
+                if len(vecs) == len(p["memory_id"]):
+                    proj.learn(_unit(vecs), p["memory_id"])
 
     def new_points(self, namespace: str, rows: list[Any]) -> tuple[dict[str, Any], bool]:
         """New memories as points (the projection learns them first); True if that moved the
         projection's basis."""
         proj = self.projection(namespace)
-        vecs = np.stack([np.asarray(r.vector, dtype=np.float32) for r in rows])
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        vecs = vecs / np.where(norms > 0, norms, 1.0)
+        vecs = _unit(np.stack([np.asarray(r.vector, dtype=np.float32) for r in rows]))
         moved = proj.learn(vecs, [r.memory_id for r in rows])
         snap = {
             "total": len(rows),
@@ -337,9 +378,13 @@ class Dashboard:
         return {**columns(snap, proj.project(vecs)), "projection": proj.state()}, moved
 
     def counters(
-        self, prev: dict[str, Any] | None, sub: Subscription | None = None
+        self,
+        prev: dict[str, Any] | None,
+        sub: Subscription | None = None,
+        peers: Iterable[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        """Counters for the live panel: rates since ``prev`` (the last counters sent)."""
+        """Counters for the live panel, summed with the ``peers``' latest (their live feeds'
+        counters): rates since ``prev`` (the last counters sent)."""
         pipe = self.pipe
         s = pipe.stats.as_dict()
         lag = {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())}
@@ -367,6 +412,7 @@ class Dashboard:
             "feed_dropped": sub.dropped if sub is not None else 0,
             "latency": {k: w.summary() for k, w in pipe.latency.items()},
         }
+        out = sum_counters(out, peers)
         if prev is not None and now > prev["mono"]:
             dt = now - prev["mono"]
             out["events_per_s"] = round((out["ingested"] - prev["ingested"]) / dt, 2)
@@ -406,6 +452,33 @@ class Dashboard:
         snap = a._snapshot(a.namespaces[namespace])
         metrics = {m.name: {"kind": m.kind, "values": m.values, "n": m.n} for m in snap}
         return {"enabled": True, "namespace": namespace, "models": models, "metrics": metrics}
+
+
+def _wanted(ns: str, agent: str | None, principal: Principal) -> Any:
+    """Whether an item of (namespace, agent) belongs in a stream of ``ns`` (and ``agent``)
+    that ``principal`` may see."""
+
+    def wanted(ns_: str, agent_: str) -> bool:
+        return ns_ == ns and (agent is None or agent_ == agent) and principal.for_agent(agent_)
+
+    return wanted
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes | bytearray) else value
+
+
+def _ndjson(item: dict[str, Any]) -> bytes:
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _agent(agent: str | None) -> dict[str, str]:
+    return {"agent_id": agent} if agent else {}
+
+
+def _unit(vecs: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs / np.where(norms > 0, norms, 1.0)
 
 
 def _pos(extra: dict[str, Any]) -> tuple[float, float, float]:
@@ -477,6 +550,68 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
     async def in_pool(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(dash.pool, fn, *args)
 
+    # -- the other workers ----------------------------------------------------------------------
+
+    def peers() -> list[URL]:
+        """The other workers of the group (Faust's partition assignment); [] when alone or
+        before the first assignment."""
+        table = pipe.memory_table
+        if table is None:
+            return []
+        try:
+            hosts = app.router.table_metadata(table.name)
+        except Exception:  # noqa: BLE001 - no assignment yet
+            return []
+        here = app.conf.canonical_url
+        urls = {URL(h) for h in hosts}
+        return sorted((u for u in urls if (u.host, u.port) != (here.host, here.port)), key=str)
+
+    def from_peer(request: web.Request) -> bool:
+        return request.headers.get(ROUTED_HEADER) is not None
+
+    def peer_headers(request: web.Request) -> dict[str, str]:
+        cred = credentials(request)
+        return {ROUTED_HEADER: "1", **({"Authorization": cred} if cred else {})}
+
+    async def ask_peers(
+        request: web.Request,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> tuple[list[Any], list[str]]:
+        """Every peer's JSON answer to the same question, with the caller's token (a peer
+        answers for itself only), and the peers that did not answer. None when the request
+        came from a peer."""
+        urls = [] if from_peer(request) else peers()
+        if not urls:
+            return [], []
+        timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+
+        async def one(url: URL) -> Any:
+            async with app.http_client.request(
+                method,
+                str(url.with_path(path)),
+                params=params,
+                json=body,
+                headers=peer_headers(request),
+                timeout=timeout,
+            ) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}: {(await resp.text())[:300]}")
+                return await resp.json()
+
+        answers = await asyncio.gather(*(one(u) for u in urls), return_exceptions=True)
+        got, failed = [], []
+        for url, answer in zip(urls, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.warning("dashboard: peer %s did not answer %s: %r", url, path, answer)
+                failed.append(str(url))
+            else:
+                got.append(answer)
+        pipe.stats.routed += len(urls)
+        return got, failed
+
     @app.page("/dashboard")
     class PageView(web.View):
         """The dashboard page (401/403 as an HTML page with a token form)."""
@@ -521,6 +656,8 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
             if exc is not None or principal is None:
                 return refused(self, exc)  # type: ignore[arg-type]
             held = await in_pool(dash.held)
+            answers, failed = await ask_peers(request, "GET", "/dashboard/api/held")
+            held = merge_held([held, *answers])
             out = []
             for ns, agents in sorted(held.items()):
                 if not principal.in_namespace(ns):
@@ -534,7 +671,26 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
                             "memories": sum(agents[a] for a in mine),
                         }
                     )
-            return self.json({"namespaces": out}, headers={"Cache-Control": "no-store"})
+            return self.json(
+                {"namespaces": out, "unanswered": failed}, headers={"Cache-Control": "no-store"}
+            )
+
+    @app.page("/dashboard/api/held")
+    class HeldView(web.View):
+        """A peer's question: namespace -> agent -> memories this worker holds, of the
+        namespaces and agents the token may see."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
+            principal, exc = await check(request, None)
+            if exc is not None or principal is None:
+                return refused(self, exc)  # type: ignore[arg-type]
+            held = await in_pool(dash.held)
+            out = {
+                ns: {a: agents[a] for a in visible(principal, agents)}
+                for ns, agents in held.items()
+                if principal.in_namespace(ns)
+            }
+            return self.json(out, headers={"Cache-Control": "no-store"})
 
     @app.page("/dashboard/api/agents")
     class AgentsView(web.View):
@@ -547,53 +703,111 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
             principal, exc = await check(request, ns)
             if exc is not None or principal is None:
                 return refused(self, exc)  # type: ignore[arg-type]
-            agents = (await in_pool(dash.held)).get(ns, {})
+            answers, failed = await ask_peers(request, "GET", "/dashboard/api/held")
+            agents = merge_held([await in_pool(dash.held), *answers]).get(ns, {})
             body = [{"agent_id": a, "memories": agents[a]} for a in visible(principal, agents)]
             return self.json(
-                {"namespace": ns, "agents": body}, headers={"Cache-Control": "no-store"}
+                {"namespace": ns, "agents": body, "unanswered": failed},
+                headers={"Cache-Control": "no-store"},
             )
+
+    def points_args(q: Any) -> tuple[str, str | None, str, int] | str:
+        """(namespace, agent, view, limit) of a points request, or what is wrong with it."""
+        ns, agent, view = q.get("namespace"), q.get("agent_id") or None, q.get("view", "embedding")
+        if not ns or not isinstance(ns, str):
+            return "namespace is required"
+        if agent is not None and not isinstance(agent, str):
+            return "agent_id must be a string"
+        if view not in ("embedding", "world"):
+            return "view must be embedding or world"
+        try:
+            limit = int(q.get("limit", DEFAULT_LIMIT))
+        except (TypeError, ValueError):
+            return "limit must be an integer"
+        if not 1 <= limit <= MAX_LIMIT:
+            return f"limit must be between 1 and {MAX_LIMIT}"
+        return ns, agent, view, limit
+
+    def agents_of(principal: Principal, agent: str | None) -> list[str] | None:
+        if agent is not None:
+            return [agent]
+        return sorted(principal.agents) if principal.agents is not None else None
+
+    def reply(view_: web.View, body: dict[str, Any]) -> web.Response:
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        resp = view_.bytes(
+            payload, content_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+        resp.charset = "utf-8"  # type: ignore[attr-defined]
+        return resp
 
     @app.page("/dashboard/api/points")
     class PointsView(web.View):
-        """The memories as points (see the module docstring)."""
+        """The memories as points (see the module docstring): GET from the page (gathered from
+        every worker), POST from a peer (its share, projected in the basis it sends)."""
 
         async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
-            q = request.query
-            ns, agent, view = (
-                q.get("namespace"),
-                q.get("agent_id") or None,
-                q.get("view", "embedding"),
-            )
-            if not ns:
-                return bad(self, "namespace is required")
-            if view not in ("embedding", "world"):
-                return bad(self, "view must be embedding or world")
-            try:
-                limit = int(q.get("limit", DEFAULT_LIMIT))
-            except ValueError:
-                return bad(self, "limit must be an integer")
-            if not 1 <= limit <= MAX_LIMIT:
-                return bad(self, f"limit must be between 1 and {MAX_LIMIT}")
+            args = points_args(request.query)
+            if isinstance(args, str):
+                return bad(self, args)
+            ns, agent, view, limit = args
             principal, exc = await check(request, ns, agent)
             if exc is not None or principal is None:
                 return refused(self, exc)  # type: ignore[arg-type]
-            if agent is not None:
-                agents: list[str] | None = [agent]
-            elif principal.agents is not None:
-                agents = sorted(principal.agents)
-            else:
-                agents = None
+            agents = agents_of(principal, agent)
+            if from_peer(request) or not peers():  # this worker's share only
+                vectors = from_peer(request) and request.query.get("vectors") == "1"
+                return reply(
+                    self, await in_pool(dash.points, ns, agents, limit, view, None, vectors)
+                )
+            proj = await in_pool(dash.warm_projection, ns)
+            if proj.n < LEARN_SAMPLE // 2:  # little here: learn the peers' sample as well
+                sample = {"namespace": ns, "limit": str(LEARN_SAMPLE), "vectors": "1"}
+                samples, _ = await ask_peers(
+                    request, "GET", "/dashboard/api/points", params=sample | _agent(agent)
+                )
+                await in_pool(dash.learn_from, ns, samples)
+            basis = proj.view
+            ask = {"namespace": ns, "view": view, "limit": limit, **_agent(agent)}
+            if basis is not None:
+                ask |= {"center": basis[0].tolist(), "basis": basis[1].tolist()}
+            answers, failed = await ask_peers(request, "POST", "/dashboard/api/points", body=ask)
 
-            def build() -> bytes:
-                body = dash.points(ns, agents, limit, view)
-                return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            def gather() -> dict[str, Any]:
+                mine = dash.points(ns, agents, limit, view, basis)
+                return merge_points([mine, *answers], limit) | {
+                    "projection": proj.state(),
+                    "workers": 1 + len(answers),
+                    "unanswered": failed,
+                }
 
-            payload = await in_pool(build)
-            resp = self.bytes(
-                payload, content_type="application/json", headers={"Cache-Control": "no-store"}
-            )
-            resp.charset = "utf-8"  # type: ignore[attr-defined]
-            return resp
+            return reply(self, await in_pool(gather))
+
+        async def post(self, request: web.Request, **kwargs: Any) -> web.Response:
+            if not from_peer(request):
+                return bad(self, "POST is how workers ask each other for points: use GET")
+            try:
+                q = json.loads(await self.read_request_content(request))
+            except ValueError:
+                return bad(self, "the body must be JSON")
+            args = points_args(q) if isinstance(q, dict) else "the body must be an object"
+            if isinstance(args, str):
+                return bad(self, args)
+            ns, agent, view, limit = args
+            dim = pipe.recall.index.dim
+            try:
+                center = np.asarray(q.get("center", np.zeros(dim)), dtype=np.float64)
+                basis = np.asarray(q.get("basis", np.zeros((dim, 2))), dtype=np.float64)
+                if center.shape != (dim,) or basis.shape != (dim, 2):
+                    raise ValueError(f"center ({dim},) and basis ({dim}, 2) expected")
+            except (TypeError, ValueError) as e:
+                return bad(self, f"invalid projection: {e}")
+            principal, exc = await check(request, ns, agent)
+            if exc is not None or principal is None:
+                return refused(self, exc)  # type: ignore[arg-type]
+            agents = agents_of(principal, agent)
+            body = await in_pool(dash.points, ns, agents, limit, view, (center, basis))
+            return reply(self, body)
 
     @app.page("/dashboard/api/analytics")
     class AnalyticsView(web.View):
@@ -625,6 +839,100 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
                 return refused(self, exc)  # type: ignore[arg-type]
             return await stream(request, ns, agent, principal)
 
+    @app.page("/dashboard/api/feed")
+    class FeedView(web.View):
+        """A peer's question: this worker's live feed of a namespace (optionally one agent),
+        as newline-delimited JSON: ``memory`` (the row, vector as float16), ``lifecycle`` and
+        ``cluster`` (the events' JSON), ``counters`` every second (this worker's counts)."""
+
+        async def get(self, request: web.Request, **kwargs: Any) -> Any:
+            if not from_peer(request):
+                return bad(self, "the feed is how workers relay to each other: use /events")
+            ns, agent = request.query.get("namespace"), request.query.get("agent_id") or None
+            if not ns:
+                return bad(self, "namespace is required")
+            principal, exc = await check(request, ns, agent)
+            if exc is not None or principal is None:
+                return refused(self, exc)  # type: ignore[arg-type]
+            raw: aioweb.Request = request  # type: ignore[assignment]  # the aiohttp driver's
+            resp = aioweb.StreamResponse(
+                headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
+            )
+            await resp.prepare(raw)
+            sub = pipe.feed.subscribe()
+            wanted = _wanted(ns, agent, principal)
+            try:
+                next_counters = 0.0
+                while not dash.stopping:
+                    if raw.transport is None or raw.transport.is_closing():
+                        break
+                    wait = max(0.0, next_counters - time.monotonic())
+                    lines = []
+                    for kind, payload in await _gather(sub, min(TICK_S, wait)):
+                        if kind == "memory":
+                            r = payload["row"]
+                            if wanted(r.namespace, r.agent_id):
+                                lines.append({"kind": kind, "row": row_to_wire(r)})
+                        elif kind in ("lifecycle", "cluster"):
+                            text = _text(payload["json"])
+                            ev = json.loads(text)
+                            if wanted(ev["namespace"], ev["agent_id"]):
+                                lines.append({"kind": kind, "json": text})
+                    if time.monotonic() >= next_counters:
+                        lines.append({"kind": "counters", "counters": dash.counters(None, sub)})
+                        next_counters = time.monotonic() + COUNTERS_S
+                    if lines:
+                        await resp.write(b"".join(_ndjson(x) for x in lines))
+            except ConnectionError:
+                pass  # the serving worker went away
+            finally:
+                sub.close()
+            with contextlib.suppress(ConnectionError):
+                await resp.write_eof()
+            return resp
+
+    async def relay(
+        request: web.Request,
+        url: URL,
+        ns: str,
+        agent: str | None,
+        sub: Subscription,
+        counters: dict[str, dict[str, Any]],
+    ) -> None:
+        """Put a peer's live feed into this stream's subscription (its memories as rows, so
+        this worker projects them), keeping its latest counters; reopened when it breaks,
+        until the peer leaves the group."""
+        dim = pipe.recall.index.dim
+        params = {"namespace": ns, **_agent(agent)}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=10 * COUNTERS_S)
+        while not dash.stopping:
+            try:
+                async with app.http_client.get(
+                    str(url.with_path("/dashboard/api/feed")),
+                    params=params,
+                    headers=peer_headers(request),
+                    timeout=timeout,
+                ) as resp:
+                    if resp.status != 200:
+                        raise RuntimeError(f"HTTP {resp.status}: {(await resp.text())[:300]}")
+                    async for line in resp.content:
+                        item = json.loads(line)
+                        kind = item["kind"]
+                        if kind == "memory":
+                            sub.put(("memory", {"row": row_from_wire(item["row"], dim)}))
+                        elif kind in ("lifecycle", "cluster"):
+                            sub.put((kind, {"json": item["json"]}))
+                        elif kind == "counters":
+                            counters[str(url)] = item["counters"]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a peer restarting or gone: try again
+                log.info("dashboard: the live feed of %s broke: %r", url, exc)
+            counters.pop(str(url), None)
+            if url not in peers():
+                return
+            await asyncio.sleep(PEER_RETRY_S)
+
     async def stream(
         request: web.Request, ns: str, agent: str | None, principal: Principal
     ) -> aioweb.StreamResponse:
@@ -638,16 +946,28 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
         )
         await resp.prepare(raw)
 
-        def wanted(ns_: str, agent_: str) -> bool:
-            return ns_ == ns and (agent is None or agent_ == agent) and principal.for_agent(agent_)
-
+        wanted = _wanted(ns, agent, principal)
         sub = pipe.feed.subscribe()
         dash.streams += 1
+        # the peers' live feeds, relayed into this subscription (their counters kept apart)
+        peer_counters: dict[str, dict[str, Any]] = {}
+        relays: dict[URL, asyncio.Task[None]] = {}
+
+        def relay_peers() -> None:
+            if from_peer(request):
+                return
+            for url in peers():
+                if url not in relays or relays[url].done():
+                    relays[url] = asyncio.create_task(
+                        relay(request, url, ns, agent, sub, peer_counters)
+                    )
+
+        relay_peers()
         try:
             hello = {"namespace": ns, "agent_id": agent, "tick_s": TICK_S}
             hello["projection"] = (await in_pool(dash.warm_projection, ns)).state()
             await resp.write(b"retry: 2000\n\n" + _sse("hello", hello))
-            prev = await in_pool(dash.counters, None, sub)
+            prev = await in_pool(dash.counters, None, sub, list(peer_counters.values()))
             await resp.write(_sse("counters", prev))
             next_counters = time.monotonic() + COUNTERS_S
             while not dash.stopping:
@@ -661,11 +981,11 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
                         if wanted(r.namespace, r.agent_id):
                             mems.append(r)
                     elif kind == "lifecycle":
-                        ev = json.loads(payload["json"])
+                        ev = json.loads(_text(payload["json"]))
                         if wanted(ev["namespace"], ev["agent_id"]):
                             lives.append(_lifecycle_item(ev))
                     elif kind == "cluster":
-                        ev = json.loads(payload["json"])
+                        ev = json.loads(_text(payload["json"]))
                         if wanted(ev["namespace"], ev["agent_id"]):
                             clusters.append(_cluster_item(ev))
                 out = b""
@@ -679,14 +999,17 @@ def register_dashboard(pipe: Pipeline) -> Dashboard:
                 if clusters:
                     out += _sse("clusters", {"items": clusters})
                 if time.monotonic() >= next_counters:
-                    prev = dash.counters(prev, sub)
+                    prev = dash.counters(prev, sub, list(peer_counters.values()))
                     out += _sse("counters", prev)
+                    relay_peers()  # a worker that joined since
                     next_counters = time.monotonic() + COUNTERS_S
                 if out:
                     await resp.write(out)
         except ConnectionError:
             pass  # the client went away
         finally:
+            for task in relays.values():
+                task.cancel()
             sub.close()
             dash.streams -= 1
         with contextlib.suppress(ConnectionError):

@@ -564,6 +564,12 @@ class HotIndex:
             p = self._parts.get((namespace, agent_id))
             return p is not None and p.warm
 
+    def warm_rows(self, namespace: str, agent_id: str) -> int | None:
+        """The rows an agent holds here if it is warm (all loaded), else None."""
+        with self._lock:
+            p = self._parts.get((namespace, agent_id))
+            return p.n if p is not None and p.warm else None
+
     def mark_warm(self, namespace: str, agent_id: str) -> None:
         """The agent's rows are all loaded (call with ``locked()`` held since the upsert, so
         no eviction came in between)."""

@@ -165,11 +165,13 @@ class IncrementalProjection:
         x = np.asarray(vectors)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"vectors must be (n, {self.dim}), got {x.shape}")
-        view = self._view
-        if view is None:
-            return np.zeros((len(x), 2), dtype=np.float32)
-        center, basis = view
-        return ((x - center) @ basis).astype(np.float32)
+        return project_with(self._view, x)
+
+    @property
+    def view(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The current (centre (dim,), basis (dim, 2)), or None before two rows: what another
+        worker needs to project its rows into this worker's picture (``project_with``)."""
+        return self._view
 
     def state(self) -> dict[str, float | int]:
         """What the dashboard shows about the projection."""
@@ -179,6 +181,18 @@ class IncrementalProjection:
             "explained_1": self.explained[0],
             "explained_2": self.explained[1],
         }
+
+
+def project_with(view: tuple[np.ndarray, np.ndarray] | None, vectors: np.ndarray) -> np.ndarray:
+    """(n, 2) float32 coordinates of ``vectors`` in a given view (``IncrementalProjection.view``
+    of another worker; (0, 0) for None)."""
+    x = np.asarray(vectors)
+    if view is None:
+        return np.zeros((len(x), 2), dtype=np.float32)
+    center, basis = view
+    if x.ndim != 2 or x.shape[1] != len(center) or basis.shape != (len(center), 2):
+        raise ValueError(f"vectors {x.shape} and view {basis.shape} do not fit")
+    return ((x - center) @ basis).astype(np.float32)
 
 
 def world_xy(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -291,6 +291,14 @@ class Settings(BaseSettings):
         description="ARGOS_RECALL_W_LEXICAL: weight of the query's BM25 over the agent's "
         "memories, scaled to the best candidate's (0 turns the lexical part off).",
     )
+    recall_inline_rows: int = Field(
+        20_000,
+        ge=0,
+        description="ARGOS_RECALL_INLINE_ROWS: a recall of a warm agent holding at most this "
+        "many rows runs on the event loop (well under a millisecond) instead of a worker "
+        "thread, saving two GIL hand-offs that each wait behind the stages' threads under "
+        "load; larger agents, and the first recall of an agent, run in the thread (0: always).",
+    )
     l1_results_mb: float = Field(
         32.0, gt=0, description="ARGOS_L1_RESULTS_MB: bytes of cached recall results."
     )

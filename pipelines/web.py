@@ -138,8 +138,12 @@ def register_routes(pipe: Pipeline) -> None:
                     await pipe.deny(exc, principal.subject, req.namespace, req.agent_id, tid)
                     return refused(self, exc)
             loop = asyncio.get_running_loop()
+            rows = pipe.recall.index.warm_rows(req.namespace, req.agent_id)
             try:
-                resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
+                if rows is not None and rows <= pipe.settings.recall_inline_rows:
+                    resp = pipe.recall.recall(req)  # small and warm: here, no thread hand-off
+                else:
+                    resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
             except StoreUnavailableError as exc:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
             if pipe.store_down_since is not None:  # answered from L1/L2 while L3 is away

@@ -70,6 +70,7 @@ export interface Counters {
   strengthened: number;
   lag_total: number;
   hot_rows: number;
+  workers?: number; // how many workers the counters are summed over
   watchers: number;
   feed_dropped: number;
   uptime_s: number;

@@ -574,6 +574,7 @@ class App {
       ["decayed", fmt(c.decayed), false],
       ["publish→stored p50", p?.p50_ms == null ? "–" : `${fmt(p.p50_ms)} ms`, false],
     ];
+    if ((c.workers ?? 1) > 1) cells.push(["workers", fmt(c.workers ?? 1), false]);
     box.replaceChildren(
       ...cells.map(([label, value, warn]) =>
         el("div", { class: warn ? "warn" : "", "data-counter": label }, el("b", {}, value), el("span", {}, label)),

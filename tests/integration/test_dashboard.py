@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from pipelines.client import MemoryClient
+from pipelines.client import MemoryClient, wait_until_settled
 from pipelines.dashboard import dashboard_url
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
@@ -346,3 +346,122 @@ def test_dashboard_api_tokens_sampling_and_stream(worker: WorkerProcess) -> None
         while watchers_seen() != 1:  # the earlier streams unsubscribed when they were closed
             assert time.monotonic() < deadline, "an event stream kept its subscription"
             time.sleep(0.5)
+
+
+def _sse_events(resp: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event, data) of a Server-Sent Events response, as they arrive."""
+    event = None
+    for line in resp.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event is not None:
+            yield event, json.loads(line[6:])
+            event = None
+
+
+def test_any_worker_serves_the_whole_dashboard(start_worker: Callable[..., WorkerProcess]) -> None:
+    """Two workers in one group, each holding some agents: either one's dashboard API answers
+    with every memory (points, namespaces, agents), and its event stream relays the memories
+    the other worker stores, with counters summed over both."""
+    env = {"ARGOS_TOKENS": json.dumps(TOKENS), "ARGOS_TOPIC_PARTITIONS": "4"}
+    first = start_worker(embedder="hashing", extra_env=env)
+    prefix = first.env["ARGOS_TOPIC_PREFIX"]
+    workers = [
+        first,
+        start_worker(topic_prefix=prefix, ready_timeout=300, embedder="hashing", extra_env=env),
+    ]
+    clients = [MemoryClient(w.url) for w in workers]
+    wait_until_settled(clients)
+    agents = [f"agent-{i}" for i in range(8)]
+    topic = prefix + ".memory.events"
+    with MemoryPublisher(first.bootstrap, topic, token=WRITE) as pub:
+        for k, agent in enumerate(agents):
+            pub.publish_many(_events(agent, k))
+    total = len(agents) * len(TEXTS)
+    deadline = time.monotonic() + 180
+    while sum(c.stats()["stored"] for c in clients) < total and time.monotonic() < deadline:
+        time.sleep(1.0)
+    auth = {"Authorization": f"Bearer {READ}"}
+    own = {"X-Argos-Routed": "1", **auth}  # what a peer asks: this worker's share only
+    params = {"namespace": NS, "limit": 100_000}
+    shares = [
+        set(
+            httpx.get(
+                f"{w.url}/dashboard/api/points", params=params, headers=own, timeout=60
+            ).json()["memory_id"]
+        )
+        for w in workers
+    ]
+    print("memories per worker:", [len(s) for s in shares])
+    assert all(shares) and not shares[0] & shares[1]  # each holds some agents, none twice
+    everything = shares[0] | shares[1]
+    assert len(everything) == total
+    for w in workers:
+        body = httpx.get(
+            f"{w.url}/dashboard/api/points", params=params, headers=auth, timeout=60
+        ).json()
+        assert set(body["memory_id"]) == everything and body["total"] == total, w.url
+        assert body["workers"] == 2 and body["unanswered"] == []
+        # every point is projected in this worker's basis: no point left at the origin
+        assert all(x is not None for x in body["x"]) and any(body["x"]) and any(body["y"])
+        assert {body["agents"][a] for a in body["agent"]} == set(agents)
+        sample = httpx.get(
+            f"{w.url}/dashboard/api/points",
+            params={"namespace": NS, "limit": 7},
+            headers=auth,
+            timeout=60,
+        ).json()
+        assert sample["n"] == 7 and set(sample["memory_id"]) <= everything
+        names = httpx.get(f"{w.url}/dashboard/api/namespaces", headers=auth, timeout=60).json()[
+            "namespaces"
+        ]
+        assert {"namespace": NS, "agents": len(agents), "memories": total} in names
+        listed = httpx.get(
+            f"{w.url}/dashboard/api/agents", params={"namespace": NS}, headers=auth, timeout=60
+        ).json()["agents"]
+        assert [a["agent_id"] for a in listed] == sorted(agents)
+    # a peer's question needs a token like any other
+    r = httpx.get(
+        f"{first.url}/dashboard/api/feed",
+        params={"namespace": NS},
+        headers={"X-Argos-Routed": "1"},
+        timeout=30,
+    )
+    assert r.status_code == 401
+
+    # the first worker's event stream shows the memories both workers store from now on
+    new = {f"{agent}:live": agent for agent in agents}
+    seen: set[str] = set()
+    counters: dict[str, Any] = {}
+    with httpx.stream(
+        "GET",
+        f"{first.url}/dashboard/api/events",
+        params={"namespace": NS},
+        headers=auth,
+        timeout=httpx.Timeout(30.0),
+    ) as resp:
+        assert resp.status_code == 200
+        events = _sse_events(resp)
+        published = False
+        stop_at = time.monotonic() + 90
+        for event, data in events:
+            if event == "counters":
+                counters = data
+                if not published and data.get("workers") == 2:  # the relay is connected
+                    with MemoryPublisher(first.bootstrap, topic, token=WRITE) as pub:
+                        for mid, agent in new.items():
+                            pub.publish(
+                                _events(agent, 0)[0].model_copy(
+                                    update={"memory_id": mid, "content": f"{agent} saw a comet"}
+                                )
+                            )
+                    published = True
+            elif event == "memories":
+                seen.update(data["memory_id"])
+            if seen >= set(new) and counters.get("stored", 0) >= total + len(new):
+                break
+            assert time.monotonic() < stop_at, (sorted(seen), counters)
+    assert seen >= set(new)
+    from_second = {m for m in new if new[m] in {i.split(":")[0] for i in shares[1]}}
+    assert from_second  # some of them were stored by the other worker: relayed
+    assert counters["workers"] == 2 and counters["stored"] >= total + len(new)
