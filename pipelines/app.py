@@ -225,12 +225,20 @@ class Pipeline:
     def hot_rows_by_id(
         self, namespace: str, agent_id: str, memory_ids: list[str]
     ) -> list[StoredMemory]:
-        """Some of an agent's rows in the L2 table, by memory id (those it holds)."""
+        """Some of an agent's rows by memory id (those it holds): read through the L1 records
+        cache (rows never change; a memory that leaves the live states is dropped from it) to
+        the L2 table."""
+        cache = self.recall.cache
         rows = []
         for mid in memory_ids:
-            raw = self.state(self.hot_table, hot_key(namespace, agent_id, mid))
-            if raw is not None:
-                rows.append(StoredMemory.from_bytes(raw))
+            row = cache.get_record(namespace, mid)
+            if row is None:
+                raw = self.state(self.hot_table, hot_key(namespace, agent_id, mid))
+                if raw is None:
+                    continue
+                row = StoredMemory.from_bytes(raw)
+                cache.put_record(row)
+            rows.append(row)
         return rows
 
     def take(
@@ -552,7 +560,7 @@ def create_app(
             ),
             RecallCache(
                 results_bytes=int(settings.l1_results_mb * 2**20),
-                records_bytes=1 << 20,
+                records_bytes=int(settings.l1_records_mb * 2**20),
                 embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
             ),
             state_of=lambda key: pipe.agent_state(key),

@@ -29,12 +29,14 @@ from typing import Any
 
 from pipelines.embed import Embedder
 from pipelines.hot_index import SPATIAL_CELL, HotIndex, preferred_period, time_bonus_for
-from pipelines.memory_state import MemoryParams, index_fields, load_life
+from pipelines.memory_state import LIVE, MemoryParams, index_fields, load_life
 from pipelines.recall_cache import RecallCache
 from pipelines.scoring import ScoreWeights
 from pipelines.stage_batches import MemoryOut
 from pipelines.store import StoredMemory, VectorStore
 from schemas import RecallRequest, RecallResponse
+
+LIVE_NAMES = frozenset(s.value for s in LIVE)
 
 # agent key -> its memory-stage state (logical: namespace -> AgentMemory.to_state), or None
 StateOf = Callable[[bytes], dict[str, Any] | None]
@@ -84,10 +86,13 @@ class RecallService:
         """Write-through from the memory stage: states, stabilities and clusters."""
         for ns, agent, mid, state, stability_s, reinforced, recalls in out.lives:
             self.index.update_life(ns, agent, mid, state, stability_s, reinforced, recalls)
+            if state not in LIVE_NAMES:  # decayed or archived: its L1 record goes too
+                self.cache.drop_records(ns, [mid])
         for ns, agent, mid, cid in out.members:
             self.index.set_cluster(ns, agent, mid, cid)
         for ns, mid in out.forget:  # near-duplicates the store stage may have written already
             self.index.remove(ns, [mid])
+            self.cache.drop_records(ns, [mid])
 
     # -- reads ----------------------------------------------------------------------------------
 

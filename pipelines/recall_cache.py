@@ -197,14 +197,19 @@ class RecallCache:
         with self._lock:
             key = (namespace, agent_id)
             self._versions[key] = self._versions.get(key, 0) + 1
-            for m in memory_ids:
-                self._records.lru.pop((namespace, m), None)
+        self.drop_records(namespace, memory_ids)
 
     def version(self, namespace: str, agent_id: str) -> int:
         with self._lock:
             return self._versions.get((namespace, agent_id), 0)
 
     # -- records -------------------------------------------------------------------------------
+    def drop_records(self, namespace: str, memory_ids: Sequence[str]) -> None:
+        """Memories that left the live states (or the store): their records go."""
+        with self._lock:
+            for m in memory_ids:
+                self._records.lru.pop((namespace, m), None)
+
     def get_record(self, namespace: str, memory_id: str) -> StoredMemory | None:
         with self._lock:
             return self._records.get((namespace, memory_id))

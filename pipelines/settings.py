@@ -302,6 +302,12 @@ class Settings(BaseSettings):
     l1_results_mb: float = Field(
         32.0, gt=0, description="ARGOS_L1_RESULTS_MB: bytes of cached recall results."
     )
+    l1_records_mb: float = Field(
+        16.0,
+        gt=0,
+        description="ARGOS_L1_RECORDS_MB: bytes of cached memory rows (the memory stage's "
+        "reads of its members' vectors).",
+    )
     l1_embeddings_mb: float = Field(
         8.0, gt=0, description="ARGOS_L1_EMBEDDINGS_MB: bytes of cached query embeddings."
     )

@@ -10,6 +10,7 @@ from pipelines.memory_state import MemoryParams
 from pipelines.recall import RecallService
 from pipelines.recall_cache import RecallCache
 from pipelines.scoring import ScoreWeights
+from pipelines.stage_batches import MemoryOut
 from pipelines.store import InMemoryStore, StoredMemory
 from schemas import RecallRequest
 
@@ -69,3 +70,20 @@ def test_an_evicted_agent_is_warmed_again_with_all_its_rows() -> None:
     again = svc.recall(ask.model_copy(update={"query": "another question"}))
     assert len(again.hits) == 40
     assert svc.stats()["l2_evicted_agents"] >= 1
+
+
+def test_l1_records_leave_when_their_memory_leaves_the_live_states() -> None:
+    rows = agent_rows(load_embedder("hashing"), "a", 3)
+    svc = service_over({"a": rows})
+    for r in rows:
+        assert svc.cache.put_record(r)
+    out = MemoryOut()
+    out.lives = [
+        (NS, "a", rows[0].memory_id, "decayed", 1.0, 0.0, 0),
+        (NS, "a", rows[1].memory_id, "consolidated", 9.0, 1.0, 2),
+    ]
+    out.forget = [(NS, rows[2].memory_id)]
+    svc.learned(out)
+    assert svc.cache.get_record(NS, rows[0].memory_id) is None  # decayed
+    assert svc.cache.get_record(NS, rows[1].memory_id) == rows[1]  # still live: kept
+    assert svc.cache.get_record(NS, rows[2].memory_id) is None  # a near-copy, forgotten
