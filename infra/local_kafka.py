@@ -12,7 +12,9 @@ In-process use (tests)::
 
 With ``sasl_users={"alice": "secret"}`` the broker also has a SASL_PLAINTEXT listener (PLAIN
 mechanism, those users) on its own port, ``kafka.sasl_bootstrap_servers``; the PLAINTEXT
-listener stays as it is (the broker itself and the readiness probe use it).
+listener stays as it is (the broker itself and the readiness probe use it). With ``tls=True``
+it also has an SSL listener (``kafka.tls_bootstrap_servers``) whose certificate a throwaway CA
+signs (``infra/tls.py``); clients trust ``kafka.tls_ca_file``.
 
 Across processes (demo, CI), keyed by data dir::
 
@@ -84,6 +86,7 @@ LOCK_FILE = ".lock"
 JAR_MARKER = ".complete"
 MAIN_CLASS = "kafka.Kafka"
 SASL_LISTENER = "SASL_PLAINTEXT"
+TLS_LISTENER = "SSL"
 #: SASL user names become JAAS option keys (``user_<name>``): keep them to plain characters.
 _SASL_USER = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -219,6 +222,10 @@ class LocalKafka:
     ``sasl_users`` (user name -> password) adds a SASL_PLAINTEXT listener with the PLAIN
     mechanism that accepts exactly those users, on its own free port
     (:attr:`sasl_bootstrap_servers`). Without it the broker is PLAINTEXT only, as before.
+
+    ``tls`` adds an SSL listener on its own free port (:attr:`tls_bootstrap_servers`), with a
+    certificate for ``127.0.0.1`` signed by a CA made for this data dir
+    (:attr:`tls_ca_file`: what clients trust). No client certificates.
     """
 
     def __init__(
@@ -229,6 +236,7 @@ class LocalKafka:
         *,
         cache_dir: Path | None = None,
         sasl_users: Mapping[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.requested_port = port
@@ -238,6 +246,8 @@ class LocalKafka:
         self.port: int | None = None
         self.controller_port: int | None = None
         self.sasl_port: int | None = None
+        self.tls = tls
+        self.tls_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
 
@@ -287,6 +297,21 @@ class LocalKafka:
         if self.sasl_port is None:
             raise RuntimeError("LocalKafka is not started")
         return f"{HOST}:{self.sasl_port}"
+
+    @property
+    def tls_bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` of the SSL listener; only valid after :meth:`start` of a broker
+        made with ``tls=True``."""
+        if not self.tls:
+            raise RuntimeError("this LocalKafka has no TLS listener (pass tls=True)")
+        if self.tls_port is None:
+            raise RuntimeError("LocalKafka is not started")
+        return f"{HOST}:{self.tls_port}"
+
+    @property
+    def tls_ca_file(self) -> Path:
+        """The PEM CA certificate that signed the SSL listener's certificate."""
+        return self.data_dir / "tls" / "ca.pem"
 
     @property
     def pid(self) -> int | None:
@@ -378,15 +403,20 @@ class LocalKafka:
     def _choose_ports(self, *, fresh: bool) -> None:
         self._choose_main_ports(fresh=fresh)
         assert self.port is not None and self.controller_port is not None  # noqa: S101
-        if self.sasl_users is None:
-            self.sasl_port = None
-            return
         taken = {self.port, self.controller_port}
-        previous = None if fresh else _listener_ports(self.properties_file).get(SASL_LISTENER)
-        if previous is not None and previous not in taken and _port_is_free(previous):
-            self.sasl_port = previous
-        else:
-            self.sasl_port = _free_ports(1, exclude=taken)[0]
+        before = {} if fresh else _listener_ports(self.properties_file)
+
+        def extra_port(listener: str) -> int:
+            previous = before.get(listener)
+            if previous is not None and previous not in taken and _port_is_free(previous):
+                port = previous
+            else:
+                port = _free_ports(1, exclude=taken)[0]
+            taken.add(port)
+            return port
+
+        self.sasl_port = extra_port(SASL_LISTENER) if self.sasl_users is not None else None
+        self.tls_port = extra_port(TLS_LISTENER) if self.tls else None
 
     def _choose_main_ports(self, *, fresh: bool) -> None:
         if self.requested_port is not None:
@@ -438,6 +468,8 @@ class LocalKafka:
         }
         if self.sasl_users is not None:
             props.update(self._sasl_properties(props))
+        if self.tls:
+            props.update(self._tls_properties(props))
         lines = ["# Written by infra/local_kafka.py on every start; edits are overwritten."]
         lines += [f"{key}={value}" for key, value in props.items()]
         self.properties_file.write_text("\n".join(lines) + "\n")
@@ -463,6 +495,26 @@ class LocalKafka:
             ),
             "sasl.enabled.mechanisms": "PLAIN",
             f"listener.name.{SASL_LISTENER.lower()}.plain.sasl.jaas.config": jaas,
+        }
+
+    def _tls_properties(self, props: dict[str, str]) -> dict[str, str]:
+        """An SSL listener beside the others (a new CA and server certificate on every start,
+        as PEM files in ``data_dir/tls``); the broker's own traffic stays on PLAINTEXT."""
+        from infra.tls import write_server_tls
+
+        assert self.tls_port is not None  # noqa: S101
+        files = write_server_tls(self.data_dir / "tls", HOST)
+        tls = f"{TLS_LISTENER}://{HOST}:{self.tls_port}"
+        prefix = f"listener.name.{TLS_LISTENER.lower()}."
+        return {
+            "listeners": f"{props['listeners']},{tls}",
+            "advertised.listeners": f"{props['advertised.listeners']},{tls}",
+            "listener.security.protocol.map": (
+                f"{props['listener.security.protocol.map']},{TLS_LISTENER}:SSL"
+            ),
+            prefix + "ssl.keystore.type": "PEM",
+            prefix + "ssl.keystore.location": str(files["keystore"]),
+            prefix + "ssl.client.auth": "none",
         }
 
     def _cluster_id(self) -> str:
@@ -559,8 +611,11 @@ class LocalKafka:
                     f"within {timeout:.0f}s"
                 )
             # Short probes so that a JVM that dies meanwhile is noticed within seconds.
-            if _answers(self.bootstrap_servers, min(remaining, 5.0)) and self._sasl_answers(
-                min(remaining, 5.0)
+            probe = min(remaining, 5.0)
+            if (
+                _answers(self.bootstrap_servers, probe)
+                and self._sasl_answers(probe)
+                and self._tls_answers(probe)
             ):
                 return
             time.sleep(0.2)
@@ -577,6 +632,17 @@ class LocalKafka:
             sasl_mechanism="PLAIN",
             sasl_plain_username=name,
             sasl_plain_password=password,
+        )
+
+    def _tls_answers(self, timeout: float) -> bool:
+        """The SSL listener (if any) completes a handshake trusting the CA and answers."""
+        if not self.tls:
+            return True
+        return _answers(
+            self.tls_bootstrap_servers,
+            timeout,
+            security_protocol="SSL",
+            ssl_cafile=str(self.tls_ca_file),
         )
 
     def _check_alive(self) -> None:

@@ -1,11 +1,14 @@
-"""Kafka with authentication: a real broker with a SASL_PLAINTEXT listener (PLAIN mechanism),
-a real worker process and a publisher that both log in with the ``ARGOS_KAFKA_*`` settings.
+"""Kafka with authentication and encryption: a real broker with a SASL_PLAINTEXT listener
+(PLAIN mechanism) and an SSL listener, a real worker process and a publisher that both log in
+(or verify the broker's certificate) with the ``ARGOS_KAFKA_*`` settings.
 
-The broker is the module's own (``LocalKafka(sasl_users=...)``; the jars come from the same
-cache as the session broker's). The worker and the publisher are given only the SASL
-listener's address, so every Kafka client they create (the topic admin, Faust's consumer,
-producer and changelogs, the publisher's producer) has to authenticate for the events to be
-stored; wrong or missing credentials are refused within a bounded time, with a clear error.
+The broker is the module's own (``LocalKafka(sasl_users=..., tls=True)``; the jars come from
+the same cache as the session broker's; the TLS certificate is signed by a CA made for it).
+The worker and the publisher are given only the SASL (or the SSL) listener's address, so every
+Kafka client they create (the topic admin, Faust's consumer, producer and changelogs, the
+publisher's producer) has to authenticate (or verify the broker) for the events to be stored;
+wrong or missing credentials, or an untrusted broker, are refused within a bounded time, with a
+clear error.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]
     broker = LocalKafka(
         tmp_path_factory.mktemp("kafka-sasl"),
         sasl_users={WORKER_USER: WORKER_PASSWORD, AGENT_USER: AGENT_PASSWORD},
+        tls=True,
     )
     broker.start()
     try:
@@ -150,3 +154,62 @@ def test_local_kafka_rejects_sasl_users_it_cannot_write() -> None:
             LocalKafka(Path("/nonexistent"), sasl_users=users)
     with pytest.raises(RuntimeError, match="no SASL listener"):
         _ = LocalKafka(Path("/nonexistent")).sasl_bootstrap_servers
+    with pytest.raises(RuntimeError, match="no TLS listener"):
+        _ = LocalKafka(Path("/nonexistent")).tls_bootstrap_servers
+
+
+def test_worker_and_publisher_over_tls_store_every_event(
+    sasl_kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """Only the SSL listener's address: every Kafka client of the worker and the publisher
+    must complete a TLS handshake that verifies the broker against the given CA."""
+    prefix = unique("tls")
+    tls_env = {
+        "ARGOS_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "ARGOS_KAFKA_SSL_CAFILE": str(sasl_kafka.tls_ca_file),
+    }
+    worker = WorkerProcess(
+        sasl_kafka.tls_bootstrap_servers,
+        tmp_path / "worker",
+        topic_prefix=prefix,
+        app_id=f"{prefix}-app",
+        embedder="hashing",
+        extra_env={**WORKER_ENV, **tls_env},
+    )
+    try:
+        worker.start(timeout=120)
+        client = MemoryClient(worker.url)
+        ns = "tls-e2e"
+        events = _events(ns, N)
+        agent = Settings.model_validate(
+            {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": sasl_kafka.tls_ca_file}
+        )
+        with MemoryPublisher(
+            sasl_kafka.tls_bootstrap_servers,
+            f"{prefix}.memory.events",
+            connect_timeout=20,
+            **agent.kafka_client_options(),
+        ) as pub:
+            futures = [pub.publish(e) for e in events]
+            assert all(f.get(timeout=30).offset >= 0 for f in futures)  # acked over TLS
+        try:
+            assert client.wait_stored(ns, N, timeout=90) == N
+        except TimeoutError:
+            pytest.fail(f"not all {N} events stored; worker log:\n{worker.log_tail(60)}")
+        time.sleep(1.0)
+        assert client.count(ns) == N
+        assert int(client.stats()["dead_lettered"]) == 0
+    finally:
+        worker.stop()
+
+
+def test_a_client_that_does_not_trust_the_broker_is_refused(sasl_kafka: LocalKafka) -> None:
+    """TLS with the system CAs (which never signed the local CA's certificate), and plaintext
+    on the SSL port: both refused within a bounded time, with a clear error."""
+    for options in ({"security_protocol": "SSL"}, {}):
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError, match="cannot connect to Kafka"):
+            MemoryPublisher(
+                sasl_kafka.tls_bootstrap_servers, "never.written", connect_timeout=5, **options
+            )
+        assert time.monotonic() - started < 20
