@@ -68,7 +68,7 @@ from pipelines.stage_batches import (
     split_at_gaps,
 )
 from pipelines.stall_watch import StallWatch
-from pipelines.stats import LatencyWindow, StageStats
+from pipelines.stats import LatencyWindow, OperationLatency, StageStats, TimedStore
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
@@ -122,6 +122,7 @@ class Pipeline:
     latency: dict[str, LatencyWindow] = field(
         default_factory=lambda: {"publish_to_stored": LatencyWindow(), "recall": LatencyWindow()}
     )
+    ops: OperationLatency = field(default_factory=OperationLatency)  # latency by operation
     access_topic: str = ""
     audit_topic: str = ""
     keyring: Keyring | None = None
@@ -524,14 +525,23 @@ def create_app(
     )
     emb = embedder or load_embedder(settings.embedder, settings.embed_threads, settings.embed_batch)
     keyring = Keyring.from_settings(settings)
-    vstore = store or MilvusStore(settings.milvus_target, settings.collection, emb.dim, keyring)
-    archive_store = archive or MilvusStore(
-        settings.milvus_target, settings.archive_collection, emb.dim, keyring
-    )
     tel = setup_telemetry(settings)
+    ops = OperationLatency(tel.record_operation_latency)
+    vstore = TimedStore(
+        store or MilvusStore(settings.milvus_target, settings.collection, emb.dim, keyring),
+        ops,
+        "milvus",
+    )
+    archive_store = TimedStore(
+        archive
+        or MilvusStore(settings.milvus_target, settings.archive_collection, emb.dim, keyring),
+        ops,
+        "milvus.archive",
+    )
     policy = AccessPolicy.from_settings(settings)
     limits = RateLimits.from_settings(settings)
     pipe = Pipeline(
+        ops=ops,
         telemetry=tel,
         policy=policy,
         limits=limits,
@@ -623,7 +633,8 @@ def create_app(
             (agent.encode(), hot_key(ns, agent, mid), value)
             for (ns, agent, mid), value in items.items()
         )
-        await _all(_save_in_agent_partitions(hot_table, writes, pipe.keyring, parts))
+        with pipe.ops.timed("l2.write"):  # until the changelog has every row
+            await _all(_save_in_agent_partitions(hot_table, writes, pipe.keyring, parts))
 
     async def save_agents(writes: dict[bytes, bytes | None]) -> None:
         """The memory stage's table writes (each agent's delta or snapshot and tombstones),
@@ -632,7 +643,8 @@ def create_app(
             memory_table, ((agent_of(k), k, v) for k, v in writes.items()), pipe.keyring, parts
         )
         agents.note(writes)
-        await _all(futs)
+        with pipe.ops.timed("state.write"):  # until the changelog has every value
+            await _all(futs)
 
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name

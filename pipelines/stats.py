@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipelines.stage_batches import MemoryOut
@@ -99,3 +102,72 @@ class StageStats:
         d = asdict(self)
         d["uptime_s"] = round(time.time() - self.started_ts, 3)
         return d
+
+
+class OperationLatency:
+    """Latency by operation (``milvus.upsert``, ``l2.write``, ...): rolling quantiles for
+    ``/stats`` ``operations``, and each sample handed to ``record`` (the OTel histogram
+    ``argos.operation.latency``). Thread-safe: stages note from their threads.
+
+    >>> ops = OperationLatency()
+    >>> with ops.timed("milvus.get"):
+    ...     pass
+    >>> ops.summary()["milvus.get"]["n"]
+    1
+    """
+
+    def __init__(self, record: Callable[[str, float], None] | None = None) -> None:
+        self._windows: dict[str, LatencyWindow] = {}
+        self._record = record
+        self._lock = threading.Lock()
+
+    def note(self, operation: str, seconds: float) -> None:
+        with self._lock:
+            window = self._windows.get(operation)
+            if window is None:
+                window = self._windows[operation] = LatencyWindow()
+            window.note(seconds)
+        if self._record is not None:
+            self._record(operation, seconds)
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Time the block as ``operation`` (also when it raises)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.note(operation, time.perf_counter() - t0)
+
+    def summary(self) -> dict[str, dict[str, float | int | None]]:
+        with self._lock:
+            return {op: w.summary() for op, w in sorted(self._windows.items())}
+
+
+class TimedStore:
+    """A vector store whose calls are timed as ``<name>.<method>`` (every other attribute is
+    the store's own).
+
+    >>> from pipelines.store import InMemoryStore
+    >>> ops = OperationLatency()
+    >>> store = TimedStore(InMemoryStore(), ops, "milvus")
+    >>> store.count("w"), list(ops.summary())
+    (0, ['milvus.count'])
+    """
+
+    TIMED = frozenset({"upsert", "search", "count", "get", "agent_rows", "delete"})
+
+    def __init__(self, inner: Any, ops: OperationLatency, name: str) -> None:
+        self._inner, self._ops, self._name = inner, ops, name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._inner, attr)
+        if attr not in self.TIMED or not callable(value):
+            return value
+        op = f"{self._name}.{attr}"
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self._ops.timed(op):
+                return value(*args, **kwargs)
+
+        return timed

@@ -288,6 +288,12 @@ class Telemetry:
             description="Time to answer one recall request.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
         )
+        self.operation_latency = m.create_histogram(
+            "argos.operation.latency",
+            unit="s",
+            description="Time of one operation on a store (Milvus calls, state-table writes).",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
 
     # -- metrics
 
@@ -306,6 +312,9 @@ class Telemetry:
 
     def record_recall_latency(self, seconds: float) -> None:
         self.recall_latency.record(seconds)
+
+    def record_operation_latency(self, operation: str, seconds: float) -> None:
+        self.operation_latency.record(seconds, {"operation": operation})
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:

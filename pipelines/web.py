@@ -207,6 +207,7 @@ def register_routes(pipe: Pipeline) -> None:
                 "recall": pipe.recall.stats(),
                 "lag": {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())},
                 "system": pipe.system(),
+                "operations": pipe.ops.summary(),
                 "partition_load": pipe.partition_load.report() if pipe.partition_load else None,
                 "latency": {k: w.summary() for k, w in pipe.latency.items()},
                 "store_down_s": (

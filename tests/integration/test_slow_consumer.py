@@ -91,6 +91,20 @@ def test_lag_grows_under_a_burst_drains_to_zero_and_is_reported(
     values = [v for _, v in series]
     print(f"argos.consumer.lag exports: peak {max(values)}, last {values[-1]}, {len(values)}")
     assert max(values) >= N // 4 and values[-1] == 0, values
+    # latency by operation, in /stats and exported as argos.operation.latency {operation}
+    ops = client.stats()["operations"]
+    assert {"milvus.upsert", "l2.write", "state.write"} <= set(ops), ops
+    assert all(0 < o["p50_ms"] <= o["p99_ms"] for o in ops.values() if o["n"]), ops
+    exported = {
+        p["attributes"]["operation"]
+        for doc in console_records(otel)
+        for rm in doc.get("resource_metrics", [])
+        for sm in rm["scope_metrics"]
+        for m in sm["metrics"]
+        if m["name"] == "argos.operation.latency"
+        for p in m["data"]["data_points"]
+    }
+    assert {"milvus.upsert", "l2.write", "state.write"} <= exported, exported
 
     # nothing lost while it lagged: every event was created or folded into an earlier one,
     # and the store holds exactly the live ones
