@@ -389,8 +389,9 @@ def run_one(
         embedder="hashing",
         extra_env=WORKER_ENV | (ONE_AGENT_ENV if one else {}) | (variant_env or {}),
     )
-    client = worker.start()
+    client = None
     try:
+        client = worker.start()  # inside: a worker that fails to start is a failed run
         out["load"] = load(client, bootstrap, prefix, events, args.count_poll)
         print(f"[{n} {layout}] loaded: {out['load']['events_per_s']:.0f} events/s", flush=True)
         t0 = time.perf_counter()
@@ -408,7 +409,8 @@ def run_one(
         out["worker_log_tail"] = worker.log_tail(15)
         print(f"[{n} {layout}] FAILED: {out['error'][:300]}", flush=True)
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         worker.stop()
         shutil.rmtree(tmp / prefix, ignore_errors=True)
     out["total_s"] = time.perf_counter() - t_all
@@ -529,16 +531,22 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
     }
     t_all = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every run: a late failure keeps what was measured
+        out["total_s"] = time.perf_counter() - t_all
+        (args.out / "recall_http.json").write_text(json.dumps(out, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
         for n, layout in runs:
             res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args)
             out["sizes"].setdefault(str(n), {})[layout] = res
+            save()
             for name, env in args.variant:
                 res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, env)
                 out["sizes"][str(n)][f"{layout}@{name}"] = res | {"variant_env": env}
-    out["total_s"] = time.perf_counter() - t_all
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "recall_http.json").write_text(json.dumps(out, indent=2) + "\n")
+                save()
+    save()
     plot(out, args.out / "recall_http.png")
     print(f"total {out['total_s']:.0f}s")
     return 0

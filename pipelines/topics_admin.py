@@ -10,13 +10,20 @@ from __future__ import annotations
 import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from pipelines.errors import ConfigurationError
 from pipelines.settings import Settings
 from schemas import TOPICS
 
 log = logging.getLogger(__name__)
+
+ENSURE_RETRY_S = 120.0  # a busy broker may time out a request: retriable errors are tried again
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
 # The worker's state tables (``pipelines.app``); Faust names their changelogs
@@ -34,7 +41,25 @@ def changelog_topics(settings: Settings) -> list[str]:
 def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
     """Create every registry topic and table changelog that is missing; returns the names
     created. Changelogs too: Faust declares them itself, but a table written before the
-    producer's metadata knows its new changelog fails (seen with a fast first batch)."""
+    producer's metadata knows its new changelog fails (seen with a fast first batch).
+
+    Retriable Kafka errors (a request timed out on a busy broker, a connection dropped) are
+    tried again with backoff for up to ``ENSURE_RETRY_S``; others are raised at once."""
+    for attempt in Retrying(
+        retry=retry_if_exception(_retriable),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(ENSURE_RETRY_S),
+        before_sleep=lambda rs: log.warning(
+            "creating topics: %r; trying again", rs.outcome.exception() if rs.outcome else None
+        ),
+        reraise=True,
+    ):
+        with attempt:
+            return _ensure_topics(settings, replication_factor)
+    raise AssertionError("unreachable")  # pragma: no cover - Retrying returns or raises
+
+
+def _ensure_topics(settings: Settings, replication_factor: int) -> list[str]:
     assert settings.kafka_bootstrap_servers  # noqa: S101 - callers resolve it first
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
