@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import base64
 import math
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from pipelines.hot_index import sample_order
 from pipelines.store import StoredMemory
 
 # The columns with one value per point (``pipelines.dashboard.columns``), and the code columns
@@ -65,15 +65,6 @@ SUMMED = (
     "hot_rows",
     "feed_dropped",
 )
-
-
-def sample_order(ids: list[str], limit: int) -> np.ndarray:
-    """Indexes of the ``limit`` ids ``HotIndex.snapshot`` would keep (smallest CRC-32, ties by
-    id), ascending: merging per-agent samples keeps the same memories as one sample would."""
-    if len(ids) <= limit:
-        return np.arange(len(ids))
-    pri = np.fromiter((zlib.crc32(m.encode()) for m in ids), np.int64, len(ids))
-    return np.sort(np.lexsort((np.array(ids), pri))[:limit])
 
 
 def merge_points(payloads: list[dict[str, Any]], limit: int) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -60,6 +61,18 @@ from pipelines.spatial import Grid
 from pipelines.store import StoredMemory, dedupe_last
 from pipelines.time_hints import named_period
 from schemas.recall import RecallHit, RecallRequest
+
+
+def sample_order(ids: list[str], limit: int) -> np.ndarray:
+    """Indexes (ascending) of the ``limit`` ids a sample keeps: the smallest CRC-32, ties by
+    id. Every call picks the same memories, a larger limit a superset, and samples of parts
+    merged then sampled again keep what one sample of the whole would (the dashboard merges
+    per-agent and per-worker samples with it)."""
+    if len(ids) <= limit:
+        return np.arange(len(ids))
+    pri = np.fromiter((zlib.crc32(m.encode()) for m in ids), np.int64, len(ids))
+    return np.sort(np.lexsort((np.array(ids), pri))[:limit])
+
 
 STATE_CODES: dict[str, int] = {s.value: i for i, s in enumerate(MemoryState)}
 STATE_NAMES: tuple[str, ...] = tuple(s.value for s in MemoryState)
@@ -920,8 +933,6 @@ class HotIndex:
         ``event_ts`` (float64), ``position`` (float64 (n, 3); NaN where unknown) and ``vector``
         (float32 (n, dim) unit rows, or what ``project`` returned, stacked).
         """
-        import zlib
-
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
         with self._lock:
@@ -935,10 +946,8 @@ class HotIndex:
             chosen: list[np.ndarray] = [np.arange(p.n) for p in parts]
             if limit is not None and total > limit:
                 ids = [r.memory_id for p in parts for r in p.rows[: p.n]]
-                pri = np.fromiter((zlib.crc32(m.encode()) for m in ids), np.int64, len(ids))
-                order = np.lexsort((np.array(ids), pri))[:limit]  # by CRC, ties by id
                 picked = np.zeros(total, dtype=bool)
-                picked[order] = True
+                picked[sample_order(ids, limit)] = True
                 starts = np.cumsum([0] + [p.n for p in parts])
                 chosen = [
                     np.flatnonzero(picked[starts[j] : starts[j + 1]]) for j in range(len(parts))
