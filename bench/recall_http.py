@@ -31,7 +31,7 @@ waits for (acks=all, producer linger 5 ms). Layouts: ``100_agents`` (``--sizes``
 100 agents, a recall scans N/100 rows) and ``one_agent`` (``--one-agent-sizes``: all N in one
 agent; the pipeline cannot hold 10k memories in one agent, see ``skipped`` in the JSON).
 
-    python bench/recall_http.py [--sizes 10000 100000] [--queries 300]
+    python bench/recall_http.py [--sizes 10000 100000] [--queries 1000]
 
 Writes ``bench/results/recall_http.json`` and ``bench/results/recall_http.png``.
 """
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[ONE_AGENT_MAX],
         help=f"N all in one agent (at most {ONE_AGENT_MAX}: see 'skipped' in the JSON)",
     )
-    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument(
         "--query-agents",
         type=int,
