@@ -479,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
+    # this process's numpy on one thread, like the worker's (ARGOS_BLAS_THREADS): OpenBLAS
+    # threads that spin after a product take a core from the worker beside it
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     settings = Settings()
     runs = [(n, "100_agents") for n in args.sizes]
     runs += [(n, "one_agent") for n in args.one_agent_sizes if n <= ONE_AGENT_MAX]
@@ -516,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             "decays during the run); recalls name no event time (the agent's clock is 'now')",
             "queries_text": "a memory's text without its unique words, plus a new word per query",
             "client": "pipelines.client.MemoryClient (one persistent httpx client), sequential",
+            "blas_threads": "1 in the worker (ARGOS_BLAS_THREADS default) and in this process",
             "weights": ScoreWeights().__dict__,
             "worker_env": WORKER_ENV,
             "worker_env_one_agent": ONE_AGENT_ENV,

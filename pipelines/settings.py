@@ -400,6 +400,13 @@ class Settings(BaseSettings):
         description="ARGOS_SWITCH_INTERVAL_MS: how long a thread holds the GIL before another "
         "may run (Python's default 5 ms); lower = shorter recall tails while the stages work.",
     )
+    blas_threads: int = Field(
+        1,
+        ge=0,
+        description="ARGOS_BLAS_THREADS: threads numpy's BLAS may use in the worker (0: its "
+        "default, one per core). The worker's matrix products are small (one agent's rows); "
+        "split over threads they wait for every busy core, which shows as recall tail latency.",
+    )
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
     web_host: str = Field("127.0.0.1", description="ARGOS_WEB_HOST")
     web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")

@@ -34,6 +34,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     settings = resolve_bootstrap(settings)
     sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
+    if settings.blas_threads:  # for the whole process (the stages' and the recall's numpy)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")
     ensure_topics(settings)
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
