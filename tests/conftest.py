@@ -74,10 +74,12 @@ def start_worker(
         w.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright (its own browsers are never downloaded).
-    No skip: without Chromium or the built page the tests fail and say what is missing."""
+    No skip: without Chromium or the built page the tests fail and say what is missing.
+    Per module: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and later code that calls ``asyncio.run`` (the doctests) would fail beside it."""
     assert Path(CHROMIUM).exists(), (
         f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)"
     )
