@@ -188,29 +188,38 @@ def l1_hits(client: MemoryClient) -> int:
 
 
 def load(
-    client: MemoryClient, bootstrap: str, prefix: str, events: list[MemoryEvent], poll: float
+    client: MemoryClient,
+    bootstrap: str,
+    prefix: str,
+    events: list[MemoryEvent],
+    poll: float,
+    base: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Publish every event; wait until the store holds them all and the memory stage saw them."""
+    """Publish every event; wait until the store holds them all and the memory stage saw them.
+    ``base``: the worker's ``stored``, store ``count`` and ``inputs`` (memory-stage inputs)
+    before these events, for a worker that already holds some."""
     n = len(events)
+    b = base or {"stored": 0, "count": 0, "inputs": 0}
     t0 = time.perf_counter()
     with MemoryPublisher(bootstrap, f"{prefix}.memory.events") as pub:
         pub.publish_many(events)
         pub.flush()
     t_pub = time.perf_counter() - t0
     limit = 120 + n / 100  # far above the ~1,000 events/s the pipeline moves here
-    stored = client.wait_counter("stored", n, timeout=limit, poll=1.0)
+    stored = client.wait_counter("stored", b["stored"] + n, timeout=limit, poll=1.0)
     t_stored = time.perf_counter() - t0
+    want = b["count"] + n
     count, polls = client.count(NS), 1
     deadline = time.monotonic() + 300
-    while count < n and time.monotonic() < deadline:
+    while count < want and time.monotonic() < deadline:
         time.sleep(poll)
         count, polls = client.count(NS), polls + 1
     t_count = time.perf_counter() - t0
-    inputs = client.wait_counter("lifecycle_inputs", n, timeout=limit, poll=1.0)
+    inputs = client.wait_counter("lifecycle_inputs", b["inputs"] + n, timeout=limit, poll=1.0)
     t_memory = time.perf_counter() - t0
     st = client.stats()
-    if count != n:
-        raise RuntimeError(f"store holds {count} of {n} memories ({stored} handled):\n{st}")
+    if count != want:
+        raise RuntimeError(f"store holds {count} of {want} memories ({stored} handled):\n{st}")
     return {
         "events": n,
         "publish_s": t_pub,

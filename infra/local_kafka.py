@@ -14,7 +14,10 @@ With ``sasl_users={"alice": "secret"}`` the broker also has a SASL_PLAINTEXT lis
 mechanism, those users) on its own port, ``kafka.sasl_bootstrap_servers``; the PLAINTEXT
 listener stays as it is (the broker itself and the readiness probe use it). With ``tls=True``
 it also has an SSL listener (``kafka.tls_bootstrap_servers``) whose certificate a throwaway CA
-signs (``infra/tls.py``); clients trust ``kafka.tls_ca_file``.
+signs (``infra/tls.py``); clients trust ``kafka.tls_ca_file``. It then also has a mutual-TLS
+listener (``kafka.mtls_bootstrap_servers``: a client certificate that CA signed is required;
+``kafka.client_tls(name)`` makes one) and, with ``sasl_users`` too, a SASL_SSL listener
+(``kafka.sasl_ssl_bootstrap_servers``: PLAIN over TLS).
 
 Across processes (demo, CI), keyed by data dir::
 
@@ -87,6 +90,8 @@ JAR_MARKER = ".complete"
 MAIN_CLASS = "kafka.Kafka"
 SASL_LISTENER = "SASL_PLAINTEXT"
 TLS_LISTENER = "SSL"
+MTLS_LISTENER = "MTLS"  # SSL with ssl.client.auth=required
+SASL_SSL_LISTENER = "SASL_SSL"
 #: SASL user names become JAAS option keys (``user_<name>``): keep them to plain characters.
 _SASL_USER = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -225,7 +230,10 @@ class LocalKafka:
 
     ``tls`` adds an SSL listener on its own free port (:attr:`tls_bootstrap_servers`), with a
     certificate for ``127.0.0.1`` signed by a CA made for this data dir
-    (:attr:`tls_ca_file`: what clients trust). No client certificates.
+    (:attr:`tls_ca_file`: what clients trust), and a second SSL listener that requires a client
+    certificate signed by that CA (:attr:`mtls_bootstrap_servers`, :meth:`client_tls`). With
+    ``sasl_users`` as well, a SASL_SSL listener (PLAIN over TLS,
+    :attr:`sasl_ssl_bootstrap_servers`).
     """
 
     def __init__(
@@ -248,6 +256,8 @@ class LocalKafka:
         self.sasl_port: int | None = None
         self.tls = tls
         self.tls_port: int | None = None
+        self.mtls_port: int | None = None
+        self.sasl_ssl_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
 
@@ -292,26 +302,46 @@ class LocalKafka:
     def sasl_bootstrap_servers(self) -> str:
         """``"127.0.0.1:PORT"`` of the SASL_PLAINTEXT (PLAIN) listener; only valid after
         :meth:`start` of a broker made with ``sasl_users``."""
-        if self.sasl_users is None:
-            raise RuntimeError("this LocalKafka has no SASL listener (pass sasl_users)")
-        if self.sasl_port is None:
-            raise RuntimeError("LocalKafka is not started")
-        return f"{HOST}:{self.sasl_port}"
+        return self._address(self.sasl_port, "SASL", self.sasl_users is not None, "sasl_users")
 
     @property
     def tls_bootstrap_servers(self) -> str:
         """``"127.0.0.1:PORT"`` of the SSL listener; only valid after :meth:`start` of a broker
         made with ``tls=True``."""
-        if not self.tls:
-            raise RuntimeError("this LocalKafka has no TLS listener (pass tls=True)")
-        if self.tls_port is None:
-            raise RuntimeError("LocalKafka is not started")
-        return f"{HOST}:{self.tls_port}"
+        return self._address(self.tls_port, "TLS", self.tls, "tls=True")
 
     @property
     def tls_ca_file(self) -> Path:
         """The PEM CA certificate that signed the SSL listener's certificate."""
         return self.data_dir / "tls" / "ca.pem"
+
+    @property
+    def mtls_bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` of the SSL listener that requires a client certificate signed
+        by :attr:`tls_ca_file`'s CA (see :meth:`client_tls`); after :meth:`start`, ``tls=True``."""
+        return self._address(self.mtls_port, "mutual-TLS", self.tls, "tls=True")
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` of the SASL_SSL listener (PLAIN over TLS, ``sasl_users``); after
+        :meth:`start` of a broker made with both ``sasl_users`` and ``tls=True``."""
+        both = self.tls and self.sasl_users is not None
+        return self._address(self.sasl_ssl_port, "SASL_SSL", both, "sasl_users and tls=True")
+
+    def client_tls(self, name: str) -> dict[str, Path]:
+        """A client certificate and key for ``name``, signed by this broker's CA (what the
+        mutual-TLS listener accepts): {"cert": path, "key": path}; after :meth:`start`."""
+        from infra.tls import write_client_tls
+
+        self._address(self.mtls_port, "mutual-TLS", self.tls, "tls=True")
+        return write_client_tls(self.tls_ca_file.parent, name)
+
+    def _address(self, port: int | None, what: str, configured: bool, how: str) -> str:
+        if not configured:
+            raise RuntimeError(f"this LocalKafka has no {what} listener (pass {how})")
+        if port is None:
+            raise RuntimeError("LocalKafka is not started")
+        return f"{HOST}:{port}"
 
     @property
     def pid(self) -> int | None:
@@ -417,6 +447,9 @@ class LocalKafka:
 
         self.sasl_port = extra_port(SASL_LISTENER) if self.sasl_users is not None else None
         self.tls_port = extra_port(TLS_LISTENER) if self.tls else None
+        self.mtls_port = extra_port(MTLS_LISTENER) if self.tls else None
+        both = self.tls and self.sasl_users is not None
+        self.sasl_ssl_port = extra_port(SASL_SSL_LISTENER) if both else None
 
     def _choose_main_ports(self, *, fresh: bool) -> None:
         if self.requested_port is not None:
@@ -474,27 +507,25 @@ class LocalKafka:
         lines += [f"{key}={value}" for key, value in props.items()]
         self.properties_file.write_text("\n".join(lines) + "\n")
 
-    def _sasl_properties(self, props: dict[str, str]) -> dict[str, str]:
-        """A SASL_PLAINTEXT listener (PLAIN, ``sasl_users``) beside the PLAINTEXT one; the
-        broker's own traffic and the controller stay on PLAINTEXT."""
-        assert self.sasl_users is not None and self.sasl_port is not None  # noqa: S101
-        sasl = f"{SASL_LISTENER}://{HOST}:{self.sasl_port}"
+    def _plain_jaas(self) -> str:
+        """The PLAIN login module's JAAS line accepting exactly ``sasl_users``."""
+        assert self.sasl_users is not None  # noqa: S101
         users = "".join(f' user_{name}="{pw}"' for name, pw in self.sasl_users.items())
         # The PLAIN login module wants a username/password of its own (used only if the broker
         # itself connects through this listener, which it does not): the first user's.
         own_name, own_password = next(iter(self.sasl_users.items()))
-        jaas = (
+        return (
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{own_name}" password="{own_password}"{users};'
         )
-        return {
-            "listeners": f"{props['listeners']},{sasl}",
-            "advertised.listeners": f"{props['advertised.listeners']},{sasl}",
-            "listener.security.protocol.map": (
-                f"{props['listener.security.protocol.map']},{SASL_LISTENER}:SASL_PLAINTEXT"
-            ),
+
+    def _sasl_properties(self, props: dict[str, str]) -> dict[str, str]:
+        """A SASL_PLAINTEXT listener (PLAIN, ``sasl_users``) beside the PLAINTEXT one; the
+        broker's own traffic and the controller stay on PLAINTEXT."""
+        assert self.sasl_users is not None and self.sasl_port is not None  # noqa: S101
+        return _add_listener(props, SASL_LISTENER, "SASL_PLAINTEXT", self.sasl_port) | {
             "sasl.enabled.mechanisms": "PLAIN",
-            f"listener.name.{SASL_LISTENER.lower()}.plain.sasl.jaas.config": jaas,
+            f"listener.name.{SASL_LISTENER.lower()}.plain.sasl.jaas.config": self._plain_jaas(),
         }
 
     def _tls_properties(self, props: dict[str, str]) -> dict[str, str]:
@@ -502,20 +533,31 @@ class LocalKafka:
         as PEM files in ``data_dir/tls``); the broker's own traffic stays on PLAINTEXT."""
         from infra.tls import write_server_tls
 
-        assert self.tls_port is not None  # noqa: S101
+        assert self.tls_port is not None and self.mtls_port is not None  # noqa: S101
         files = write_server_tls(self.data_dir / "tls", HOST)
-        tls = f"{TLS_LISTENER}://{HOST}:{self.tls_port}"
-        prefix = f"listener.name.{TLS_LISTENER.lower()}."
-        return {
-            "listeners": f"{props['listeners']},{tls}",
-            "advertised.listeners": f"{props['advertised.listeners']},{tls}",
-            "listener.security.protocol.map": (
-                f"{props['listener.security.protocol.map']},{TLS_LISTENER}:SSL"
-            ),
-            prefix + "ssl.keystore.type": "PEM",
-            prefix + "ssl.keystore.location": str(files["keystore"]),
-            prefix + "ssl.client.auth": "none",
-        }
+
+        def keystore(listener: str, client_auth: str) -> dict[str, str]:
+            prefix = f"listener.name.{listener.lower()}."
+            out = {
+                prefix + "ssl.keystore.type": "PEM",
+                prefix + "ssl.keystore.location": str(files["keystore"]),
+                prefix + "ssl.client.auth": client_auth,
+            }
+            if client_auth == "required":  # client certificates are checked against the CA
+                out[prefix + "ssl.truststore.type"] = "PEM"
+                out[prefix + "ssl.truststore.location"] = str(files["ca"])
+            return out
+
+        out = _add_listener(props, TLS_LISTENER, "SSL", self.tls_port)
+        out |= keystore(TLS_LISTENER, "none")
+        out |= _add_listener(props | out, MTLS_LISTENER, "SSL", self.mtls_port)
+        out |= keystore(MTLS_LISTENER, "required")
+        if self.sasl_ssl_port is not None:
+            out |= _add_listener(props | out, SASL_SSL_LISTENER, "SASL_SSL", self.sasl_ssl_port)
+            out |= keystore(SASL_SSL_LISTENER, "none")
+            jaas_key = f"listener.name.{SASL_SSL_LISTENER.lower()}.plain.sasl.jaas.config"
+            out[jaas_key] = self._plain_jaas()
+        return out
 
     def _cluster_id(self) -> str:
         path = self.data_dir / CLUSTER_ID_FILE
@@ -815,6 +857,18 @@ def _free_ports(count: int, exclude: set[int] | None = None) -> list[int]:
         for sock in sockets:
             sock.close()
     return ports
+
+
+def _add_listener(props: dict[str, str], name: str, protocol: str, port: int) -> dict[str, str]:
+    """The three properties that add listener ``name`` (``protocol``) on ``port``."""
+    address = f"{name}://{HOST}:{port}"
+    return {
+        "listeners": f"{props['listeners']},{address}",
+        "advertised.listeners": f"{props['advertised.listeners']},{address}",
+        "listener.security.protocol.map": (
+            f"{props['listener.security.protocol.map']},{name}:{protocol}"
+        ),
+    }
 
 
 def _listener_ports(properties: Path) -> dict[str, int]:

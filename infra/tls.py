@@ -1,4 +1,5 @@
-"""Certificates for a local TLS listener: a throwaway CA and a server certificate it signs.
+"""Certificates for a local TLS listener: a throwaway CA, a server certificate it signs, and
+client certificates it signs for listeners that require them (mutual TLS).
 
 ``LocalKafka(tls=True)`` uses these so the TLS settings (``ARGOS_KAFKA_SECURITY_PROTOCOL=SSL``,
 ``ARGOS_KAFKA_SSL_CAFILE``) are exercised against a real broker. Written with the
@@ -12,6 +13,9 @@
 ['ca.pem', 'server.pem']
 >>> b"BEGIN PRIVATE KEY" in files["keystore"].read_bytes()
 True
+>>> client = write_client_tls(files["ca"].parent, "agent-7")
+>>> sorted(p.name for p in client.values())
+['client-agent-7.key', 'client-agent-7.pem']
 """
 
 from __future__ import annotations
@@ -42,11 +46,25 @@ def _san(host: str) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
 def write_server_tls(folder: Path, host: str) -> dict[str, Path]:
     """A new CA and a server certificate for ``host`` (plus ``localhost``), written to
-    ``folder``: ``ca.pem`` (what clients trust) and ``server.pem`` (the broker's unencrypted
-    PKCS#8 key followed by its certificate and the CA's: a PEM keystore), readable by the owner
-    only. Returns {"ca": path, "keystore": path}."""
+    ``folder``: ``ca.pem`` (what clients trust, and what a listener that requires client
+    certificates trusts them by), ``ca.key`` (to sign client certificates with
+    :func:`write_client_tls`) and ``server.pem`` (the broker's unencrypted PKCS#8 key followed
+    by its certificate and the CA's: a PEM keystore); keys readable by the owner only. Returns
+    {"ca": path, "keystore": path}."""
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=VALID_DAYS)
@@ -93,12 +111,35 @@ def write_server_tls(folder: Path, host: str) -> dict[str, Path]:
     pem = serialization.Encoding.PEM
     ca_path, store_path = folder / "ca.pem", folder / "server.pem"
     ca_path.write_bytes(ca.public_bytes(pem))
-    keystore = (
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        + cert.public_bytes(pem)
-        + ca.public_bytes(pem)
-    )
-    fd = os.open(store_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(keystore)
+    keystore = _key_pem(key) + cert.public_bytes(pem) + ca.public_bytes(pem)
+    _write_private(store_path, keystore)
+    _write_private(folder / "ca.key", _key_pem(ca_key))
     return {"ca": ca_path, "keystore": store_path}
+
+
+def write_client_tls(folder: Path, name: str) -> dict[str, Path]:
+    """A client certificate for ``name`` signed by the CA that :func:`write_server_tls` wrote
+    in ``folder``: ``client-<name>.pem`` (certificate) and ``client-<name>.key`` (its PKCS#8
+    key, owner only). Returns {"cert": path, "key": path}."""
+    ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{folder / 'ca.key'} is not the EC key write_server_tls writes")
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"client-{name}.pem", folder / f"client-{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(key_path, _key_pem(key))
+    return {"cert": cert_path, "key": key_path}

@@ -71,6 +71,7 @@ from pipelines.stall_watch import StallWatch
 from pipelines.stats import LatencyWindow, OperationLatency, StageStats, TimedStore
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
+from pipelines.threads import stage_pool
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
 from schemas.analytics import MetricEvent
 from schemas.audit import AuditRecord
@@ -550,10 +551,10 @@ def create_app(
         embedder=emb,
         store=vstore,
         stats=StageStats(),
-        embed_pool=ThreadPoolExecutor(1, thread_name_prefix="embed"),
-        store_pool=ThreadPoolExecutor(1, thread_name_prefix="store"),
-        memory_pool=ThreadPoolExecutor(1, thread_name_prefix="memory"),
-        analytics_pool=ThreadPoolExecutor(1, thread_name_prefix="analytics"),
+        embed_pool=stage_pool("embed", settings.stage_thread_nice),
+        store_pool=stage_pool("store", settings.stage_thread_nice),
+        memory_pool=stage_pool("memory", settings.stage_thread_nice),
+        analytics_pool=stage_pool("analytics", settings.stage_thread_nice),
         archive=archive_store,
         keyring=keyring,
         memory_params=settings.memory_params(),

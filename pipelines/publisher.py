@@ -46,6 +46,8 @@ _KWARG_NAMES = {
     "username": "sasl_plain_username",
     "password": "sasl_plain_password",  # noqa: S105 (an argument's name, not a secret)
     "ssl_cafile": "ssl_cafile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
 }
 
 
@@ -109,6 +111,8 @@ class MemoryPublisher:
         The SASL credentials (required by the SASL protocols, whatever the mechanism).
     ``ssl_cafile``
         PEM CA bundle of the brokers' certificates (SSL protocols; default: system CAs).
+    ``ssl_certfile``, ``ssl_keyfile``
+        The client's own PEM certificate and key, for brokers that require one (mutual TLS).
 
     A bad combination raises :class:`ConfigurationError` here; credentials the broker refuses
     raise :class:`ConfigurationError` from the constructor too (``connect_timeout`` seconds at
@@ -130,6 +134,8 @@ class MemoryPublisher:
         sasl_plain_username: str | None = None,
         sasl_plain_password: str | None = None,
         ssl_cafile: str | Path | None = None,
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
         connect_timeout: float = 30.0,
         **producer_config: Any,
     ) -> None:
@@ -141,6 +147,8 @@ class MemoryPublisher:
             sasl_plain_username,
             sasl_plain_password,
             ssl_cafile,
+            ssl_certfile,
+            ssl_keyfile,
             names=_KWARG_NAMES,
         )
         self.bootstrap_servers = bootstrap_servers

@@ -27,6 +27,8 @@ KAFKA_ENV_NAMES = {
     "username": "ARGOS_KAFKA_USERNAME",
     "password": "ARGOS_KAFKA_PASSWORD",  # noqa: S105 (an env var's name, not a secret)
     "ssl_cafile": "ARGOS_KAFKA_SSL_CAFILE",
+    "ssl_certfile": "ARGOS_KAFKA_SSL_CERTFILE",
+    "ssl_keyfile": "ARGOS_KAFKA_SSL_KEYFILE",
 }
 
 
@@ -36,12 +38,16 @@ def kafka_security_options(
     username: str | None = None,
     password: str | None = None,
     ssl_cafile: str | Path | None = None,
+    ssl_certfile: str | Path | None = None,
+    ssl_keyfile: str | Path | None = None,
     *,
     names: Mapping[str, str] = KAFKA_ENV_NAMES,
 ) -> dict[str, Any]:
     """Check one Kafka security configuration and return it as kafka-python client kwargs
     (``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``,
-    ``sasl_plain_password``, ``ssl_cafile``; only those that apply).
+    ``sasl_plain_password``, ``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``; only those that
+    apply). The certificate and key files are the client's own (brokers that require client
+    certificates, mutual TLS): both or neither, PEM.
 
     The single place that decides what a valid combination is, for the worker's settings and
     for :class:`~pipelines.publisher.MemoryPublisher` alike; ``names`` says how errors call
@@ -87,6 +93,22 @@ def kafka_security_options(
         if not Path(ssl_cafile).is_file():
             raise ConfigurationError(f"{names['ssl_cafile']}={str(ssl_cafile)!r} is not a file")
         options["ssl_cafile"] = str(ssl_cafile)
+    if ssl_certfile or ssl_keyfile:
+        cert, key = names["ssl_certfile"], names["ssl_keyfile"]
+        if not (ssl_certfile and ssl_keyfile):
+            raise ConfigurationError(
+                f"a client certificate needs both {cert} and {key}: set "
+                f"{key if ssl_certfile else cert} too"
+            )
+        if not tls:
+            raise ConfigurationError(
+                f"{cert}/{key} are set but {names['security_protocol']} is {protocol}, which "
+                "does not use TLS: set it to SSL or SASL_SSL (or unset them)"
+            )
+        for name, path in ((cert, ssl_certfile), (key, ssl_keyfile)):
+            if not Path(path).is_file():
+                raise ConfigurationError(f"{name}={str(path)!r} is not a file")
+        options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
     return options
 
 
@@ -146,6 +168,16 @@ class Settings(BaseSettings):
         None,
         description="ARGOS_KAFKA_SSL_CAFILE: PEM CA bundle that signs the brokers' TLS "
         "certificates (SSL, SASL_SSL); unset = the system's trusted CAs.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None,
+        description="ARGOS_KAFKA_SSL_CERTFILE: the client's own PEM certificate, for brokers "
+        "that require client certificates (mutual TLS; with ARGOS_KAFKA_SSL_KEYFILE).",
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None,
+        description="ARGOS_KAFKA_SSL_KEYFILE: the PEM private key of ARGOS_KAFKA_SSL_CERTFILE "
+        "(unencrypted: keep it in a secret).",
     )
     # Milvus
     milvus_uri: str | None = Field(
@@ -407,6 +439,14 @@ class Settings(BaseSettings):
         "default, one per core). The worker's matrix products are small (one agent's rows); "
         "split over threads they wait for every busy core, which shows as recall tail latency.",
     )
+    stage_thread_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="ARGOS_STAGE_THREAD_NICE: niceness added to the stages' worker threads "
+        "(embed, store, memory, analytics; Linux, per thread) so the OS runs the event loop "
+        "thread (recall, Kafka I/O) first when the cores are busy. 0 leaves them as they are.",
+    )
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
     web_host: str = Field("127.0.0.1", description="ARGOS_WEB_HOST")
     web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")
@@ -433,6 +473,8 @@ class Settings(BaseSettings):
             self.kafka_username,
             self.kafka_password.get_secret_value() if self.kafka_password else None,
             self.kafka_ssl_cafile,
+            self.kafka_ssl_certfile,
+            self.kafka_ssl_keyfile,
         )
 
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
@@ -440,7 +482,10 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
             return None
         cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+        if self.kafka_ssl_certfile and self.kafka_ssl_keyfile:
+            context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        return context
 
     def faust_broker_credentials(self) -> CredentialsT | None:
         """The same security settings as Faust's ``broker_credentials`` (None: PLAINTEXT)."""

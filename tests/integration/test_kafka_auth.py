@@ -1,6 +1,7 @@
 """Kafka with authentication and encryption: a real broker with a SASL_PLAINTEXT listener
-(PLAIN mechanism) and an SSL listener, a real worker process and a publisher that both log in
-(or verify the broker's certificate) with the ``ARGOS_KAFKA_*`` settings.
+(PLAIN mechanism), an SSL listener, a SASL_SSL listener and a mutual-TLS listener (client
+certificates required), a real worker process and a publisher that both log in (or verify the
+broker's certificate, or show their own) with the ``ARGOS_KAFKA_*`` settings.
 
 The broker is the module's own (``LocalKafka(sasl_users=..., tls=True)``; the jars come from
 the same cache as the session broker's; the TLS certificate is signed by a CA made for it).
@@ -17,6 +18,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,15 +53,6 @@ def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]
         broker.stop()
 
 
-def _sasl_env(user: str, password: str) -> dict[str, str]:
-    return {
-        "ARGOS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "ARGOS_KAFKA_SASL_MECHANISM": "PLAIN",
-        "ARGOS_KAFKA_USERNAME": user,
-        "ARGOS_KAFKA_PASSWORD": password,
-    }
-
-
 def _events(namespace: str, n: int) -> list[MemoryEvent]:
     """``n`` events whose contents share no words, so none is folded into another as a
     near-duplicate: every one of them must be stored."""
@@ -73,40 +66,77 @@ def _events(namespace: str, n: int) -> list[MemoryEvent]:
     ]
 
 
-def test_worker_and_publisher_authenticate_and_every_event_is_stored(
-    sasl_kafka: LocalKafka, tmp_path: Path
+def _security(kind: str, kafka: LocalKafka) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(listener address, the worker's settings, the agent's settings) for one listener kind;
+    each side has its own account (SASL user, or client certificate for mutual TLS)."""
+    ca = {"kafka_ssl_cafile": str(kafka.tls_ca_file)}
+
+    def sasl(protocol: str, user: str, password: str) -> dict[str, Any]:
+        return {
+            "kafka_security_protocol": protocol,
+            "kafka_sasl_mechanism": "PLAIN",
+            "kafka_username": user,
+            "kafka_password": password,
+        }
+
+    def cert(name: str) -> dict[str, Any]:
+        files = kafka.client_tls(name)
+        return {
+            "kafka_security_protocol": "SSL",
+            "kafka_ssl_certfile": str(files["cert"]),
+            "kafka_ssl_keyfile": str(files["key"]),
+        } | ca
+
+    if kind == "sasl":
+        return (
+            kafka.sasl_bootstrap_servers,
+            sasl("SASL_PLAINTEXT", WORKER_USER, WORKER_PASSWORD),
+            sasl("SASL_PLAINTEXT", AGENT_USER, AGENT_PASSWORD),
+        )
+    if kind == "tls":
+        tls = {"kafka_security_protocol": "SSL"} | ca
+        return kafka.tls_bootstrap_servers, tls, tls
+    if kind == "sasl_ssl":
+        return (
+            kafka.sasl_ssl_bootstrap_servers,
+            sasl("SASL_SSL", WORKER_USER, WORKER_PASSWORD) | ca,
+            sasl("SASL_SSL", AGENT_USER, AGENT_PASSWORD) | ca,
+        )
+    assert kind == "mtls"
+    return kafka.mtls_bootstrap_servers, cert(WORKER_USER), cert(AGENT_USER)
+
+
+@pytest.mark.parametrize("kind", ["sasl", "tls", "sasl_ssl", "mtls"])
+def test_worker_and_publisher_store_every_event_over_a_secured_listener(
+    sasl_kafka: LocalKafka, tmp_path: Path, kind: str
 ) -> None:
-    prefix = unique("sasl")
+    """Only the listener's address: every Kafka client of the worker (topic admin, Faust's
+    consumer, producer and changelogs) and the publisher must authenticate (SASL PLAIN, or a
+    client certificate the broker's CA signed) and/or verify the broker against the given CA
+    over TLS, or nothing is stored. The settings are the ``ARGOS_KAFKA_*`` environment the
+    worker reads, and the same settings object for the agent."""
+    bootstrap, worker_settings, agent_settings = _security(kind, sasl_kafka)
+    prefix = unique(kind.replace("_", "-"))
     worker = WorkerProcess(
-        sasl_kafka.sasl_bootstrap_servers,
+        bootstrap,
         tmp_path / "worker",
         topic_prefix=prefix,
         app_id=f"{prefix}-app",
         embedder="hashing",
-        extra_env={**WORKER_ENV, **_sasl_env(WORKER_USER, WORKER_PASSWORD)},
+        extra_env=WORKER_ENV | {f"ARGOS_{k.upper()}": v for k, v in worker_settings.items()},
     )
     try:
         worker.start(timeout=120)
         client = MemoryClient(worker.url)
-        ns = "sasl-e2e"
+        ns = f"{kind}-e2e".replace("_", "-")
         events = _events(ns, N)
         assert len({e.memory_id for e in events}) == N
-        # the agent's own account, from the same settings object the worker reads
-        agent = Settings.model_validate(
-            {
-                "kafka_security_protocol": "SASL_PLAINTEXT",
-                "kafka_username": AGENT_USER,
-                "kafka_password": AGENT_PASSWORD,
-            }
-        )
+        agent = Settings.model_validate(agent_settings)
         with MemoryPublisher(
-            sasl_kafka.sasl_bootstrap_servers,
-            f"{prefix}.memory.events",
-            connect_timeout=20,
-            **agent.kafka_client_options(),
+            bootstrap, f"{prefix}.memory.events", connect_timeout=20, **agent.kafka_client_options()
         ) as pub:
             futures = [pub.publish(e) for e in events]
-            assert all(f.get(timeout=30).offset >= 0 for f in futures)  # acked through SASL
+            assert all(f.get(timeout=30).offset >= 0 for f in futures)  # acked
         try:
             assert client.wait_stored(ns, N, timeout=90) == N
         except TimeoutError:
@@ -156,51 +186,10 @@ def test_local_kafka_rejects_sasl_users_it_cannot_write() -> None:
         _ = LocalKafka(Path("/nonexistent")).sasl_bootstrap_servers
     with pytest.raises(RuntimeError, match="no TLS listener"):
         _ = LocalKafka(Path("/nonexistent")).tls_bootstrap_servers
-
-
-def test_worker_and_publisher_over_tls_store_every_event(
-    sasl_kafka: LocalKafka, tmp_path: Path
-) -> None:
-    """Only the SSL listener's address: every Kafka client of the worker and the publisher
-    must complete a TLS handshake that verifies the broker against the given CA."""
-    prefix = unique("tls")
-    tls_env = {
-        "ARGOS_KAFKA_SECURITY_PROTOCOL": "SSL",
-        "ARGOS_KAFKA_SSL_CAFILE": str(sasl_kafka.tls_ca_file),
-    }
-    worker = WorkerProcess(
-        sasl_kafka.tls_bootstrap_servers,
-        tmp_path / "worker",
-        topic_prefix=prefix,
-        app_id=f"{prefix}-app",
-        embedder="hashing",
-        extra_env={**WORKER_ENV, **tls_env},
-    )
-    try:
-        worker.start(timeout=120)
-        client = MemoryClient(worker.url)
-        ns = "tls-e2e"
-        events = _events(ns, N)
-        agent = Settings.model_validate(
-            {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": sasl_kafka.tls_ca_file}
-        )
-        with MemoryPublisher(
-            sasl_kafka.tls_bootstrap_servers,
-            f"{prefix}.memory.events",
-            connect_timeout=20,
-            **agent.kafka_client_options(),
-        ) as pub:
-            futures = [pub.publish(e) for e in events]
-            assert all(f.get(timeout=30).offset >= 0 for f in futures)  # acked over TLS
-        try:
-            assert client.wait_stored(ns, N, timeout=90) == N
-        except TimeoutError:
-            pytest.fail(f"not all {N} events stored; worker log:\n{worker.log_tail(60)}")
-        time.sleep(1.0)
-        assert client.count(ns) == N
-        assert int(client.stats()["dead_lettered"]) == 0
-    finally:
-        worker.stop()
+    with pytest.raises(RuntimeError, match="no SASL_SSL listener"):
+        _ = LocalKafka(Path("/nonexistent"), tls=True).sasl_ssl_bootstrap_servers
+    with pytest.raises(RuntimeError, match="no mutual-TLS listener"):
+        _ = LocalKafka(Path("/nonexistent")).mtls_bootstrap_servers
 
 
 def test_a_client_that_does_not_trust_the_broker_is_refused(sasl_kafka: LocalKafka) -> None:
@@ -211,5 +200,24 @@ def test_a_client_that_does_not_trust_the_broker_is_refused(sasl_kafka: LocalKaf
         with pytest.raises(ConfigurationError, match="cannot connect to Kafka"):
             MemoryPublisher(
                 sasl_kafka.tls_bootstrap_servers, "never.written", connect_timeout=5, **options
+            )
+        assert time.monotonic() - started < 20
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate_or_with_a_strange_one(
+    sasl_kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """The mutual-TLS listener: a client that trusts the broker but shows no certificate, and
+    one whose certificate another CA signed, are refused within a bounded time, clearly."""
+    from infra.tls import write_client_tls, write_server_tls
+
+    write_server_tls(tmp_path, "127.0.0.1")  # another CA
+    stranger = write_client_tls(tmp_path, "stranger")
+    ca = {"security_protocol": "SSL", "ssl_cafile": sasl_kafka.tls_ca_file}
+    for options in (ca, ca | {"ssl_certfile": stranger["cert"], "ssl_keyfile": stranger["key"]}):
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError, match="cannot connect to Kafka"):
+            MemoryPublisher(
+                sasl_kafka.mtls_bootstrap_servers, "never.written", connect_timeout=5, **options
             )
         assert time.monotonic() - started < 20

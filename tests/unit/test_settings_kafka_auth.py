@@ -4,7 +4,9 @@ handed to kafka-python (topic admin, CLI, publisher) and to Faust/aiokafka (the 
 from __future__ import annotations
 
 import inspect
+import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ ENV_VARS = (
     "ARGOS_KAFKA_USERNAME",
     "ARGOS_KAFKA_PASSWORD",
     "ARGOS_KAFKA_SSL_CAFILE",
+    "ARGOS_KAFKA_SSL_CERTFILE",
+    "ARGOS_KAFKA_SSL_KEYFILE",
 )
 CA = certifi.where()  # a real PEM bundle
 
@@ -159,7 +163,69 @@ def test_publisher_checks_its_keyword_arguments_before_connecting() -> None:
         )
 
 
-def test_the_publisher_takes_the_settings_options_as_its_own_arguments() -> None:
+@pytest.fixture(scope="module")
+def client_cert(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from infra.tls import write_client_tls, write_server_tls
+
+    folder = tmp_path_factory.mktemp("tls")
+    files = write_server_tls(folder, "127.0.0.1")
+    return write_client_tls(folder, "agent-7") | {"ca": files["ca"]}
+
+
+def test_a_client_certificate_needs_its_key_tls_and_files(
+    client_cert: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigurationError, match="needs both.*set ARGOS_KAFKA_SSL_KEYFILE too"):
+        settings(kafka_security_protocol="SSL", kafka_ssl_certfile=client_cert["cert"])
+    with pytest.raises(ConfigurationError, match="set ARGOS_KAFKA_SSL_CERTFILE too"):
+        settings(kafka_security_protocol="SSL", kafka_ssl_keyfile=client_cert["key"])
+    with pytest.raises(ConfigurationError, match="KEYFILE are set but .* PLAINTEXT"):
+        settings(kafka_ssl_certfile=client_cert["cert"], kafka_ssl_keyfile=client_cert["key"])
+    with pytest.raises(ConfigurationError, match="ARGOS_KAFKA_SSL_KEYFILE=.*not a file"):
+        settings(
+            kafka_security_protocol="SSL",
+            kafka_ssl_certfile=client_cert["cert"],
+            kafka_ssl_keyfile=tmp_path / "gone.key",
+        )
+    with pytest.raises(ConfigurationError, match="ssl_keyfile too"):
+        MemoryPublisher("127.0.0.1:1", security_protocol="SSL", ssl_certfile=client_cert["cert"])
+
+
+def test_a_client_certificate_reaches_both_clients(client_cert: dict[str, Path]) -> None:
+    s = settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=client_cert["ca"],
+        kafka_ssl_certfile=client_cert["cert"],
+        kafka_ssl_keyfile=client_cert["key"],
+    )
+    opts = s.kafka_client_options()
+    assert opts["ssl_certfile"] == str(client_cert["cert"])
+    assert opts["ssl_keyfile"] == str(client_cert["key"])
+    creds = s.faust_broker_credentials()
+    assert isinstance(creds, SSLCredentials)
+    # a handshake with a server that requires client certificates: the worker's context
+    # presents agent-7's (the server sees its name)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(client_cert["ca"].parent / "server.pem")
+    server.load_verify_locations(client_cert["ca"])
+    server.verify_mode = ssl.CERT_REQUIRED
+    a, b = socket.socketpair()
+    peer: dict[str, Any] = {}
+
+    def serve() -> None:
+        with server.wrap_socket(a, server_side=True) as tls:
+            peer.update(tls.getpeercert() or {})
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with creds.context.wrap_socket(b, server_hostname="127.0.0.1"):
+        t.join(10)
+    assert dict(x[0] for x in peer["subject"])["commonName"] == "agent-7"
+
+
+def test_the_publisher_takes_the_settings_options_as_its_own_arguments(
+    client_cert: dict[str, Path],
+) -> None:
     """``MemoryPublisher(..., **settings.kafka_client_options())``: every key is one of its
     named (checked, documented) arguments, none slips through to ``**producer_config``."""
     s = settings(
@@ -167,6 +233,8 @@ def test_the_publisher_takes_the_settings_options_as_its_own_arguments() -> None
         kafka_username="u",
         kafka_password="p",
         kafka_ssl_cafile=CA,
+        kafka_ssl_certfile=client_cert["cert"],
+        kafka_ssl_keyfile=client_cert["key"],
     )
     named = inspect.signature(MemoryPublisher.__init__).parameters
     options = s.kafka_client_options()
@@ -176,6 +244,8 @@ def test_the_publisher_takes_the_settings_options_as_its_own_arguments() -> None
         "sasl_plain_username",
         "sasl_plain_password",
         "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
     }
     assert all(named[k].kind is inspect.Parameter.KEYWORD_ONLY for k in options)
     # the publisher's own check accepts them unchanged
@@ -186,6 +256,8 @@ def test_the_publisher_takes_the_settings_options_as_its_own_arguments() -> None
             options["sasl_plain_username"],
             options["sasl_plain_password"],
             options["ssl_cafile"],
+            options["ssl_certfile"],
+            options["ssl_keyfile"],
         )
         == options
     )
