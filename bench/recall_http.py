@@ -46,12 +46,13 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
 import numpy as np
 
 from infra.local_kafka import LocalKafka
@@ -206,16 +207,36 @@ def load(
         pub.flush()
     t_pub = time.perf_counter() - t0
     limit = 120 + n / 100  # far above the ~1,000 events/s the pipeline moves here
-    stored = client.wait_counter("stored", b["stored"] + n, timeout=limit, poll=1.0)
+    stalls: list[float] = []  # HTTP reads the worker did not answer within the client's timeout
+
+    def read(fn: Callable[[], int]) -> int:
+        while True:
+            t = time.perf_counter()
+            try:
+                return fn()
+            except httpx.TimeoutException:
+                stalls.append(time.perf_counter() - t)
+                if len(stalls) > 20:
+                    raise
+
+    def wait(name: str, expected: int) -> int:
+        deadline = time.monotonic() + limit
+        value = read(lambda: int(client.stats()[name]))
+        while value < expected and time.monotonic() < deadline:
+            time.sleep(1.0)
+            value = read(lambda: int(client.stats()[name]))
+        return value
+
+    stored = wait("stored", b["stored"] + n)
     t_stored = time.perf_counter() - t0
     want = b["count"] + n
-    count, polls = client.count(NS), 1
+    count, polls = read(lambda: client.count(NS)), 1
     deadline = time.monotonic() + 300
     while count < want and time.monotonic() < deadline:
         time.sleep(poll)
-        count, polls = client.count(NS), polls + 1
+        count, polls = read(lambda: client.count(NS)), polls + 1
     t_count = time.perf_counter() - t0
-    inputs = client.wait_counter("lifecycle_inputs", b["inputs"] + n, timeout=limit, poll=1.0)
+    inputs = wait("lifecycle_inputs", b["inputs"] + n)
     t_memory = time.perf_counter() - t0
     st = client.stats()
     if count != want:
@@ -228,6 +249,7 @@ def load(
         "store_count_polls": polls,
         "memory_stage_s": t_memory,
         "events_per_s": n / t_count,
+        "worker_http_timeouts_s": stalls,
         "store_count": count,
         "lifecycle_inputs": inputs,
         "strengthened_near_duplicates": st["strengthened"],

@@ -68,7 +68,13 @@ from pipelines.stage_batches import (
     split_at_gaps,
 )
 from pipelines.stall_watch import StallWatch
-from pipelines.stats import LatencyWindow, OperationLatency, StageStats, TimedStore
+from pipelines.stats import (
+    GcPauses,
+    LatencyWindow,
+    OperationLatency,
+    StageStats,
+    TimedStore,
+)
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.threads import stage_pool
@@ -114,6 +120,7 @@ class Pipeline:
     hot_table: Any = None
     analytics_table: Any = None
     partition_load: PartitionLoad | None = None  # hot-partition detection (events topic)
+    gc_pauses: GcPauses | None = None  # the worker process's garbage-collector time
     feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
     dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
     store_down_since: float | None = None  # wall time the vector store stopped answering
@@ -159,6 +166,7 @@ class Pipeline:
             "l2_bytes": float(rs["l2_bytes"]),
             "uptime_s": time.time() - self.stats.started_ts,
             **self._partition_gauges(),
+            **(self.gc_pauses.summary() if self.gc_pauses is not None else {}),
         }
 
     def _partition_gauges(self) -> dict[str, float]:

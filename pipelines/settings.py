@@ -439,6 +439,12 @@ class Settings(BaseSettings):
         "default, one per core). The worker's matrix products are small (one agent's rows); "
         "split over threads they wait for every busy core, which shows as recall tail latency.",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="ARGOS_GC_FREEZE: once the worker has loaded (modules, model, app), move "
+        "every object it holds to Python's permanent generation (gc.freeze) so full garbage "
+        "collections, which stop every thread, no longer scan them.",
+    )
     stage_thread_nice: int = Field(
         0,
         ge=0,

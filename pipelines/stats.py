@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -32,6 +34,58 @@ class LatencyWindow:
         out: dict[str, float | int | None] = {f"p{p}_ms": q.get() for p, q in self._q.items()}
         out["n"] = self.n
         return out
+
+
+class GcPauses:
+    """Time the process spends in Python's cyclic garbage collector (``gc.callbacks``). Every
+    thread waits while it runs, so a full (generation 2) collection over a worker's millions of
+    long-lived objects (tables, hot-index rows, lives) is added whole to any recall it meets.
+
+    >>> pauses = GcPauses().install()
+    >>> _ = gc.collect()
+    >>> s = pauses.summary(); pauses.uninstall()
+    >>> s["gc_collections_gen2"] >= 1 and s["gc_seconds"] > 0
+    True
+    """
+
+    def __init__(self, keep: int = 512) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = 0.0
+        self.max_s = 0.0
+        self.recent_full: deque[float] = deque(maxlen=keep)  # generation-2 pauses, seconds
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        took = time.perf_counter() - self._t0
+        gen = info.get("generation", 0)
+        self.count[gen] += 1
+        self.seconds += took
+        self.max_s = max(self.max_s, took)
+        if gen == 2:
+            self.recent_full.append(took)
+
+    def install(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def uninstall(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+    def summary(self) -> dict[str, float]:
+        full = sorted(self.recent_full)
+        return {
+            "gc_seconds": self.seconds,
+            "gc_collections_gen0": float(self.count[0]),
+            "gc_collections_gen1": float(self.count[1]),
+            "gc_collections_gen2": float(self.count[2]),
+            "gc_max_pause_ms": self.max_s * 1000.0,
+            "gc_full_pause_p50_ms": full[len(full) // 2] * 1000.0 if full else 0.0,
+            "gc_frozen_objects": float(gc.get_freeze_count()),
+        }
 
 
 @dataclass

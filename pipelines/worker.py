@@ -30,6 +30,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     import faust
 
     from pipelines.app import create_app
+    from pipelines.stats import GcPauses
     from pipelines.topics_admin import ensure_topics
 
     settings = resolve_bootstrap(settings)
@@ -43,7 +44,13 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     pipe = create_app(settings)
+    pipe.gc_pauses = GcPauses().install()  # /stats system: gc_seconds, gc_max_pause_ms, ...
     pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
+    if settings.gc_freeze:  # the ~1M start-up objects leave the collector's full scans
+        import gc
+
+        gc.collect()
+        gc.freeze()
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

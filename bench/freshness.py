@@ -1,0 +1,252 @@
+"""Publish → recallable latency at half the pipeline's maximum rate (goal: p99 ≤ 1 s).
+
+For each embedder (ONNX int8, the model; hashing, the pipeline's own cost), in one run on one
+local broker, with a fresh worker each:
+
+1. **maximum rate**: ``--burst`` simulated events published at once, timed until the store stage
+   has stored them all (as ``bench/throughput.py``);
+2. **half that rate, steady**: for ``--seconds``, simulated agents publish at 50% of it (paced
+   by a clock, not by acks), and every ``--probe-every`` seconds a probe agent publishes one more
+   memory with a unique tag. A poller asks ``POST /recall`` for each open probe (its text, its
+   tag as the filter, k=1) every ``--poll`` seconds until it is returned: the probe's latency is
+   that moment minus the moment before ``publish`` was called (the publisher's own batching,
+   linger 20 ms, included). The worker's ``publish_to_stored`` window (from ``/stats``) is kept
+   beside it. A probe not recallable within ``--give-up`` seconds counts as a miss.
+
+Default settings otherwise (rate limits, batches); tracing export off, as in the throughput bench.
+
+    python -m bench.freshness [--burst 3000] [--seconds 90] [--backends onnx,hashing]
+
+Writes ``bench/results/freshness.json`` and ``bench/results/freshness.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.machine import describe
+from bench.recall_http import pct
+from infra.local_kafka import LocalKafka
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from pipelines.simulation import Population
+from schemas import MemoryEvent
+
+RESULTS = Path(__file__).parent / "results"
+NS = "fresh"
+PROBE = "probe-agent"
+ENV = {"ARGOS_OTEL_EXPORTER": "none"}
+
+
+def _wait_stored(client: MemoryClient, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = client.stats()
+        if int(s["stored"]) + int(s["strengthened"]) >= n + int(s["derived"]) + int(s["rederived"]):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"the store stage did not reach {n} events in {timeout:.0f} s")
+
+
+def max_rate(client: MemoryClient, pub: MemoryPublisher, events: list[MemoryEvent]) -> float:
+    t0 = time.perf_counter()
+    pub.publish_many(events)
+    pub.flush()
+    _wait_stored(client, len(events), timeout=600)
+    return len(events) / (time.perf_counter() - t0)
+
+
+class Prober:
+    """Publishes probes and polls recall for each until it is returned."""
+
+    def __init__(self, client: MemoryClient, pub: MemoryPublisher, poll: float, give_up: float):
+        self.client, self.pub, self.poll, self.give_up = client, pub, poll, give_up
+        self.open: dict[str, tuple[float, str]] = {}  # tag -> (publish time, text)
+        self.latencies: list[float] = []
+        self.missed: list[str] = []
+        self.recalls = 0
+        self.lock = threading.Lock()
+
+    def publish(self, i: int, template: MemoryEvent) -> None:
+        tag = f"p{i}-{uuid.uuid4().hex[:6]}"
+        text = f"probe {tag}: the lantern by the north gate was lit at dusk"
+        ev = template.model_copy(
+            update={
+                "memory_id": f"probe-{tag}",
+                "agent_id": PROBE,
+                "content": text,
+                "tags": ["probe", tag],
+            }
+        )
+        t0 = time.perf_counter()
+        self.pub.publish(ev)
+        with self.lock:
+            self.open[tag] = (t0, text)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set() or self.open:
+            with self.lock:
+                todo = list(self.open.items())
+            for tag, (t0, text) in todo:
+                resp = self.client.recall(NS, PROBE, text, k=1, tags=[tag])
+                self.recalls += 1
+                now = time.perf_counter()
+                if resp.hits:
+                    self.latencies.append(now - t0)
+                elif now - t0 > self.give_up:
+                    self.missed.append(tag)
+                else:
+                    continue
+                with self.lock:
+                    del self.open[tag]
+            time.sleep(self.poll)
+
+
+def steady(
+    client: MemoryClient,
+    pub: MemoryPublisher,
+    pop: Population,
+    rate: float,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    prober = Prober(client, pub, args.poll, args.give_up)
+    stop = threading.Event()
+    poller = threading.Thread(target=prober.run, args=(stop,), daemon=True)
+    poller.start()
+    sent, probes, late = 0, 0, 0.0
+    t_start = time.perf_counter()
+    next_probe = t_start + 1.0
+    last: MemoryEvent | None = None
+    while (now := time.perf_counter()) - t_start < args.seconds:
+        due = int((now - t_start) * rate)
+        if sent < due:
+            for ev in pop.events(due - sent):
+                pub.publish(ev)
+                last = ev
+            sent = due
+        if now >= next_probe and last is not None:
+            probe_time = last.event_time + timedelta(seconds=1)
+            prober.publish(probes, last.model_copy(update={"event_time": probe_time}))
+            probes += 1
+            next_probe += args.probe_every
+        late = max(late, now - t_start - sent / rate)
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - t_start
+    pub.flush()
+    stop.set()
+    poller.join(timeout=args.give_up + 10)
+    st = client.stats()
+    return {
+        "target_rate": rate,
+        "published": sent,
+        "published_rate": sent / elapsed,
+        "probes": probes,
+        "recallable": pct(prober.latencies),
+        "missed": len(prober.missed),
+        "poll_recalls": prober.recalls,
+        "worker_publish_to_stored": st.get("latency", {}).get("publish_to_stored"),
+        "dead_lettered": int(st["dead_lettered"]),
+    }
+
+
+def run_backend(backend: str, bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict:
+    prefix = f"fresh-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(
+        bootstrap,
+        tmp / prefix,
+        topic_prefix=prefix,
+        app_id=f"{prefix}-app",
+        embedder=backend,
+        extra_env=ENV,
+    )
+    out: dict[str, Any] = {"backend": backend}
+    client = worker.start()
+    try:
+        pop = Population(args.agents, seed=args.seed, namespace=NS)
+        with MemoryPublisher(bootstrap, f"{prefix}.memory.events") as pub:
+            out["max_events_per_s"] = max_rate(client, pub, list(pop.events(args.burst)))
+            print(f"[{backend}] maximum {out['max_events_per_s']:.0f} events/s", flush=True)
+            out["half_rate"] = steady(client, pub, pop, out["max_events_per_s"] / 2, args)
+        r = out["half_rate"]["recallable"]
+        if r.get("n"):
+            print(
+                f"[{backend}] publish -> recallable at {out['max_events_per_s'] / 2:.0f}/s: "
+                f"p50 {r['p50_ms']:.0f} p95 {r['p95_ms']:.0f} p99 {r['p99_ms']:.0f} ms "
+                f"({r['n']} probes, {out['half_rate']['missed']} missed)",
+                flush=True,
+            )
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        out["worker_log_tail"] = worker.log_tail(15)
+        print(f"[{backend}] FAILED: {out['error'][:300]}", flush=True)
+    finally:
+        client.close()
+        worker.stop()
+    return out
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in out["runs"] if r.get("half_rate", {}).get("recallable", {}).get("n")]
+    if not runs:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+    width = 0.8 / len(runs)
+    for i, r in enumerate(runs):
+        vals = [r["half_rate"]["recallable"][k] for k in keys]
+        label = f"{r['backend']} at {r['half_rate']['target_rate']:.0f} events/s"
+        ax.bar([j + i * width for j in range(len(keys))], vals, width, label=label)
+    ax.axhline(1000, color="grey", lw=0.8, ls="--", label="goal p99 ≤ 1 s")
+    ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(keys))], keys)
+    ax.set_ylabel("publish → recallable, ms")
+    m = out["machine"]
+    ax.set_title(f"At half the maximum rate ({m.get('cpu', '')}, {m.get('cores', '')} cores)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backends", default="onnx,hashing")
+    ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--burst", type=int, default=3000)
+    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--probe-every", type=float, default=0.5)
+    ap.add_argument("--poll", type=float, default=0.025)
+    ap.add_argument("--give-up", type=float, default=30.0)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    out: dict[str, Any] = {
+        "machine": describe(),
+        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"worker_env": ENV},
+        "runs": [],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
+        for backend in args.backends.split(","):
+            out["runs"].append(run_backend(backend, kafka.bootstrap_servers, Path(tmp), args))
+            out["total_s"] = time.perf_counter() - t0
+            (args.out / "freshness.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, args.out / "freshness.png")
+    return 0 if all("error" not in r for r in out["runs"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
