@@ -44,8 +44,8 @@ test: install  ## lint, then the whole suite against a real Kafka broker
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-bench: install  ## benchmarks -> bench/results/*.json + *.png
-	$(PY) -m bench.throughput
+bench: install  ## every benchmark (hours; `python -m bench.all --list`) -> bench/results/*.json + *.png + summary.md
+	$(PY) -m bench.all
 
 bench-dashboard: install  ## bench/results/dashboard_render.{json,png}
 	$(PY) -m bench.dashboard_render

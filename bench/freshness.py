@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+import signal
 import tempfile
 import threading
 import time
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from bench.recall_http import pct
+from bench.recall_http import _raise_exit, pct, words
 from infra.local_kafka import LocalKafka
 from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
@@ -51,7 +53,7 @@ def _wait_stored(client: MemoryClient, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = client.stats()
-        if int(s["stored"]) + int(s["strengthened"]) >= n + int(s["derived"]) + int(s["rederived"]):
+        if int(s["stored"]) >= n + int(s["derived"]) + int(s["rederived"]):  # as throughput.py
             return
         time.sleep(0.05)
     raise TimeoutError(f"the store stage did not reach {n} events in {timeout:.0f} s")
@@ -75,10 +77,12 @@ class Prober:
         self.missed: list[str] = []
         self.recalls = 0
         self.lock = threading.Lock()
+        self.rng = random.Random(11)
 
     def publish(self, i: int, template: MemoryEvent) -> None:
         tag = f"p{i}-{uuid.uuid4().hex[:6]}"
-        text = f"probe {tag}: the lantern by the north gate was lit at dusk"
+        # unique words: a probe must never be folded into an earlier one as a near-duplicate
+        text = f"{words(self.rng, 6)} by the {words(self.rng, 2)} gate ({tag})"
         ev = template.model_copy(
             update={
                 "memory_id": f"probe-{tag}",
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_exit)  # so the finally blocks stop worker and broker
     out: dict[str, Any] = {
         "machine": describe(),
         "config": {k: v for k, v in vars(args).items() if k != "out"} | {"worker_env": ENV},

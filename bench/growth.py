@@ -23,6 +23,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -30,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from bench.recall_http import AGENTS, NS, WORKER_ENV, K, load, make_events, make_queries, pct
+from bench.recall_http import (
+    AGENTS,
+    NS,
+    WORKER_ENV,
+    K,
+    _raise_exit,
+    load,
+    make_events,
+    make_queries,
+    pct,
+)
 from infra.local_kafka import LocalKafka
 from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
@@ -183,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_exit)  # so the finally blocks stop worker and broker
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")

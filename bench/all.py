@@ -1,0 +1,208 @@
+"""Every benchmark, one after another, then one summary of their headline figures.
+
+``make bench`` runs this: each benchmark is its own ``python -m bench.<name>`` process (its own
+broker and workers), writing its JSON and PNG to ``bench/results``; then
+``bench/results/summary.md`` is rebuilt from the JSON files there (the latest of each, whether
+run now or before), with the machine and date of each.
+
+    python -m bench.all                    # all of them (hours on 2 cores: see --list)
+    python -m bench.all --only throughput,freshness
+    python -m bench.all --skip growth,peers
+    python -m bench.all --summary          # only rebuild summary.md from the JSON files
+
+A benchmark whose prerequisite is missing (LoCoMo data, Chromium, the ``.[peers]`` extra) is
+skipped with the reason; a failed one is reported and the others still run (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev"
+
+
+def _has_chromium() -> str | None:
+    return None if shutil.which("chromium") else "needs Chromium (make chromium)"
+
+
+def _has_peers() -> str | None:
+    return (
+        None if importlib.util.find_spec("mem0") else "needs the .[peers] extra (make bench-peers)"
+    )
+
+
+def _has_locomo() -> str | None:
+    return None if LOCOMO.exists() else f"needs the LoCoMo data in {LOCOMO}"
+
+
+#: name -> (arguments after ``python -m bench.<name>``, prerequisite check, rough minutes here)
+BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
+    "throughput": ([], None, 6),
+    "freshness": ([], None, 8),
+    "recall": (["--sizes", "10000", "100000"], None, 6),
+    "recall_http": ([], None, 25),
+    "spatial": ([], None, 3),
+    "scaling": ([], None, 10),
+    "growth": ([], None, 90),
+    "security_overhead": ([], None, 12),
+    "analytics_cost": ([], None, 8),
+    "state_layout": ([], None, 10),
+    "memory_stage_cost": ([], None, 2),
+    "clustering_quality": ([], None, 3),
+    "locomo": ([], _has_locomo, 15),
+    "dashboard_render": ([], _has_chromium, 3),
+    "peers": ([], _has_peers, 15),
+}
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def _p(lat: dict[str, Any]) -> str:
+    return f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])} / {_fmt(lat['p99_ms'])}"
+
+
+def headline(name: str, d: dict[str, Any]) -> str:
+    """One line of the figures each benchmark exists for (its goal beside it)."""
+    if name == "throughput":
+        own = d["pipeline_without_model"]["events_per_s"]
+        return (
+            f"pipeline ÷ model ceiling **{_fmt(d['pipeline_to_ceiling_ratio'])}** (goal ≥ 0.9); "
+            f"hashing embedder {_fmt(own, 0)} events/s (goal ≥ 10,000)"
+        )
+    if name == "freshness":
+        parts = []
+        for r in d["runs"]:
+            lat = r.get("half_rate", {}).get("recallable", {})
+            if lat.get("n"):
+                parts.append(
+                    f"{r['backend']} at {_fmt(r['half_rate']['target_rate'], 0)} events/s: "
+                    f"p50 / p95 / p99 {_p(lat)} ms, {r['half_rate']['missed']} missed"
+                )
+        return "publish → recallable, " + "; ".join(parts) + " (goal p99 ≤ 1,000 ms)"
+    if name == "recall":
+        v = d["verdict"]
+        return (
+            f"in process at 100k: hot index p99 {_fmt(v['hot_p99_ms_at_100k'])} ms (goal < 20), "
+            f"{_fmt(v['hot_one_agent_p99_over_brute_p99_at_100k'])}× brute force (goal ≤ 3), "
+            f"recall@10 {_fmt(v['hot_recall_at_10_min'])} (goal ≥ 0.98)"
+        )
+    if name == "recall_http":
+        out = []
+        for n, layouts in d["sizes"].items():
+            for layout, r in layouts.items():
+                lat = r.get("latency", {}).get("http_uncached")
+                if lat and lat.get("n"):
+                    out.append(f"{int(n):,} {layout}: {_p(lat)}")
+        return "HTTP uncached p50 / p95 / p99 ms: " + "; ".join(out) + " (goal p99 < 20 at 100k)"
+    if name == "growth":
+        out = [
+            f"{c['memories']:,}: {_fmt(c['load']['events_per_s'], 0)} events/s, recall p99 "
+            f"{_fmt(c['latency']['http_uncached']['p99_ms'])} ms, "
+            f"{_fmt(c['rss_bytes']['total'] / 2**30)} GiB"
+            for c in d["checkpoints"]
+        ]
+        return "; ".join(out) or "no checkpoint reached"
+    if name == "scaling":
+        out = []
+        for backend, b in d["backends"].items():
+            rates = ", ".join(f"{r['workers']}w {_fmt(r['events_per_s'], 0)}" for r in b["runs"])
+            out.append(f"{backend}: {rates} events/s")
+        return "; ".join(out)
+    if name == "locomo":
+        o = d["overall"]
+        return (
+            f"evidence R@10 project **{_fmt(o['project']['r@10'], 3)}** vs dense "
+            f"{_fmt(o['dense']['r@10'], 3)} (goal ≥ 0.55, never below dense)"
+        )
+    if name == "peers":
+        r = d["ratios"]
+        return (
+            f"ours ÷ naive {_fmt(r['ours_to_naive'])}×, ÷ naive batched "
+            f"{_fmt(r['ours_to_naive_batched'])}×, ÷ mem0 {_fmt(r['ours_to_mem0'])}×; "
+            f"mem0 search p99 ÷ our recall p99 {_fmt(r['mem0_search_p99_to_our_recall_http_p99'])}×"
+        )
+    return "see the JSON"
+
+
+def summary(results: Path) -> str:
+    lines = [
+        "# Benchmark summary",
+        "",
+        "Rebuilt by `python -m bench.all` from the JSON files in this folder (the latest run of "
+        "each; the date and machine are each file's own). Details and context: the README's "
+        "Benchmarks section.",
+        "",
+        "| benchmark | when, machine | headline |",
+        "|---|---|---|",
+    ]
+    for name in BENCHES:
+        path = results / f"{name}.json"
+        if not path.exists():
+            lines.append(f"| {name} | — | not run yet |")
+            continue
+        d = json.loads(path.read_text())
+        m = d.get("machine", {})
+        when = f"{m.get('date', '?')[:16]}, {m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+        try:
+            text = headline(name, d)
+        except (KeyError, TypeError, IndexError) as exc:
+            text = f"see the JSON ({type(exc).__name__}: {exc})"
+        lines.append(f"| [{name}]({name}.json) | {when} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated names (see --list)")
+    ap.add_argument("--skip", default="", help="comma-separated names")
+    ap.add_argument("--list", action="store_true", help="list the benchmarks and stop")
+    ap.add_argument("--summary", action="store_true", help="only rebuild summary.md")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (extra, _, minutes) in BENCHES.items():
+            print(f"{name:20s} ~{minutes:3d} min  python -m bench.{name} {' '.join(extra)}")
+        return 0
+    only = {n for n in args.only.split(",") if n}
+    skip = {n for n in args.skip.split(",") if n}
+    unknown = (only | skip) - set(BENCHES)
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))} (see --list)")
+    runs: dict[str, Any] = {}
+    if not args.summary:
+        for name, (extra, check, _) in BENCHES.items():
+            if (only and name not in only) or name in skip:
+                continue
+            why = check() if check is not None else None
+            if why:
+                print(f"[bench.all] {name}: skipped, {why}", flush=True)
+                runs[name] = {"skipped": why}
+                continue
+            print(f"[bench.all] {name} ...", flush=True)
+            t0 = time.perf_counter()
+            rc = subprocess.call([sys.executable, "-m", f"bench.{name}", *extra])  # noqa: S603
+            runs[name] = {"rc": rc, "seconds": time.perf_counter() - t0}
+            print(f"[bench.all] {name}: rc {rc} in {runs[name]['seconds']:.0f} s", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.md").write_text(summary(args.out))
+    print(f"[bench.all] wrote {args.out / 'summary.md'}")
+    failed = [n for n, r in runs.items() if r.get("rc")]
+    if failed:
+        print(f"[bench.all] failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
