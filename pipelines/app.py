@@ -55,6 +55,7 @@ from pipelines.publisher import TOKEN_HEADER
 from pipelines.rate_limit import RateLimits
 from pipelines.recall import RecallService
 from pipelines.recall_cache import RecallCache
+from pipelines.runtime import stage_pool
 from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
 from pipelines.stage_batches import (
@@ -77,7 +78,6 @@ from pipelines.stats import (
 )
 from pipelines.store import MilvusStore, StoredMemory, VectorStore
 from pipelines.telemetry import Telemetry, setup_telemetry
-from pipelines.threads import stage_pool
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
 from schemas.analytics import MetricEvent
 from schemas.audit import AuditRecord

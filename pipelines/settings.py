@@ -445,6 +445,18 @@ class Settings(BaseSettings):
         "every object it holds to Python's permanent generation (gc.freeze) so full garbage "
         "collections, which stop every thread, no longer scan them.",
     )
+    gc_threshold: str = Field(
+        "700,10,10",
+        pattern=r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$",
+        description="ARGOS_GC_THRESHOLD: gc.set_threshold for the worker, 'gen0,gen1,gen2' "
+        "(Python's default 700,10,10). A larger gen0 lets short-lived objects (records, batches, "
+        "responses) die before a collection promotes them, so fewer full collections run.",
+    )
+
+    def gc_thresholds(self) -> tuple[int, int, int]:
+        a, b, c = (int(x) for x in self.gc_threshold.split(","))
+        return a, b, c
+
     stage_thread_nice: int = Field(
         0,
         ge=0,

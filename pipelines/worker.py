@@ -25,20 +25,16 @@ def resolve_bootstrap(settings: Settings) -> Settings:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Start the worker and block until it is stopped (SIGINT/SIGTERM stop it cleanly)."""
-    import sys
 
     import faust
 
     from pipelines.app import create_app
+    from pipelines.runtime import freeze_start_up, tune_process
     from pipelines.stats import GcPauses
     from pipelines.topics_admin import ensure_topics
 
     settings = resolve_bootstrap(settings)
-    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
-    if settings.blas_threads:  # for the whole process (the stages' and the recall's numpy)
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=settings.blas_threads, user_api="blas")
+    tune_process(settings)
     ensure_topics(settings)
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,11 +42,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     pipe = create_app(settings)
     pipe.gc_pauses = GcPauses().install()  # /stats system: gc_seconds, gc_max_pause_ms, ...
     pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
-    if settings.gc_freeze:  # the ~1M start-up objects leave the collector's full scans
-        import gc
-
-        gc.collect()
-        gc.freeze()
+    pipe.gc_pauses.frozen = freeze_start_up(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

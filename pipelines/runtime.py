@@ -1,0 +1,81 @@
+"""How a worker process runs: its interpreter settings, and its stages' threads.
+
+:func:`tune_process` applies the worker's runtime settings once, before the app starts: the GIL
+switch interval, numpy's BLAS threads, and the garbage collector's thresholds and start-up
+freeze (a full collection stops every thread: with a worker's millions of long-lived objects it
+takes hundreds of milliseconds, and it runs whenever what survived the young collections grows
+by a quarter of the old generation).
+
+:func:`stage_pool` makes the stages' one-thread pools, optionally at a lower OS priority.
+
+A worker has one event-loop thread (Kafka I/O, HTTP, recall on the loop) and one thread per
+stage pool (embed, store, memory, analytics). When the cores are busy the OS shares them out
+by niceness; a stage thread made nicer (``ARGOS_STAGE_THREAD_NICE``) yields its core to the
+loop thread, so a recall waits less. Linux applies ``setpriority(PRIO_PROCESS, tid)`` to one
+thread; elsewhere it would renice the whole process, so it is skipped there.
+
+>>> pool = stage_pool("doc", 0)
+>>> pool.submit(lambda: 1 + 1).result()
+2
+>>> pool.shutdown()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def tune_process(settings: Settings) -> None:
+    """The worker's interpreter settings: ``ARGOS_SWITCH_INTERVAL_MS``, ``ARGOS_BLAS_THREADS``,
+    ``ARGOS_GC_THRESHOLD``. Call once, before the app is made (see :func:`freeze_start_up`)."""
+    import gc
+
+    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
+    if settings.blas_threads:  # for the whole process (the stages' and the recall's numpy)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")
+    gc.set_threshold(*settings.gc_thresholds())
+
+
+def freeze_start_up(settings: Settings) -> int:
+    """With ``ARGOS_GC_FREEZE``, once the app and the model are loaded: collect, then move every
+    object left to the permanent generation (never scanned again). Returns how many."""
+    import gc
+
+    if not settings.gc_freeze:
+        return 0
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def lower_this_thread(nice: int) -> int | None:
+    """Add ``nice`` to the calling thread's niceness (Linux); returns the new value or None."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + nice))
+        return os.getpriority(os.PRIO_PROCESS, tid)
+    except OSError as exc:  # a sandbox that forbids it: the thread keeps its priority
+        log.warning("cannot lower the priority of thread %s: %s", tid, exc)
+        return None
+
+
+def stage_pool(name: str, nice: int) -> ThreadPoolExecutor:
+    """A one-thread pool for one stage, its thread ``nice`` steps below the caller's."""
+    return ThreadPoolExecutor(
+        1, thread_name_prefix=name, initializer=lower_this_thread, initargs=(nice,)
+    )

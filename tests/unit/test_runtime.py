@@ -1,0 +1,60 @@
+import os
+import sys
+import threading
+
+import pytest
+
+from pipelines.runtime import lower_this_thread, stage_pool
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_stage_pool_thread_is_nicer_and_the_caller_is_not() -> None:
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pool = stage_pool("t", 5)
+    try:
+        tid = pool.submit(threading.get_native_id).result()
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, mine + 5)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    finally:
+        pool.shutdown()
+
+
+def test_zero_leaves_the_thread_alone() -> None:
+    assert lower_this_thread(0) is None
+    pool = stage_pool("z", 0)
+    try:
+        tid = pool.submit(threading.get_native_id).result()
+        assert os.getpriority(os.PRIO_PROCESS, tid) == os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()
+        )
+    finally:
+        pool.shutdown()
+
+
+def test_tune_process_sets_the_collector_and_freeze_moves_objects() -> None:
+    import gc
+
+    from pipelines.runtime import freeze_start_up, tune_process
+    from pipelines.settings import Settings
+
+    before, interval = gc.get_threshold(), sys.getswitchinterval()
+    try:
+        tune_process(Settings(gc_threshold="20000, 15,12", switch_interval_ms=2, blas_threads=0))
+        assert gc.get_threshold() == (20000, 15, 12)
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+        assert freeze_start_up(Settings(gc_freeze=False)) == 0
+        assert freeze_start_up(Settings(gc_freeze=True)) > 1000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.parametrize("bad", ["700", "700,10", "a,b,c", "-1,10,10", "700;10;10"])
+def test_a_bad_gc_threshold_is_refused(bad: str) -> None:
+    from pydantic import ValidationError
+
+    from pipelines.settings import Settings
+
+    with pytest.raises(ValidationError, match="gc_threshold"):
+        Settings(gc_threshold=bad)
