@@ -49,6 +49,7 @@ def _has_locomo() -> str | None:
 BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "throughput": ([], None, 6),
     "freshness": ([], None, 8),
+    "gc_settings": ([], None, 10),
     "recall": (["--sizes", "10000", "100000"], None, 6),
     "recall_http": ([], None, 25),
     "spatial": ([], None, 3),
@@ -91,6 +92,17 @@ def headline(name: str, d: dict[str, Any]) -> str:
                     f"p50 / p95 / p99 {_p(lat)} ms, {r['half_rate']['missed']} missed"
                 )
         return "publish → recallable, " + "; ".join(parts) + " (goal p99 ≤ 1,000 ms)"
+    if name == "gc_settings":
+        r, py, ours = (
+            d["ratios_to_python_default"],
+            *(d["variants"][k] for k in ("python_default", "default")),
+        )
+        return (
+            f"worker defaults ÷ Python's GC defaults: {_fmt(r['default'])}× events/s; GC "
+            f"{_fmt(py['gc_seconds_mean'])} → {_fmt(ours['gc_seconds_mean'])} s per "
+            f"{d['events']:,} events, full collections {_fmt(py['full_collections_mean'], 1)} → "
+            f"{_fmt(ours['full_collections_mean'], 1)}"
+        )
     if name == "recall":
         v = d["verdict"]
         return (

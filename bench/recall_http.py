@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import signal
 import tempfile
@@ -463,7 +464,8 @@ def run_one(
 def _variant(text: str) -> tuple[str, dict[str, str]]:
     """'NAME:ENV=V,ENV=V' -> (NAME, {ENV: V})."""
     name, sep, assignments = text.partition(":")
-    env = dict(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+    # assignments split at a comma that starts the next ARGOS_ name: values may hold commas
+    env = dict(a.split("=", 1) for a in re.split(r",(?=ARGOS_)", assignments) if "=" in a)
     if not sep or not name or not env or not all(k.startswith("ARGOS_") for k in env):
         raise argparse.ArgumentTypeError(f"expected NAME:ARGOS_X=V[,ARGOS_Y=W], not {text!r}")
     return name, env

