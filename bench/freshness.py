@@ -65,7 +65,11 @@ def max_rate(client: MemoryClient, pub: MemoryPublisher, events: list[MemoryEven
     pub.publish_many(events)
     pub.flush()
     _wait_stored(client, len(events), timeout=600)
-    return len(events) / (time.perf_counter() - t0)
+    rate = len(events) / (time.perf_counter() - t0)
+    # the steady phase starts once every stage is done with the burst (the memory stage may
+    # still be on it after the store stage: its backlog would load the steady phase)
+    client.wait_counter("clustered", len(events), timeout=600)
+    return rate
 
 
 class Prober:
@@ -75,6 +79,7 @@ class Prober:
         self.client, self.pub, self.poll, self.give_up = client, pub, poll, give_up
         self.open: dict[str, tuple[float, str]] = {}  # tag -> (publish time, text)
         self.latencies: list[float] = []
+        self.series: list[tuple[float, float]] = []  # (publish time, latency) of each probe
         self.missed: list[str] = []
         self.recalls = 0
         self.lock = threading.Lock()
@@ -121,6 +126,7 @@ class Prober:
             if resp.hits or now - t0 > self.give_up:
                 if resp.hits:
                     self.latencies.append(now - t0)
+                    self.series.append((t0, now - t0))
                 else:
                     self.missed.append(tag)
                 with self.lock:
@@ -159,6 +165,7 @@ def steady(
         late = max(late, now - t_start - sent / rate)
         time.sleep(0.002)
     elapsed = time.perf_counter() - t_start
+    mid = elapsed / 2  # a growing backlog shows as a second half slower than the first
     pub.flush()
     stop.set()
     poller.join(timeout=args.give_up + 10)
@@ -169,6 +176,9 @@ def steady(
         "published_rate": sent / elapsed,
         "probes": probes,
         "recallable": pct(prober.latencies),
+        "recallable_first_half": pct([lat for t, lat in prober.series if t - t_start < mid]),
+        "recallable_second_half": pct([lat for t, lat in prober.series if t - t_start >= mid]),
+        "probe_series_s": [(round(t - t_start, 3), round(lat, 4)) for t, lat in prober.series],
         "missed": len(prober.missed),
         "poll_recalls": prober.recalls,
         "worker_publish_to_stored": st.get("latency", {}).get("publish_to_stored"),
