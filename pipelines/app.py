@@ -588,7 +588,9 @@ def create_app(
             spatial_cell=settings.spatial_cell or None,
         ),
         population_params=PopulationParams(
-            join_threshold=settings.population_join, merge_threshold=settings.population_merge
+            join_threshold=settings.population_join,
+            merge_threshold=settings.population_merge,
+            cell=settings.population_cell,
         ),
     )
     raw = {

@@ -98,6 +98,12 @@ class MemoryClient:
         params = {"namespace": namespace}
         return list(self._json(self._http.get("/population", params=params))["clusters"])
 
+    def population_near(self, namespace: str, x: float, y: float, radius: float) -> dict[str, Any]:
+        """The agents last seen within ``radius`` of (x, y) (nearest first) and their part of
+        each population cluster, from the namespace-wide spatial index."""
+        params = {"namespace": namespace, "x": repr(x), "y": repr(y), "radius": repr(radius)}
+        return dict(self._json(self._http.get("/population", params=params)))
+
     def ready(self) -> bool:
         try:
             return self._http.get("/ready").status_code == 200

@@ -48,7 +48,7 @@ from pipelines.lifecycle import (
     on_created,
     on_recalled,
 )
-from schemas import Emotion, LifecycleEvent, MemoryEvent, MemoryType
+from schemas import Emotion, LifecycleEvent, MemoryEvent, MemoryType, Position
 
 LIVE = (MemoryState.active, MemoryState.consolidated)
 GONE = (MemoryState.decayed, MemoryState.deleted, MemoryState.archived)  # not in the hot store
@@ -82,6 +82,9 @@ class Effects:
     new_semantic: int = 0  # derived memories that are new (the rest re-distil an earlier one)
     lives: dict[str, MemoryLife] = field(default_factory=dict)  # every life that changed
     strengthened: int = 0
+    # memory id -> where it formed, for the cluster events it causes (not saved: the population
+    # stage's namespace-wide spatial index reads it from those events)
+    positions: dict[str, Position] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +148,8 @@ class AgentMemory:
         self._create(mid, ev.type.value, ev.importance, ev.emotion.arousal, t, fx)
         self.texts[mid] = ev.content
         if ev.derived_from is None:
+            if ev.position is not None:
+                fx.positions[mid] = ev.position
             fx.cluster += self.clusters.add(mid, vector, t)
             self._consolidate_cluster(self.clusters.where.get(mid), t, fx)
 

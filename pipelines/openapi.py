@@ -84,8 +84,15 @@ def openapi() -> dict[str, Any]:
             },
             "/population": {
                 "get": {
-                    "summary": "Namespace-wide clusters shared across agents.",
-                    "parameters": [_query("namespace", "namespace")],
+                    "summary": "Namespace-wide clusters shared across agents; with x, y and "
+                    "radius, the agents last seen near (x, y) and their part of each cluster "
+                    "(the namespace's spatial index).",
+                    "parameters": [
+                        _query("namespace", "namespace"),
+                        _query("x", "world x (with y and radius)", False),
+                        _query("y", "world y (with x and radius)", False),
+                        _query("radius", "world units, >= 0 (with x and y)", False),
+                    ],
                     "responses": {"200": _free("population clusters"), "400": error},
                 }
             },

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from pydantic import ValidationError
 
 from pipelines.clustering import SumDirection
 from pipelines.errors import InvalidEventError
+from pipelines.spatial import Places
 from schemas import ClusterEvent
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class PopulationParams:
     join_threshold: float = 0.75  # cosine of an agent cluster's centroid to a population centroid
     merge_threshold: float = 0.9  # cosine between two population centroids that merges them
     min_size: int = 1  # smaller agent clusters are tracked but belong to no population cluster
+    cell: float = 10.0  # side of the grid cells (world units) of the agents' positions
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,10 @@ class NamespaceClusters:
         self.pops: dict[str, PopCluster] = {}  # in creation order (older first)
         self.dim: int | None = None
         self._next = 0
+        # where each agent was last seen (the position on its latest cluster event): the
+        # namespace-wide spatial index ``near`` reads
+        self.places = Places(self.params.cell)
+        self.by_agent: dict[str, dict[str, None]] = {}  # agent_id -> its agent cluster keys
 
     def apply(self, ev: ClusterEvent) -> list[PopulationChange]:
         """Apply one agent-cluster change; returns the population changes it caused.
@@ -159,6 +166,8 @@ class NamespaceClusters:
         """
         if ev.namespace != self.namespace:
             raise ValueError(f"event of namespace {ev.namespace!r} given to {self.namespace!r}")
+        if ev.position is not None:
+            self.places.see(ev.agent_id, ev.position.x, ev.position.y, ev.event_ts)
         vec: np.ndarray | None = None
         f16 = None
         if ev.size > 0 and ev.centroid_f16 is not None:
@@ -211,6 +220,7 @@ class NamespaceClusters:
         if ac is None:
             ac = AgentCluster(agent_id, cluster_id, size, vec)
             self.clusters[key] = ac
+            self.by_agent.setdefault(agent_id, {})[key] = None
         elif ac.weight == size and np.array_equal(ac.centroid, vec):
             return
         else:
@@ -286,7 +296,13 @@ class NamespaceClusters:
         self, key: str, ts: float, changes: list[PopulationChange], touched: list[str]
     ) -> None:
         ac = self.clusters.pop(key, None)
-        if ac is not None and ac.pop_id is not None:
+        if ac is None:
+            return
+        keys = self.by_agent[ac.agent_id]
+        del keys[key]
+        if not keys:
+            del self.by_agent[ac.agent_id]
+        if ac.pop_id is not None:
             self._leave(key, ac, ts, changes, touched)
 
     def _maybe_merge(self, pid: str, ts: float, changes: list[PopulationChange]) -> None:
@@ -338,6 +354,60 @@ def summary(nc: NamespaceClusters) -> list[dict[str, object]]:
     return rows
 
 
+def near(nc: NamespaceClusters, x: float, y: float, radius: float) -> dict[str, Any]:
+    """What the agents near (x, y) share: the agents last seen within ``radius`` (nearest
+    first) and, per population cluster that holds any of their clusters, their part of it (the
+    largest first). Reads only the grid cells the circle touches and those agents' clusters.
+
+    ``touched_agents`` is how many agents the grid made it look at (of ``agents_placed``).
+    """
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(radius) and radius >= 0):
+        raise ValueError("x, y and radius must be finite numbers, radius >= 0")
+    found = nc.places.near(x, y, radius)
+    parts: dict[str, dict[str, Any]] = {}
+    for agent, _, _ in found:
+        for key in nc.by_agent.get(agent, ()):
+            ac = nc.clusters[key]
+            if ac.pop_id is None:
+                continue
+            part = parts.setdefault(ac.pop_id, {"agents": {}, "size": 0, "n_agent_clusters": 0})
+            part["agents"][agent] = None
+            part["size"] += ac.weight
+            part["n_agent_clusters"] += 1
+    clusters = [
+        {
+            "pop_id": pid,
+            "n_agents_near": len(part["agents"]),
+            "size_near": part["size"],
+            "n_agent_clusters_near": part["n_agent_clusters"],
+            "n_agents": len(nc.pops[pid].agents),
+            "size": nc.pops[pid].weight,
+            "shared_near": len(part["agents"]) >= 2,
+            "agents_near": list(part["agents"])[:20],
+        }
+        for pid, part in parts.items()
+    ]
+    clusters.sort(key=lambda c: (-c["size_near"], _pop_order(c["pop_id"])))
+    return {
+        "x": x,
+        "y": y,
+        "radius": radius,
+        "agents": [
+            {
+                "agent_id": a,
+                "distance": d,
+                "x": nc.places.at[a][0],
+                "y": nc.places.at[a][1],
+                "seen_ts": ts,
+            }
+            for a, d, ts in found
+        ],
+        "clusters": clusters,
+        "agents_placed": len(nc.places),
+        "touched_agents": nc.places.touched,
+    }
+
+
 def _b64(v: np.ndarray) -> str:
     return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
 
@@ -361,6 +431,7 @@ def to_state(nc: NamespaceClusters) -> dict[str, Any]:
             {"id": p.pop_id, "total": _b64(p.total), "members": list(p.members)}
             for p in nc.pops.values()
         ],
+        "places": nc.places.rows(),
     }
 
 
@@ -371,6 +442,8 @@ def from_state(state: dict[str, Any], params: PopulationParams | None = None) ->
     nc.dim = None if state["dim"] is None else int(state["dim"])
     for key, agent, cid, weight, centroid, pop_id in state["clusters"]:
         nc.clusters[key] = _saved_cluster(agent, cid, int(weight), centroid, pop_id, nc.dim)
+        nc.by_agent.setdefault(agent, {})[key] = None
+    nc.places = Places.from_rows(nc.params.cell, state.get("places", []))  # older states: none
     for p in state["pops"]:
         pop = PopCluster(p["id"], _unb64(p["total"]))
         for key in p["members"]:

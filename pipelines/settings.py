@@ -307,6 +307,13 @@ class Settings(BaseSettings):
     population_merge: float = Field(
         0.9, ge=-1, le=1, description="ARGOS_POPULATION_MERGE: population centroids that merge."
     )
+    population_cell: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="ARGOS_POPULATION_CELL: side of the grid cells (world units) of the "
+        "namespace-wide index of where agents were last seen (``/population?x=&y=&radius=``).",
+    )
     # Recall
     recall_w_relevance: float = Field(
         1.0, ge=0, description="ARGOS_RECALL_W_RELEVANCE: weight of cosine similarity."

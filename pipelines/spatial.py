@@ -22,6 +22,8 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +42,8 @@ class Grid:
         if not (math.isfinite(cell) and cell > 0):
             raise ValueError(f"grid cell size must be finite and > 0, got {cell!r}")
         self.cell = float(cell)
-        self.cells: dict[Cell, set[int]] = {}
-        self.of_row: dict[int, Cell] = {}
+        self.cells: dict[Cell, set[Any]] = {}
+        self.of_row: dict[Any, Cell] = {}
 
     def __len__(self) -> int:
         return len(self.of_row)
@@ -51,7 +53,7 @@ class Grid:
             return None
         return (math.floor(x / self.cell), math.floor(y / self.cell))
 
-    def set(self, i: int, x: float, y: float) -> None:
+    def set(self, i: Hashable, x: float, y: float) -> None:
         """Row ``i`` is at (x, y) now (NaN: it has no position)."""
         self.discard(i)
         k = self.key(x, y)
@@ -59,7 +61,7 @@ class Grid:
             self.cells.setdefault(k, set()).add(i)
             self.of_row[i] = k
 
-    def discard(self, i: int) -> None:
+    def discard(self, i: Hashable) -> None:
         k = self.of_row.pop(i, None)
         if k is not None:
             rows = self.cells[k]
@@ -82,6 +84,20 @@ class Grid:
         """Rows in the cells the circle's bounding box touches (a superset of those within
         ``radius`` in the plane), or None when there would be more than ``limit`` (a full scan
         is then as cheap)."""
+        found = self.near_sets(x, y, radius, limit)
+        if found is None:
+            return None
+        out = np.empty(sum(len(rows) for rows in found), dtype=np.int64)
+        at = 0
+        for rows in found:
+            out[at : at + len(rows)] = np.fromiter(rows, dtype=np.int64, count=len(rows))
+            at += len(rows)
+        return out
+
+    def near_sets(self, x: float, y: float, radius: float, limit: float) -> list[set[Any]] | None:
+        """The occupied cells' row sets that the circle's bounding box touches, or None when
+        the walk would visit more than ``MAX_CELLS`` cells or gather more than ``limit`` rows,
+        or the box is not finite (the caller scans every row instead)."""
         c = self.cell
         box = ((x - radius) / c, (x + radius) / c, (y - radius) / c, (y + radius) / c)
         if not all(math.isfinite(v) and abs(v) < 2**52 for v in box):
@@ -106,13 +122,77 @@ class Grid:
             if total > limit:  # give up early: the caller scans
                 return None
             found.append(rows)
-        out = np.empty(total, dtype=np.int64)
-        at = 0
-        for rows in found:
-            out[at : at + len(rows)] = np.fromiter(rows, dtype=np.int64, count=len(rows))
-            at += len(rows)
-        return out
+        return found
 
     def nbytes(self) -> int:
         """A rough size: two dict entries and a set slot per row, a set per cell."""
         return 120 * len(self.of_row) + 250 * len(self.cells)
+
+
+class Places:
+    """Where each agent of a namespace was last seen: the namespace-wide spatial index.
+
+    Keyed by agent, fed with the position of every memory an agent forms (the latest event time
+    wins, so a late event never moves an agent back), and gridded like ``Grid``: "which agents
+    are near (x, y)?" visits only the cells the circle's bounding box touches (``touched`` counts
+    the agents it looked at), with an exact distance test deciding.
+
+    >>> p = Places(cell=10.0)
+    >>> [p.see("a", 1.0, 1.0, ts=5.0), p.see("b", 40.0, 0.0, ts=5.0), p.see("c", 4.0, 3.0, ts=1.0)]
+    [True, True, True]
+    >>> [(a, d) for a, d, _ in p.near(0.0, 0.0, 6.0)]
+    [('a', 1.414214), ('c', 5.0)]
+    >>> p.see("a", 100.0, 100.0, ts=4.0)  # older than what it knows: ignored
+    False
+    >>> p.at["a"]
+    (1.0, 1.0, 5.0)
+    >>> p.touched
+    2
+    """
+
+    def __init__(self, cell: float) -> None:
+        self.grid = Grid(cell)
+        self.at: dict[str, tuple[float, float, float]] = {}  # agent -> (x, y, event time)
+        self.touched = 0  # agents the last ``near`` looked at
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def see(self, agent: str, x: float, y: float, ts: float) -> bool:
+        """Agent ``agent`` was at (x, y) at event time ``ts``; False (nothing changes) when the
+        position is not finite or an event at least as late placed it already."""
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return False
+        old = self.at.get(agent)
+        if old is not None and (old[2] > ts or old == (x, y, ts)):
+            return False
+        self.at[agent] = (float(x), float(y), float(ts))
+        self.grid.set(agent, x, y)
+        return True
+
+    def near(self, x: float, y: float, radius: float) -> list[tuple[str, float, float]]:
+        """Agents within ``radius`` of (x, y): (agent, distance rounded to 1e-6, last seen),
+        nearest first (then by id)."""
+        sets = self.grid.near_sets(x, y, radius, limit=math.inf)
+        pool: Any = self.at if sets is None else (a for rows in sets for a in rows)
+        out, touched = [], 0
+        for agent in pool:
+            touched += 1
+            ax, ay, ts = self.at[agent]
+            d = math.hypot(ax - x, ay - y)
+            if d <= radius:
+                out.append((agent, round(d, 6), ts))
+        self.touched = touched
+        out.sort(key=lambda r: (r[1], r[0]))
+        return out
+
+    def rows(self) -> list[list[Any]]:
+        """The saved form: ``[agent, x, y, ts]`` in insertion order."""
+        return [[a, x, y, ts] for a, (x, y, ts) in self.at.items()]
+
+    @classmethod
+    def from_rows(cls, cell: float, rows: list[list[Any]]) -> Places:
+        p = cls(cell)
+        for agent, x, y, ts in rows:
+            p.see(str(agent), float(x), float(y), float(ts))
+        return p

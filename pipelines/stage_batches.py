@@ -382,6 +382,7 @@ def _collect(
             event_ts=ch.ts,
             related=list(ch.related),
             centroid_f16=encode_centroid(ch.centroid) if ch.centroid is not None else None,
+            position=fx.positions.get(ch.memory_id) if ch.memory_id else None,
         )
         new["clusters"].append([ns, ev.model_dump_json()])
         out.cluster_kinds[ch.kind] = out.cluster_kinds.get(ch.kind, 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,9 @@ from pipelines.audit import recall_record
 from pipelines.clustering import from_state, summary
 from pipelines.errors import ForbiddenError, RejectedError, StoreUnavailableError
 from pipelines.openapi import openapi
+from pipelines.population import NamespaceClusters
 from pipelines.population import from_state as population_from_state
+from pipelines.population import near as population_near
 from pipelines.population import summary as population_summary
 from pipelines.telemetry import inject_headers
 from schemas import AccessEvent, RecallRequest
@@ -68,13 +71,17 @@ def register_routes(pipe: Pipeline) -> None:
         auth = request.headers.get("Authorization")
         return {"Authorization": auth} if auth else {}
 
-    async def routed(request: web.Request, agent_id: str, body: bytes | None) -> Any:
+    async def routed(
+        request: web.Request, agent_id: str, body: bytes | None, table: Any = None
+    ) -> Any:
         """The owner's answer when another worker owns ``agent_id`` (its memories, hot index and
-        state live there), else None: answer here. One hop only (the header marks it)."""
-        if request.headers.get(ROUTED_HEADER) or pipe.memory_table is None:
+        state live there) or, with ``table``, that table's key ``agent_id`` (the population
+        table's namespaces), else None: answer here. One hop only (the header marks it)."""
+        table = pipe.memory_table if table is None else table
+        if request.headers.get(ROUTED_HEADER) or table is None:
             return None
         try:
-            owner = app.router.key_store(pipe.memory_table.name, agent_id.encode())
+            owner = app.router.key_store(table.name, agent_id.encode())
         except KeyError:  # no assignment yet (starting or rebalancing)
             return None
         here = app.conf.canonical_url  # a yarl URL, like ``owner``
@@ -253,12 +260,25 @@ def register_routes(pipe: Pipeline) -> None:
     @app.page("/population")
     class PopulationView(web.View):
         """GET ?namespace=: the namespace-wide clusters (shared experiences across agents), from
-        the table on this worker (the owner of the namespace's partition)."""
+        the namespace's owner (routed there, like a recall to an agent's owner). With ``x``,
+        ``y`` and ``radius`` as well: the agents last seen within ``radius`` of (x, y) and their
+        part of each population cluster, from the namespace's spatial index (only nearby
+        cells)."""
 
         async def get(self, request: web.Request, **kwargs: Any) -> web.Response:
             ns = request.query.get("namespace")
             if not ns:
                 return self.json({"error": "namespace is required"}, status=400)
+            where = [request.query.get(k) for k in ("x", "y", "radius")]
+            if any(v is not None for v in where):
+                try:
+                    if any(v is None for v in where):
+                        raise ValueError("x, y and radius go together")
+                    x, y, radius = (float(v) for v in where)  # type: ignore[arg-type]
+                    if not all(map(math.isfinite, (x, y, radius))) or radius < 0:
+                        raise ValueError("x, y and radius must be finite numbers, radius >= 0")
+                except ValueError as exc:
+                    return self.json({"error": str(exc)}, status=400)
             actor = "anonymous"
             try:
                 principal = policy.authenticate(request.headers.get("Authorization"))
@@ -268,9 +288,19 @@ def register_routes(pipe: Pipeline) -> None:
             except RejectedError as exc:
                 await pipe.deny(exc, actor, ns, None)
                 return refused(self, exc)
+            forwarded = await routed(request, ns, None, pipe.population_table)
+            if forwarded is not None:
+                text, status = forwarded
+                return self.text(text, content_type="application/json", status=status)
             raw = pipe.state(pipe.population_table, ns.encode())
-            pop = population_summary(population_from_state(json.loads(raw))) if raw else []
-            return self.json({"namespace": ns, "clusters": pop})
+            nc = (
+                population_from_state(json.loads(raw), pipe.population_params)
+                if raw
+                else NamespaceClusters(ns, pipe.population_params)
+            )
+            if where[0] is not None:
+                return self.json({"namespace": ns, **population_near(nc, x, y, radius)})
+            return self.json({"namespace": ns, "clusters": population_summary(nc)})
 
     @app.page("/ready")
     class ReadyView(web.View):

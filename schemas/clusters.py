@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.memory_event import Position
+
 
 class ClusterEvent(BaseModel):
     """A change of one agent's memory micro-clusters."""
@@ -29,4 +31,10 @@ class ClusterEvent(BaseModel):
         None,
         description="The cluster's unit centroid after the change: base64 of little-endian "
         "float16 (absent when the cluster emptied). Population aggregation reads it.",
+    )
+    position: Position | None = Field(
+        None,
+        description="Where the agent was when the memory that caused the change formed (its "
+        "memory event's position; absent when it had none or no memory caused the change). "
+        "The population stage's namespace-wide spatial index reads it.",
     )

@@ -3,6 +3,7 @@ deterministic."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -75,6 +76,26 @@ def test_every_memory_is_placed_once_and_replay_is_deterministic(
         len(client.clusters(NS, a)) for a in {e.agent_id for e in evs}
     )
     assert any(c["shared"] for c in pop), pop
+
+    # the namespace-wide spatial index: every cluster event caused by a memory carries its
+    # position, and the agents near a point are those whose latest such event placed them there
+    caused = [e for e in evs if e.memory_id and e.kind in ("create", "join")]
+    assert caused and all(e.position is not None for e in caused)
+    last: dict[str, tuple[float, float, float]] = {}
+    for e in evs:
+        if e.position is not None and e.event_ts >= last.get(e.agent_id, (0, 0, -1.0))[2]:
+            last[e.agent_id] = (e.position.x, e.position.y, e.event_ts)
+    x, y, _ = next(iter(last.values()))
+    for radius in (0.0, 15.0, 60.0, 200.0):
+        got = client.population_near(NS, x, y, radius)
+        want = sorted(a for a, (ax, ay, _) in last.items() if math.hypot(ax - x, ay - y) <= radius)
+        assert sorted(a["agent_id"] for a in got["agents"]) == want, (radius, got, last)
+        assert got["agents_placed"] == len(last)
+        near_size = sum(c["size_near"] for c in got["clusters"])
+        assert near_size == sum(c["size"] for a in want for c in client.clusters(NS, a)), got[
+            "clusters"
+        ]
+    assert client._http.get("/population", params={"namespace": NS, "x": "1"}).status_code == 400
 
     _, again = _run(start_worker)  # the same events into a fresh worker
     assert _per_agent(again) == _per_agent(evs)

@@ -147,3 +147,19 @@ def test_any_worker_answers_for_any_agent(
         assert all(a == answers[0] for a in answers), answers
         assert len(answers[0]) == 5 and all(m.startswith(f"{agent}:") for m in answers[0])
     assert all(c.stats()["routed"] > 0 for c in clients)
+    # the namespace's population clusters and spatial index live with the owner of its
+    # partition of argos.clusters: every worker gives the same answer (routed there)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen = [c.stats() for c in clients]
+        if sum(int(s["population_inputs"]) for s in seen) >= sum(
+            int(s["cluster_changes"]) for s in seen
+        ):
+            break
+        time.sleep(1.0)
+    pops = [c.population(ns) for c in clients]
+    assert pops[0] and all(p == pops[0] for p in pops), pops
+    assert sum(int(p["n_agents"]) for p in pops[0]) >= len(agents)
+    near = [c.population_near(ns, 0.0, 0.0, 1e6) for c in clients]
+    assert all(n == near[0] for n in near), near
+    assert sorted(a["agent_id"] for a in near[0]["agents"]) == sorted(agents)

@@ -208,6 +208,15 @@ def test_cluster_events_carry_the_centroid_and_are_keyed_by_namespace() -> None:
     key, value = out.clusters[0]
     ev = ClusterEvent.model_validate_json(value)
     assert key == b"w" and ev.kind == "create" and ev.centroid_f16
+    assert ev.position is None  # the memory had none
+
+
+def test_cluster_events_carry_where_the_memory_formed() -> None:
+    pos = {"x": 3.5, "y": -2.0, "z": 1.0}
+    _, _, out = _run([_mem("c1", T0, _vec("c1", theme=3, noise=0.01), position=pos)], {})
+    ev = ClusterEvent.model_validate_json(out.clusters[0][1])
+    assert ev.memory_id == "c1" and ev.position is not None
+    assert ev.position.model_dump() == pos
 
 
 # -- batch boundaries never matter ------------------------------------------------------------

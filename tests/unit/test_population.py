@@ -21,11 +21,12 @@ from pipelines.population import (
     decode_centroid,
     encode_centroid,
     from_state,
+    near,
     population_batch,
     summary,
     to_state,
 )
-from schemas import ClusterEvent, DeadLetter
+from schemas import ClusterEvent, DeadLetter, Position
 
 
 def _ev(
@@ -37,8 +38,10 @@ def _ev(
     related: list[str] | None = None,
     ns: str = "sim",
     ts: float = 0.0,
+    at: tuple[float, float] | None = None,
 ) -> ClusterEvent:
     return ClusterEvent(
+        position=None if at is None else Position(x=at[0], y=at[1]),
         kind=kind,  # type: ignore[arg-type]
         namespace=ns,
         agent_id=agent,
@@ -76,6 +79,10 @@ def _invariants(nc: NamespaceClusters, live: dict[str, int] | None = None) -> No
         want = sum(nc.clusters[k].contribution().astype(np.float64) for k in p.members)
         assert np.allclose(p.total, want, atol=1e-3 * p.weight)  # the running sum stays exact-ish
     assert sum(p.weight for p in nc.pops.values()) == sum(nc.clusters[k].weight for k in placed)
+    assert nc.by_agent == {
+        a: {k: None for k, ac in nc.clusters.items() if ac.agent_id == a}
+        for a in {ac.agent_id for ac in nc.clusters.values()}
+    }
     rows = summary(nc)
     assert [r["pop_id"] for r in rows] == sorted(
         nc.pops, key=lambda i: (-nc.pops[i].weight, int(i[3:]))
@@ -502,3 +509,41 @@ def test_population_batch_reuses_the_live_state_it_saved() -> None:
     plain1, _, _ = population_batch(recs[:5], {}, params, 1.0)
     plain2, _, _ = population_batch(recs[5:], dict(plain1), params, 2.0)
     assert s2 == plain2
+
+
+def test_near_gives_the_nearby_agents_part_of_each_population_cluster() -> None:
+    """Three agents share a theme; two are near the origin. ``near`` names those two and their
+    part of the shared cluster, follows an agent that moves (its latest event), ignores a late
+    event from where it was, and survives a state round trip; bad input is refused."""
+    nc = NamespaceClusters("sim", PopulationParams(cell=5.0))
+    nc.apply(_ev("a", "a/c1", _angle(0), 3, "create", ts=1.0, at=(1.0, 1.0)))
+    nc.apply(_ev("b", "b/c1", _angle(5), 2, "create", ts=1.0, at=(-2.0, 3.0)))
+    nc.apply(_ev("c", "c/c1", _angle(3), 4, "create", ts=1.0, at=(50.0, 50.0)))
+    nc.apply(_ev("b", "b/c2", _angle(90), 1, "create", ts=2.0, at=(-2.0, 2.0)))
+    out = near(nc, 0.0, 0.0, 5.0)
+    assert [a["agent_id"] for a in out["agents"]] == ["a", "b"]
+    assert out["agents_placed"] == 3 and out["touched_agents"] == 2
+    shared = out["clusters"][0]
+    assert (shared["n_agents_near"], shared["size_near"], shared["n_agents"], shared["size"]) == (
+        2,
+        5,
+        3,
+        9,
+    )
+    assert shared["shared_near"] and sorted(shared["agents_near"]) == ["a", "b"]
+    assert [c["size_near"] for c in out["clusters"]] == [5, 1]  # b's other theme
+
+    nc.apply(_ev("a", "a/c1", _angle(1), 4, "join", ts=5.0, at=(49.0, 50.0)))  # a moves away
+    nc.apply(_ev("a", "a/c1", _angle(1), 4, "join", ts=4.0, at=(0.0, 0.0)))  # late: ignored
+    assert [a["agent_id"] for a in near(nc, 0.0, 0.0, 5.0)["agents"]] == ["b"]
+    assert [a["agent_id"] for a in near(nc, 50.0, 50.0, 2.0)["agents"]] == ["c", "a"]
+    _invariants(nc)
+
+    again = from_state(json.loads(json.dumps(to_state(nc))), nc.params)
+    assert near(again, 50.0, 50.0, 2.0) == near(nc, 50.0, 50.0, 2.0)
+    old = to_state(nc)
+    del old["places"]  # a state saved before the index: it loads, and learns places anew
+    assert from_state(old, nc.params).places.at == {}
+    for bad in ((math.nan, 0.0, 1.0), (0.0, 0.0, -1.0), (0.0, math.inf, 1.0)):
+        with pytest.raises(ValueError, match="finite"):
+            near(nc, *bad)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.hot_index import HotIndex, NearFilter, RecallFilters
-from pipelines.spatial import Grid
+from pipelines.spatial import Grid, Places
 from pipelines.store import StoredMemory
 
 DIM = 8
@@ -76,3 +76,58 @@ def test_bad_cell_sizes_and_far_points_are_handled() -> None:
     g = Grid(1.0)
     g.set(0, 1e300, 0.0)
     assert g.candidates(0.0, 0.0, 1e308, limit=10) is None  # the box overflows: scan
+
+
+sightings = st.lists(
+    st.tuples(
+        st.integers(0, 30),
+        st.one_of(coord, st.just(math.nan)),
+        coord,
+        st.floats(0.0, 100.0, allow_nan=False),
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sightings, queries, st.sampled_from([0.5, 3.0, 10.0, 40.0]))
+def test_places_answers_as_a_scan_of_each_agents_latest_position(
+    seen: list, asks: list, cell: float
+) -> None:
+    """The namespace-wide index: each agent is where its latest (event-time) finite sighting put
+    it (an older sighting never moves it back), and ``near`` equals a brute-force scan."""
+    places = Places(cell)
+    latest: dict[str, tuple[float, float, float]] = {}
+    for a, x, y, ts in seen:
+        agent = f"agent-{a}"
+        places.see(agent, x, y, ts)
+        if math.isfinite(x) and (agent not in latest or ts >= latest[agent][2]):
+            latest[agent] = (x, y, ts)
+    assert places.at == latest
+    again = Places.from_rows(cell, places.rows())
+    assert again.at == places.at
+    for x, y, _, r in asks:
+        want = sorted(
+            (round(math.hypot(ax - x, ay - y), 6), a)
+            for a, (ax, ay, _) in latest.items()
+            if math.hypot(ax - x, ay - y) <= r
+        )
+        got = places.near(x, y, r)
+        assert [(d, a) for a, d, _ in got] == want
+        assert [(d, a) for a, d, _ in again.near(x, y, r)] == want
+
+
+def test_places_near_looks_at_the_nearby_agents_only() -> None:
+    """5,000 agents over a 1,000 x 1,000 world, 10-unit cells: a radius-15 question looks at a
+    few agents, a radius-2,000 one at all of them (a scan), both exact."""
+    rng = np.random.default_rng(1)
+    places = Places(10.0)
+    xy = rng.uniform(0, 1000, size=(5000, 2))
+    for i, (x, y) in enumerate(xy):
+        places.see(f"a{i}", float(x), float(y), 1.0)
+    got = places.near(500.0, 500.0, 15.0)
+    want = int((np.hypot(xy[:, 0] - 500, xy[:, 1] - 500) <= 15.0).sum())
+    assert len(got) == want and want > 0
+    assert places.touched <= 60, places.touched  # 4x4 cells of ~0.5 agents each
+    assert len(places.near(500.0, 500.0, 2000.0)) == 5000 and places.touched == 5000
