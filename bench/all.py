@@ -87,8 +87,10 @@ def headline(name: str, d: dict[str, Any]) -> str:
         for r in d["runs"]:
             lat = r.get("half_rate", {}).get("recallable", {})
             if lat.get("n"):
+                variant = r.get("variant", "default")
+                name_ = r["backend"] if variant == "default" else f"{r['backend']}@{variant}"
                 parts.append(
-                    f"{r['backend']} at {_fmt(r['half_rate']['target_rate'], 0)} events/s: "
+                    f"{name_} at {_fmt(r['half_rate']['target_rate'], 0)} events/s: "
                     f"p50 / p95 / p99 {_p(lat)} ms, {r['half_rate']['missed']} missed"
                 )
         return "publish → recallable, " + "; ".join(parts) + " (goal p99 ≤ 1,000 ms)"

@@ -17,6 +17,10 @@ local broker, with a fresh worker each:
 Default settings otherwise (rate limits, batches); tracing export off, as in the throughput bench.
 
     python -m bench.freshness [--burst 3000] [--seconds 90] [--backends onnx,hashing]
+        [--variant take100ms:ARGOS_TAKE_WITHIN=0.1 ...] [--rounds 2]
+
+With ``--variant``, each backend also runs with a worker whose environment adds those settings
+(side by side on the same broker, in turn with the default worker, ``--rounds`` times).
 
 Writes ``bench/results/freshness.json`` and ``bench/results/freshness.png``.
 """
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from bench.recall_http import _raise_exit, pct, words
+from bench.recall_http import _raise_exit, add_variant_option, pct, words
 from infra.local_kafka import LocalKafka
 from pipelines.client import MemoryClient, RecallError
 from pipelines.processes import WorkerProcess
@@ -186,7 +190,13 @@ def steady(
     }
 
 
-def run_backend(backend: str, bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict:
+def run_backend(
+    backend: str,
+    bootstrap: str,
+    tmp: Path,
+    args: argparse.Namespace,
+    variant: tuple[str, dict[str, str]] = ("default", {}),
+) -> dict:
     prefix = f"fresh-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(
         bootstrap,
@@ -194,9 +204,10 @@ def run_backend(backend: str, bootstrap: str, tmp: Path, args: argparse.Namespac
         topic_prefix=prefix,
         app_id=f"{prefix}-app",
         embedder=backend,
-        extra_env=ENV,
+        extra_env=ENV | variant[1],
     )
-    out: dict[str, Any] = {"backend": backend}
+    out: dict[str, Any] = {"backend": backend, "variant": variant[0], "variant_env": variant[1]}
+    backend = f"{backend}@{variant[0]}"
     client = worker.start()
     try:
         pop = Population(args.agents, seed=args.seed, namespace=NS)
@@ -236,7 +247,8 @@ def plot(out: dict[str, Any], path: Path) -> None:
     width = 0.8 / len(runs)
     for i, r in enumerate(runs):
         vals = [r["half_rate"]["recallable"][k] for k in keys]
-        label = f"{r['backend']} at {r['half_rate']['target_rate']:.0f} events/s"
+        label = f"{r['backend']}@{r.get('variant', 'default')} at "
+        label += f"{r['half_rate']['target_rate']:.0f} events/s"
         ax.bar([j + i * width for j in range(len(keys))], vals, width, label=label)
     ax.axhline(1000, color="grey", lw=0.8, ls="--", label="goal p99 ≤ 1 s")
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(keys))], keys)
@@ -258,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=0.05)
     ap.add_argument("--give-up", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=5)
+    add_variant_option(
+        ap,
+        "also run each backend with a worker whose environment adds these settings, on the "
+        "same broker, alternating with the default (e.g. 'take100ms:ARGOS_TAKE_WITHIN=0.1')",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="each backend x variant this often")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)  # so the finally blocks stop worker and broker
@@ -269,10 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
-        for backend in args.backends.split(","):
-            out["runs"].append(run_backend(backend, kafka.bootstrap_servers, Path(tmp), args))
-            out["total_s"] = time.perf_counter() - t0
-            (args.out / "freshness.json").write_text(json.dumps(out, indent=2) + "\n")
+        variants = [("default", {}), *args.variant]
+        for rnd in range(args.rounds):
+            for backend in args.backends.split(","):
+                for variant in variants:
+                    run = run_backend(backend, kafka.bootstrap_servers, Path(tmp), args, variant)
+                    out["runs"].append(run | {"round": rnd})
+                    out["total_s"] = time.perf_counter() - t0
+                    (args.out / "freshness.json").write_text(json.dumps(out, indent=2) + "\n")
     plot(out, args.out / "freshness.png")
     return 0 if all("error" not in r for r in out["runs"]) else 1
 

@@ -471,6 +471,18 @@ def _variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
+def add_variant_option(ap: argparse.ArgumentParser, help: str) -> None:
+    """``--variant NAME:ENV=V[,ENV=V]`` (repeatable): a worker whose environment adds these."""
+    ap.add_argument(
+        "--variant",
+        type=_variant,
+        action="append",
+        default=[],
+        metavar="NAME:ENV=V[,ENV=V]",
+        help=help,
+    )
+
+
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # so the finally blocks stop the worker and the broker
 
@@ -499,13 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--count-poll", type=float, default=5.0, help="s between Milvus counts")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--variant",
-        type=_variant,
-        action="append",
-        default=[],
-        metavar="NAME:ENV=V[,ENV=V]",
-        help="also run each size with a worker whose environment adds these settings, beside "
+    add_variant_option(
+        ap,
+        "also run each size with a worker whose environment adds these settings, beside "
         "the default worker on the same broker; results under sizes[N]['<layout>@NAME'] "
         "(e.g. 'switch1ms:ARGOS_SWITCH_INTERVAL_MS=1')",
     )
