@@ -666,6 +666,8 @@ def create_app(
     memory_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
     clusters_t = app.topic(clusters_name, partitions=parts, **raw)
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
+    # the publish -> recallable path (ingest+embed, store) may batch on a shorter clock
+    path_within = settings.recallable_take_within or within
     stats = pipe.stats
 
     def store_retrying() -> AsyncRetrying:
@@ -777,7 +779,7 @@ def create_app(
         finisher = asyncio.ensure_future(finish_in_order())
         probe.update(inflight=inflight, finisher=finisher)
         try:
-            async for batch in stream.take_events(chunk, within=within):
+            async for batch in stream.take_events(chunk, within=path_within):
                 if finisher.done():
                     finisher.result()  # re-raise: crash before anything else is acked
                 records, events, again = pipe.take("ingest_embed", batch)
@@ -1105,7 +1107,7 @@ def create_app(
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(take_max, within=within):
+        async for batch in stream.take_events(take_max, within=path_within):
             t0 = time.perf_counter()
             records, _, again = pipe.take("store", batch)
             if again:
