@@ -58,3 +58,19 @@ def test_a_bad_gc_threshold_is_refused(bad: str) -> None:
 
     with pytest.raises(ValidationError, match="gc_threshold"):
         Settings(gc_threshold=bad)
+
+
+def test_the_recallable_path_batch_clock_defaults_to_take_within_and_refuses_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from pipelines.settings import Settings
+
+    assert Settings().recallable_take_within is None  # the stages use ARGOS_TAKE_WITHIN
+    monkeypatch.setenv("ARGOS_RECALLABLE_TAKE_WITHIN", "0.05")
+    assert Settings().recallable_take_within == 0.05
+    for bad in ("0", "-1"):
+        monkeypatch.setenv("ARGOS_RECALLABLE_TAKE_WITHIN", bad)
+        with pytest.raises(ValidationError, match="recallable_take_within"):
+            Settings()
