@@ -7,14 +7,14 @@ local broker, with a fresh worker each:
    has stored them all (as ``bench/throughput.py``) and until every stage is done with them (the
    memory stage, the slowest, has seen them all): the pipeline sustains only the second; above
    it the memory stage's backlog grows without bound and takes the CPU from the others;
-2. **half that rate, steady** (of every stage's maximum; ``--of store`` for the store's): for ``--seconds``, simulated agents publish at 50% of it (paced
-   by a clock, not by acks), and every ``--probe-every`` seconds a probe agent publishes one more
-   memory with a unique tag. A poller asks ``POST /recall`` for each open probe (its text, its
-   tag as the filter, k=1; the oldest open probe only) every ``--poll`` seconds until it is
-   returned: the probe's latency is that moment minus the moment before ``publish`` was called
-   (the publisher's own batching, linger 20 ms, included). The worker's ``publish_to_stored``
-   window (from ``/stats``) is kept beside it. A probe not recallable within ``--give-up``
-   seconds counts as a miss.
+2. **half that rate, steady** (of every stage's maximum; ``--of store`` for the store's): for
+   ``--seconds``, simulated agents publish at 50% of it (paced by a clock, not by acks), and
+   every ``--probe-every`` seconds a probe agent publishes one more memory with a unique tag. A
+   poller asks ``POST /recall`` for each open probe (its text, its tag as the filter, k=1; the
+   oldest open probe only) every ``--poll`` seconds until it is returned: the probe's latency is
+   that moment minus the moment before ``publish`` was called (the publisher's own batching,
+   linger 20 ms, included). The worker's ``publish_to_stored`` window (from ``/stats``) is kept
+   beside it. A probe not recallable within ``--give-up`` seconds counts as a miss.
 
 Default settings otherwise (rate limits, batches); tracing export off, as in the throughput bench.
 

@@ -666,8 +666,8 @@ def create_app(
     memory_src = app.topic(embedded_name, access_name, partitions=parts, **raw)
     clusters_t = app.topic(clusters_name, partitions=parts, **raw)
     take_max, within, chunk = settings.take_max, settings.take_within, settings.embed_chunk
-    # the publish -> recallable path (ingest+embed, store) may batch on a shorter clock
-    path_within = settings.recallable_take_within or within
+    # the publish -> recallable path (ingest+embed, store) batches on a shorter clock
+    path_within = settings.recallable_take_within
     stats = pipe.stats
 
     def store_retrying() -> AsyncRetrying:

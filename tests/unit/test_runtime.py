@@ -60,14 +60,14 @@ def test_a_bad_gc_threshold_is_refused(bad: str) -> None:
         Settings(gc_threshold=bad)
 
 
-def test_the_recallable_path_batch_clock_defaults_to_take_within_and_refuses_zero(
+def test_the_recallable_path_batch_clock_is_read_and_refuses_zero(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pydantic import ValidationError
 
     from pipelines.settings import Settings
 
-    assert Settings().recallable_take_within is None  # the stages use ARGOS_TAKE_WITHIN
+    assert Settings().recallable_take_within == 0.1 < Settings().take_within
     monkeypatch.setenv("ARGOS_RECALLABLE_TAKE_WITHIN", "0.05")
     assert Settings().recallable_take_within == 0.05
     for bad in ("0", "-1"):
