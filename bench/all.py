@@ -57,6 +57,7 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "growth": ([], None, 90),
     "security_overhead": ([], None, 12),
     "analytics_cost": ([], None, 8),
+    "analytics_checkpoint": ([], None, 2),
     "state_layout": ([], None, 10),
     "memory_stage_cost": ([], None, 2),
     "clustering_quality": ([], None, 3),
@@ -128,6 +129,15 @@ def headline(name: str, d: dict[str, Any]) -> str:
             for c in d["checkpoints"]
         ]
         return "; ".join(out) or "no checkpoint reached"
+    if name == "analytics_checkpoint":
+        return "; ".join(
+            f"{r['memories']:,} memories: to_bytes {_fmt(r['objects']['dump_ms_median'], 0)} → "
+            f"{_fmt(r['columns']['dump_ms_median'], 0)} ms "
+            f"({_fmt(r['ratios_objects_over_columns']['dump'], 1)}×), from_bytes "
+            f"{_fmt(r['objects']['load_ms_median'], 0)} → "
+            f"{_fmt(r['columns']['load_ms_median'], 0)} ms"
+            for r in d["sizes"]
+        )
     if name == "scaling":
         out = []
         for backend, b in d["backends"].items():

