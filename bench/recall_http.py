@@ -300,6 +300,7 @@ def measure(
         "http_cached",
         "http_cached_hits",
         "http_cached_misses",
+        "http_ready",
         "inprocess_search_beside_worker",
         "inprocess_search",
         "inprocess_embed_search",
@@ -323,8 +324,14 @@ def measure(
         client.recall(NS, fixed_agent, fixed_text, k=K)
         t_cached = time.perf_counter() - t0
         hit = l1_hits(client) > h0
+        # the floor under the same load: a GET /ready (no recall work; the HTTP stack and the
+        # event loop's queue, shared with the stages)
+        t0 = time.perf_counter()
+        client.ready()
+        t_ready = time.perf_counter() - t0
         if i < warm:
             continue
+        series["http_ready"].append(t_ready)
         got.append([h.memory_id for h in resp.hits])
         series["http_uncached"].append(t_http)
         series["server_took_ms"].append(resp.took_ms / 1000.0)
@@ -374,6 +381,7 @@ def measure(
     out["overhead_ms_p50"] = {
         "http_uncached_minus_server_took": lat["http_uncached"]["p50_ms"]
         - lat["server_took_ms"]["p50_ms"],
+        "http_ready": lat["http_ready"]["p50_ms"],
         "server_took_minus_inprocess_search": lat["server_took_ms"]["p50_ms"]
         - lat["inprocess_search"]["p50_ms"],
     }
