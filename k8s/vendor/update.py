@@ -32,6 +32,12 @@ STRIMZI_KINDS = {
     "Kafka": ("io.strimzi.api.kafka.model.kafka.Kafka", "kafka"),
     "KafkaNodePool": ("io.strimzi.api.kafka.model.nodepool.KafkaNodePool", "kafkanodepool"),
     "KafkaTopic": ("io.strimzi.api.kafka.model.topic.KafkaTopic", "kafkatopic"),
+    "KafkaUser": ("io.strimzi.api.kafka.model.user.KafkaUser", "kafkauser"),
+}
+# KEDA kinds: CRD file in config/crd/bases of its Go module -> the schema file written here
+KEDA_KINDS = {
+    "keda.sh_scaledobjects.yaml": "scaledobject",
+    "keda.sh_triggerauthentications.yaml": "triggerauthentication",
 }
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -94,14 +100,15 @@ def keda(version: str, work: Path) -> None:
     env = {**os.environ, "GOFLAGS": "-mod=mod", "GOMODCACHE": str(work / "mod")}
     proc = subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)  # noqa: S603
     found = json.loads(proc.stdout)
-    crd = Path(found["Dir"]) / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
-    origin = (
-        f"KEDA v{version}: openAPIV3Schema from config/crd/bases/keda.sh_scaledobjects.yaml in "
-        f"the Go module github.com/kedacore/keda/v2@v{version} (Go module proxy); see "
-        "k8s/vendor/README.md."
-    )
-    dst = HERE / f"keda-{version}" / "scaledobject.v1alpha1.schema.json"
-    write_schema(crd, "v1alpha1", dst, origin)
+    for crd_name, kind in KEDA_KINDS.items():
+        crd = Path(found["Dir"]) / "config" / "crd" / "bases" / crd_name
+        origin = (
+            f"KEDA v{version}: openAPIV3Schema from config/crd/bases/{crd_name} in "
+            f"the Go module github.com/kedacore/keda/v2@v{version} (Go module proxy); see "
+            "k8s/vendor/README.md."
+        )
+        dst = HERE / f"keda-{version}" / f"{kind}.v1alpha1.schema.json"
+        write_schema(crd, "v1alpha1", dst, origin)
     subprocess.run(["go", "clean", "-modcache"], env=env, check=True)  # noqa: S603, S607
 
 

@@ -126,16 +126,17 @@ def _smp(base: Any, patch: Any, builtin: bool, key: str | None = None) -> Any:
     if isinstance(patch, list) and isinstance(base, list) and builtin and key in MERGE_KEYS:
         mk = MERGE_KEYS[key]
         out = list(base)
+        added = []  # items the base lacks go first, in the patch's order (as kustomize does)
         for item in patch:
             at = next((i for i, b in enumerate(out) if b.get(mk) == item.get(mk)), None)
             if item.get("$patch") == "delete":
                 if at is not None:
                     out.pop(at)
             elif at is None:
-                out.append(_strip_directives(item))
+                added.append(_strip_directives(item))
             else:
                 out[at] = _smp(out[at], item, builtin, None)
-        return out
+        return added + out
     return _strip_directives(patch)
 
 
@@ -444,7 +445,30 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
             monkeypatch.delenv(name)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return Settings()
+    # the Kafka certificate files are mounted in the pod, not here (Settings checks that they
+    # exist; test_secrets_are_mounted_where_the_settings_point checks where they come from)
+    is_file = Path.is_file
+    with monkeypatch.context() as m:
+        m.setattr(Path, "is_file", lambda p: str(p).startswith(MOUNTED) or is_file(p))
+        return Settings()
+
+
+MOUNTED = "/etc/argos/"
+
+
+# Secrets the Strimzi operators create (not in the manifests): a KafkaUser's certificate and
+# key (its own name) and the cluster CA's public certificate
+def operator_secrets(docs: list[Doc]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for kafka in kinds(docs, "Kafka"):
+        out[f"{kafka['metadata']['name']}-cluster-ca-cert"] = {"ca.crt", "ca.p12", "ca.password"}
+        if "userOperator" in kafka["spec"].get("entityOperator", {}):
+            for user in kinds(docs, "KafkaUser"):
+                if user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]:
+                    if user["spec"]["authentication"]["type"] == "tls":
+                        keys = {"ca.crt", "user.crt", "user.key", "user.p12", "user.password"}
+                        out[user["metadata"]["name"]] = keys
+    return out
 
 
 def cpu_cores(q: str | int) -> float:
@@ -495,7 +519,11 @@ CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1", "Kafka"): "strimzi-1.2.0/kafka.v1.schema.json",
     ("kafka.strimzi.io/v1", "KafkaNodePool"): "strimzi-1.2.0/kafkanodepool.v1.schema.json",
     ("kafka.strimzi.io/v1", "KafkaTopic"): "strimzi-1.2.0/kafkatopic.v1.schema.json",
+    ("kafka.strimzi.io/v1", "KafkaUser"): "strimzi-1.2.0/kafkauser.v1.schema.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda-2.21.0/scaledobject.v1alpha1.schema.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): (
+        "keda-2.21.0/triggerauthentication.v1alpha1.schema.json"
+    ),
     ("milvus.io/v1beta1", "Milvus"): "milvus-operator/milvus.v1beta1.minimal.schema.json",
 }
 _validators: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
@@ -578,8 +606,9 @@ def test_renderer_matches_real_kustomize(name: str) -> None:
 
 
 def test_overlays_render_the_expected_kinds(overlay: tuple[str, list[Doc]]) -> None:
-    _, docs = overlay
-    assert {d["kind"] for d in docs} == {
+    name, docs = overlay
+    mtls = {"KafkaUser", "TriggerAuthentication"} if name == "prod" else set()
+    assert {d["kind"] for d in docs} - mtls == {
         "Namespace",
         "ConfigMap",
         "Secret",
@@ -617,7 +646,8 @@ def test_builtin_kinds_are_valid_kubernetes(overlay: tuple[str, list[Doc]]) -> N
 def test_custom_resources_match_their_crds(overlay: tuple[str, list[Doc]]) -> None:
     name, docs = overlay
     custom = [d for d in docs if (d["apiVersion"], d["kind"]) in CRD_SCHEMAS]
-    assert {d["kind"] for d in custom} == {k for _, k in CRD_SCHEMAS}
+    mtls = set() if name == "prod" else {"KafkaUser", "TriggerAuthentication"}  # prod only
+    assert {d["kind"] for d in custom} == {k for _, k in CRD_SCHEMAS} - mtls
     errors = {f"{d['kind']}/{d['metadata']['name']}": crd_errors(d) for d in custom}
     assert not {k: v for k, v in errors.items() if v}, f"{name}: {errors}"
 
@@ -638,6 +668,8 @@ def test_validators_are_not_vacuous(rendered: dict[str, list[Doc]]) -> None:
         ("KafkaNodePool", lambda d: d["spec"].update(roles=["leader"])),
         ("ScaledObject", lambda d: d["spec"]["triggers"][0]["metadata"].update(lagThreshold=5)),
         ("ScaledObject", lambda d: d["spec"].update(minReplicas=1)),
+        ("KafkaUser", lambda d: d["spec"]["authentication"].update(type="mtls")),
+        ("TriggerAuthentication", lambda d: d["spec"]["secretTargetRef"][0].pop("key")),
         ("Milvus", lambda d: d["spec"].update(mode="single")),
         ("Milvus", lambda d: d["spec"]["dependencies"].update(msgStream="kafka")),
     ]
@@ -720,11 +752,15 @@ def test_services_the_worker_uses_exist(
     _, c = worker(docs)
     s = settings_from(container_env(docs, c), monkeypatch)
     kafka = one(docs, "Kafka")
-    plain = {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"] if not lst["tls"]}
+    listeners = {lst["port"]: lst for lst in kafka["spec"]["kafka"]["listeners"]}
     for server in s.kafka_bootstrap_servers.split(","):
         host, port = host_port(server)
         assert host == f"{kafka['metadata']['name']}-kafka-bootstrap"
-        assert port in plain, "the workers speak plaintext: the port must be a non-TLS listener"
+        lst = listeners[port]
+        # the worker's protocol matches the listener's: TLS or not, client certificate or not
+        assert lst["tls"] == (s.kafka_security_protocol == "SSL"), (port, s.kafka_security_protocol)
+        mtls = lst.get("authentication", {}).get("type") == "tls"
+        assert mtls == (s.kafka_ssl_certfile is not None), (port, lst)
     milvus = one(docs, "Milvus")
     assert host_port(s.milvus_uri) == (f"{milvus['metadata']['name']}-milvus", 19530)
     # OTLP/HTTP reaches the collector's Service, whose port leads to the receiver's port
@@ -784,8 +820,19 @@ def test_secrets_are_mounted_where_the_settings_point(
         assert mount.get("readOnly") is True
         secret = one(docs, "Secret", volumes[mount["name"]]["secret"]["secretName"])
         assert path.name in secret["data"], f"{secret['metadata']['name']} has no {path.name}"
-    # every Secret and ConfigMap a pod refers to exists
+    # the Kafka certificate files come from the operators' Secrets, in the worker and in the
+    # init container that connects before it
+    made = operator_secrets(docs)
+    kafka_files = [s.kafka_ssl_cafile, s.kafka_ssl_certfile, s.kafka_ssl_keyfile]
+    for ct in (c, *pod.get("initContainers", [])):
+        for path in filter(None, kafka_files):
+            mount = next(m for m in ct["volumeMounts"] if Path(m["mountPath"]) == path.parent)
+            assert mount.get("readOnly") is True
+            secret_name = volumes[mount["name"]]["secret"]["secretName"]
+            assert path.name in made[secret_name], (ct["name"], secret_name, path.name)
+    # every Secret and ConfigMap a pod refers to exists (or an operator makes it)
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    names |= {("Secret", n) for n in made}
     for d in docs:
         for podspec in _pod_specs(d):
             for v in podspec.get("volumes", []):
@@ -897,11 +944,34 @@ def test_autoscaling_follows_the_consumer_group(
         s.topic("memory.events"),
         s.topic("memory.embedded"),
     }
+    made = operator_secrets(docs)
     for t in triggers:
         meta = t["metadata"]
         assert meta["consumerGroup"] == s.app_id  # Faust's group id is the app id
         assert meta["bootstrapServers"] == s.kafka_bootstrap_servers
         assert meta["topic"] in topics
+        # KEDA connects as the workers do: with their client certificate where they use one
+        if s.kafka_ssl_certfile is None:
+            assert "authenticationRef" not in t
+            continue
+        auth = one(docs, "TriggerAuthentication", t["authenticationRef"]["name"])["spec"]
+        refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
+        assert set(refs) == {"ca", "cert", "key"}
+        for name_, key in refs.values():
+            assert key in made[name_], (name_, key)
+        # the same files the worker reads (its mounts: secret name and key)
+        vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        for param, path in (
+            ("ca", s.kafka_ssl_cafile),
+            ("cert", s.kafka_ssl_certfile),
+            ("key", s.kafka_ssl_keyfile),
+        ):
+            assert path is not None
+            mount = next(m for m in c["volumeMounts"] if Path(m["mountPath"]) == path.parent)
+            assert refs[param] == (vols[mount["name"]]["secret"]["secretName"], path.name)
+        (tls,) = auth["configMapTargetRef"]
+        assert tls["parameter"] == "tls"
+        assert one(docs, "ConfigMap", tls["name"])["data"][tls["key"]] == "enable"
     lo, hi = so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]
     assert 1 <= lo <= hi <= s.topic_partitions, "workers beyond the partition count would idle"
     if name == "dev":
