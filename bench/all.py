@@ -53,6 +53,7 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "recall": (["--sizes", "10000", "100000"], None, 6),
     "recall_http": ([], None, 25),
     "spatial": ([], None, 3),
+    "population_near": ([], None, 3),
     "scaling": ([], None, 10),
     "growth": ([], None, 90),
     "security_overhead": ([], None, 12),
@@ -129,6 +130,15 @@ def headline(name: str, d: dict[str, Any]) -> str:
             for c in d["checkpoints"]
         ]
         return "; ".join(out) or "no checkpoint reached"
+    if name == "population_near":
+        return "; ".join(
+            f"{run['agents']:,} agents, radius {float(r):g}: grid "
+            f"{_fmt(v['grid']['p50_ms'], 3)} ms vs scan {_fmt(v['scan']['p50_ms'], 3)} ms "
+            f"({_fmt(v['scan_over_grid_p50'], 1)}×)"
+            for run in d["sizes"]
+            for r, v in run["radii"].items()
+            if float(r) <= 20
+        )
     if name == "analytics_checkpoint":
         return "; ".join(
             f"{r['memories']:,} memories: to_bytes {_fmt(r['objects']['dump_ms_median'], 0)} → "

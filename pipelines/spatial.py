@@ -94,9 +94,11 @@ class Grid:
             at += len(rows)
         return out
 
-    def near_sets(self, x: float, y: float, radius: float, limit: float) -> list[set[Any]] | None:
+    def near_sets(
+        self, x: float, y: float, radius: float, limit: float, max_cells: int = MAX_CELLS
+    ) -> list[set[Any]] | None:
         """The occupied cells' row sets that the circle's bounding box touches, or None when
-        the walk would visit more than ``MAX_CELLS`` cells or gather more than ``limit`` rows,
+        the walk would visit more than ``max_cells`` cells or gather more than ``limit`` rows,
         or the box is not finite (the caller scans every row instead)."""
         c = self.cell
         box = ((x - radius) / c, (x + radius) / c, (y - radius) / c, (y + radius) / c)
@@ -106,12 +108,12 @@ class Grid:
         y0, y1 = math.floor((y - radius) / c), math.floor((y + radius) / c)
         span = (x1 - x0 + 1) * (y1 - y0 + 1)
         if span <= len(self.cells):  # walk the box
-            if span > MAX_CELLS:  # a wide circle: the walk would cost more than the scan
+            if span > max_cells:  # a wide circle: the walk would cost more than the scan
                 return None
             keys = ((cx, cy) for cx in range(x0, x1 + 1) for cy in range(y0, y1 + 1))
             sets = (self.cells[k] for k in keys if k in self.cells)
         else:  # fewer occupied cells than cells in the box: walk those
-            if len(self.cells) > MAX_CELLS:
+            if len(self.cells) > max_cells:
                 return None
             sets = (
                 rows for (cx, cy), rows in self.cells.items() if x0 <= cx <= x1 and y0 <= cy <= y1
@@ -173,7 +175,9 @@ class Places:
     def near(self, x: float, y: float, radius: float) -> list[tuple[str, float, float]]:
         """Agents within ``radius`` of (x, y): (agent, distance rounded to 1e-6, last seen),
         nearest first (then by id)."""
-        sets = self.grid.near_sets(x, y, radius, limit=math.inf)
+        # the scan here is a Python loop too (not a vectorised one, as in the hot index): the
+        # walk pays while it visits fewer cells than there are agents
+        sets = self.grid.near_sets(x, y, radius, math.inf, max(MAX_CELLS, len(self.at)))
         pool: Any = self.at if sets is None else (a for rows in sets for a in rows)
         out, touched = [], 0
         for agent in pool:
