@@ -20,7 +20,6 @@ Writes ``bench/results/analytics_checkpoint.json`` and ``.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import random
 import statistics
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe
+from bench.machine import describe, machine_title, write_results
 from pipelines import analytics as mod
 from pipelines.analytics import RECALL_FEATURES, Analytics, _Memory, _Pending
 
@@ -135,8 +134,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("ms (median)")
         ax.set_title(title)
         ax.legend()
-    m = out["machine"]
-    fig.suptitle(f"Analytics checkpoint ({m.get('cpu', '')}, {m.get('cores', '')} cores)")
+    fig.suptitle(f"Analytics checkpoint ({machine_title(out)})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -160,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['objects']['bytes'] / 2**20:.1f} vs {r['columns']['bytes'] / 2**20:.1f} MiB",
             flush=True,
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "analytics_checkpoint.json").write_text(json.dumps(out, indent=2) + "\n")
-    plot(out, args.out / "analytics_checkpoint.png")
+    write_results(out, args.out, "analytics_checkpoint", plot)
     return 0
 
 

@@ -43,7 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe
+from bench.machine import describe, machine_title
 from bench.recall_http import _raise_exit, add_variant_option, pct, words
 from infra.local_kafka import LocalKafka
 from pipelines.client import MemoryClient, RecallError
@@ -268,8 +268,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
     ax.axhline(1000, color="grey", lw=0.8, ls="--", label="goal p99 ≤ 1 s")
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(keys))], keys)
     ax.set_ylabel("publish → recallable, ms")
-    m = out["machine"]
-    ax.set_title(f"At half the maximum rate ({m.get('cpu', '')}, {m.get('cores', '')} cores)")
+    ax.set_title(f"At half the maximum rate ({machine_title(out)})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe
+from bench.machine import describe, machine_title
 from bench.recall_http import _raise_exit
 from bench.throughput import pipeline
 from infra.local_kafka import LocalKafka
@@ -64,8 +64,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
     b.set_title("GC time (full collections stop every thread)")
     for ax in (a, b):
         ax.tick_params(axis="x", labelsize=8)
-    m = out["machine"]
-    fig.suptitle(f"{out['events']} events, {m.get('cpu', '')}, {m.get('cores', '')} cores")
+    fig.suptitle(f"{out['events']} events, {machine_title(out)}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = [
@@ -61,3 +63,16 @@ def describe() -> dict[str, Any]:
         "packages": versions,
         "note": "shared, noisy machine: compare the ratios measured side by side in one run",
     }
+
+
+def machine_title(out: dict[str, Any]) -> str:
+    """ "CPU, N cores" of a result's ``machine``, for plot titles."""
+    m = out.get("machine", {})
+    return f"{m.get('cpu', '')}, {m.get('cores', '')} cores"
+
+
+def write_results(out: dict[str, Any], folder: Path, name: str, plot: Any) -> None:
+    """``folder/name.json`` and, drawn by ``plot(out, path)``, ``folder/name.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, folder / f"{name}.png")

@@ -14,7 +14,6 @@ Writes ``bench/results/population_near.json`` and ``bench/results/population_nea
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import describe
+from bench.machine import describe, machine_title, write_results
 from bench.recall import pct
 from pipelines.population import (
     NamespaceClusters,
@@ -124,8 +123,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("radius (world units)")
     ax.set_ylabel("who is around (x, y): p50 ms")
-    m = out["machine"]
-    ax.set_title(f"Namespace spatial index ({m.get('cpu', '')}, {m.get('cores', '')} cores)")
+    ax.set_title(f"Namespace spatial index ({machine_title(out)})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -155,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"touched {v['touched_agents_mean']:.0f}, found {v['agents_found_mean']:.0f}",
                 flush=True,
             )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "population_near.json").write_text(json.dumps(out, indent=2) + "\n")
-    plot(out, args.out / "population_near.png")
+    write_results(out, args.out, "population_near", plot)
     return 0
 
 
