@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -71,17 +70,16 @@ def register_routes(pipe: Pipeline) -> None:
         auth = request.headers.get("Authorization")
         return {"Authorization": auth} if auth else {}
 
-    async def routed(
-        request: web.Request, agent_id: str, body: bytes | None, table: Any = None
-    ) -> Any:
-        """The owner's answer when another worker owns ``agent_id`` (its memories, hot index and
-        state live there) or, with ``table``, that table's key ``agent_id`` (the population
-        table's namespaces), else None: answer here. One hop only (the header marks it)."""
+    async def routed(request: web.Request, key: str, body: bytes | None, table: Any = None) -> Any:
+        """The owner's answer when another worker owns ``key`` of ``table`` (default: the agent
+        ``key`` of the memory table, whose memories, hot index and state live there; the
+        population table's keys are namespaces), else None: answer here. One hop only (the
+        header marks it)."""
         table = pipe.memory_table if table is None else table
         if request.headers.get(ROUTED_HEADER) or table is None:
             return None
         try:
-            owner = app.router.key_store(table.name, agent_id.encode())
+            owner = app.router.key_store(table.name, key.encode())
         except KeyError:  # no assignment yet (starting or rebalancing)
             return None
         here = app.conf.canonical_url  # a yarl URL, like ``owner``
@@ -271,12 +269,10 @@ def register_routes(pipe: Pipeline) -> None:
                 return self.json({"error": "namespace is required"}, status=400)
             where = [request.query.get(k) for k in ("x", "y", "radius")]
             if any(v is not None for v in where):
-                try:
+                try:  # population_near checks the values (finite, radius >= 0)
                     if any(v is None for v in where):
                         raise ValueError("x, y and radius go together")
                     x, y, radius = (float(v) for v in where)  # type: ignore[arg-type]
-                    if not all(map(math.isfinite, (x, y, radius))) or radius < 0:
-                        raise ValueError("x, y and radius must be finite numbers, radius >= 0")
                 except ValueError as exc:
                     return self.json({"error": str(exc)}, status=400)
             actor = "anonymous"
@@ -299,7 +295,10 @@ def register_routes(pipe: Pipeline) -> None:
                 else NamespaceClusters(ns, pipe.population_params)
             )
             if where[0] is not None:
-                return self.json({"namespace": ns, **population_near(nc, x, y, radius)})
+                try:
+                    return self.json({"namespace": ns, **population_near(nc, x, y, radius)})
+                except ValueError as exc:
+                    return self.json({"error": str(exc)}, status=400)
             return self.json({"namespace": ns, "clusters": population_summary(nc)})
 
     @app.page("/ready")

@@ -95,7 +95,12 @@ def test_every_memory_is_placed_once_and_replay_is_deterministic(
         assert near_size == sum(c["size"] for a in want for c in client.clusters(NS, a)), got[
             "clusters"
         ]
-    assert client._http.get("/population", params={"namespace": NS, "x": "1"}).status_code == 400
+    for bad in (
+        {"x": "1"},
+        {"x": "1", "y": "2", "radius": "-1"},
+        {"x": "nan", "y": "0", "radius": "1"},
+    ):
+        assert client._http.get("/population", params={"namespace": NS, **bad}).status_code == 400
 
     _, again = _run(start_worker)  # the same events into a fresh worker
     assert _per_agent(again) == _per_agent(evs)
