@@ -363,7 +363,7 @@ def near(nc: NamespaceClusters, x: float, y: float, radius: float) -> dict[str, 
     """
     if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(radius) and radius >= 0):
         raise ValueError("x, y and radius must be finite numbers, radius >= 0")
-    found = nc.places.near(x, y, radius)
+    found, touched = nc.places.near(x, y, radius)
     parts: dict[str, dict[str, Any]] = {}
     for agent, _, _ in found:
         for key in nc.by_agent.get(agent, ()):
@@ -404,7 +404,7 @@ def near(nc: NamespaceClusters, x: float, y: float, radius: float) -> dict[str, 
         ],
         "clusters": clusters,
         "agents_placed": len(nc.places),
-        "touched_agents": nc.places.touched,
+        "touched_agents": touched,
     }
 
 

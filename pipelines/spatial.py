@@ -136,26 +136,24 @@ class Places:
 
     Keyed by agent, fed with the position of every memory an agent forms (the latest event time
     wins, so a late event never moves an agent back), and gridded like ``Grid``: "which agents
-    are near (x, y)?" visits only the cells the circle's bounding box touches (``touched`` counts
-    the agents it looked at), with an exact distance test deciding.
+    are near (x, y)?" visits only the cells the circle's bounding box touches (it also says how
+    many agents it looked at), with an exact distance test deciding.
 
     >>> p = Places(cell=10.0)
     >>> [p.see("a", 1.0, 1.0, ts=5.0), p.see("b", 40.0, 0.0, ts=5.0), p.see("c", 4.0, 3.0, ts=1.0)]
     [True, True, True]
-    >>> [(a, d) for a, d, _ in p.near(0.0, 0.0, 6.0)]
-    [('a', 1.414214), ('c', 5.0)]
+    >>> found, touched = p.near(0.0, 0.0, 6.0)
+    >>> [(a, d) for a, d, _ in found], touched
+    ([('a', 1.414214), ('c', 5.0)], 2)
     >>> p.see("a", 100.0, 100.0, ts=4.0)  # older than what it knows: ignored
     False
     >>> p.at["a"]
     (1.0, 1.0, 5.0)
-    >>> p.touched
-    2
     """
 
     def __init__(self, cell: float) -> None:
         self.grid = Grid(cell)
         self.at: dict[str, tuple[float, float, float]] = {}  # agent -> (x, y, event time)
-        self.touched = 0  # agents the last ``near`` looked at
 
     def __len__(self) -> int:
         return len(self.at)
@@ -172,9 +170,9 @@ class Places:
         self.grid.set(agent, x, y)
         return True
 
-    def near(self, x: float, y: float, radius: float) -> list[tuple[str, float, float]]:
+    def near(self, x: float, y: float, radius: float) -> tuple[list[tuple[str, float, float]], int]:
         """Agents within ``radius`` of (x, y): (agent, distance rounded to 1e-6, last seen),
-        nearest first (then by id)."""
+        nearest first (then by id); and how many agents the grid had it look at."""
         # the scan here is a Python loop too (not a vectorised one, as in the hot index): the
         # walk pays while it visits fewer cells than there are agents
         sets = self.grid.near_sets(x, y, radius, math.inf, max(MAX_CELLS, len(self.at)))
@@ -186,9 +184,8 @@ class Places:
             d = math.hypot(ax - x, ay - y)
             if d <= radius:
                 out.append((agent, round(d, 6), ts))
-        self.touched = touched
         out.sort(key=lambda r: (r[1], r[0]))
-        return out
+        return out, touched
 
     def rows(self) -> list[list[Any]]:
         """The saved form: ``[agent, x, y, ts]`` in insertion order."""

@@ -113,9 +113,9 @@ def test_places_answers_as_a_scan_of_each_agents_latest_position(
             for a, (ax, ay, _) in latest.items()
             if math.hypot(ax - x, ay - y) <= r
         )
-        got = places.near(x, y, r)
+        got, _ = places.near(x, y, r)
         assert [(d, a) for a, d, _ in got] == want
-        assert [(d, a) for a, d, _ in again.near(x, y, r)] == want
+        assert [(d, a) for a, d, _ in again.near(x, y, r)[0]] == want
 
 
 def test_places_near_looks_at_the_nearby_agents_only() -> None:
@@ -126,8 +126,9 @@ def test_places_near_looks_at_the_nearby_agents_only() -> None:
     xy = rng.uniform(0, 1000, size=(5000, 2))
     for i, (x, y) in enumerate(xy):
         places.see(f"a{i}", float(x), float(y), 1.0)
-    got = places.near(500.0, 500.0, 15.0)
+    got, touched = places.near(500.0, 500.0, 15.0)
     want = int((np.hypot(xy[:, 0] - 500, xy[:, 1] - 500) <= 15.0).sum())
     assert len(got) == want and want > 0
-    assert places.touched <= 60, places.touched  # 4x4 cells of ~0.5 agents each
-    assert len(places.near(500.0, 500.0, 2000.0)) == 5000 and places.touched == 5000
+    assert touched <= 60, touched  # 4x4 cells of ~0.5 agents each
+    wide, touched = places.near(500.0, 500.0, 2000.0)
+    assert len(wide) == 5000 and touched == 5000
