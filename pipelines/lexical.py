@@ -64,40 +64,18 @@ def terms(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
-class _Postings:
-    """One term's rows and frequencies in growable arrays (order free: removal swaps in the
-    last entry), so scoring a term is one vectorised step however many rows hold it."""
-
-    __slots__ = ("n", "rows", "tf")
-
-    def __init__(self) -> None:
-        self.rows = np.empty(4, dtype=np.int64)
-        self.tf = np.empty(4, dtype=np.float32)
-        self.n = 0
-
-    def add(self, row: int, f: int) -> int:
-        if self.n == self.rows.size:
-            self.rows = np.resize(self.rows, 2 * self.n)
-            self.tf = np.resize(self.tf, 2 * self.n)
-        self.rows[self.n], self.tf[self.n] = row, f
-        self.n += 1
-        return self.n - 1
-
-    def pop(self, j: int) -> int | None:
-        """Drop entry ``j``; returns the row whose entry moved into ``j`` (None if none)."""
-        self.n -= 1
-        if j == self.n:
-            return None
-        self.rows[j], self.tf[j] = self.rows[self.n], self.tf[self.n]
-        return int(self.rows[j])
-
-
 class LexicalIndex:
     """An inverted index with BM25 scoring over numbered rows (one agent's memories)."""
 
     def __init__(self, k1: float = K1, b: float = B) -> None:
         self.k1, self.b = k1, b
-        self.postings: dict[str, _Postings] = {}
+        # term -> its postings, a (2, capacity) int32 array (rows, term frequencies) of which
+        # the first ``df[term]`` columns are live, order free (removal swaps in the last one),
+        # so scoring a term is one vectorised step however many rows hold it. Arrays and ints
+        # only: the garbage collector tracks none of it (a postings object per term was a
+        # third of a loaded worker's tracked objects, and a full collection visits them all)
+        self.postings: dict[str, np.ndarray] = {}
+        self.df: dict[str, int] = {}  # term -> rows holding it
         self.rows: list[dict[str, int]] = []  # row -> term -> its entry in the term's postings
         self.lengths = np.zeros(0, dtype=np.float32)  # row -> number of terms
         self.total = 0  # sum of lengths
@@ -120,24 +98,36 @@ class LexicalIndex:
         self._unpost(i)
         entries = self.rows[i]
         for t, f in tf.items():
-            post = self.postings.get(t)
-            if post is None:
-                post = self.postings[t] = _Postings()
-            entries[t] = post.add(i, f)
+            entries[t] = self._post(t, i, f)
         self.n_postings += len(tf)
         n = sum(tf.values())
         self.lengths[i] = n
         self.total += n
 
+    def _post(self, t: str, row: int, f: int) -> int:
+        """Add (row, f) to term ``t``'s postings; returns its entry."""
+        post, n = self.postings.get(t), self.df.get(t, 0)
+        if post is None:
+            post = self.postings[t] = np.empty((2, 4), dtype=np.int32)
+        elif n == post.shape[1]:
+            grown = np.empty((2, 2 * n), dtype=np.int32)
+            grown[:, :n] = post
+            post = self.postings[t] = grown
+        post[0, n], post[1, n] = row, f
+        self.df[t] = n + 1
+        return n
+
     def _unpost(self, i: int) -> None:
         entries = self.rows[i]
         for t, j in entries.items():
-            post = self.postings[t]
-            moved = post.pop(j)
-            if moved is not None:
-                self.rows[moved][t] = j
-            elif post.n == 0:
-                del self.postings[t]
+            post, n = self.postings[t], self.df[t] - 1
+            if n == 0:
+                del self.postings[t], self.df[t]
+                continue
+            self.df[t] = n
+            if j != n:  # the last entry moves into j
+                post[:, j] = post[:, n]
+                self.rows[int(post[0, j])][t] = j
         self.n_postings -= len(entries)
         entries.clear()
         self.total -= int(self.lengths[i])
@@ -151,7 +141,7 @@ class LexicalIndex:
         if i != last:
             moved = self.rows[last]
             for t, j in moved.items():
-                self.postings[t].rows[j] = i
+                self.postings[t][0, j] = i
             self.rows[i] = moved
             self.lengths[i] = self.lengths[last]
             self.lengths[last] = 0
@@ -170,9 +160,9 @@ class LexicalIndex:
             post = self.postings.get(t)
             if post is None:
                 continue
-            df = post.n
+            df = self.df[t]
             idf = math.log(1.0 + (size - df + 0.5) / (df + 0.5))
-            rows, tf = post.rows[:df], post.tf[:df]
+            rows, tf = post[0, :df], post[1, :df].astype(np.float32)
             if n < size:
                 keep = rows < n
                 rows, tf = rows[keep], tf[keep]
@@ -181,9 +171,9 @@ class LexicalIndex:
         return out
 
     def nbytes(self) -> int:
-        """A rough size: the per-row entry maps (Python dicts) and the postings arrays (12 bytes
-        an entry, up to twice that while they grow)."""
-        arrays = 18 * self.n_postings + 150 * len(self.postings)
+        """A rough size: the per-row entry maps (Python dicts) and the postings arrays (8 bytes
+        an entry, up to twice that while they grow, and ~180 bytes per term: array, dict slots)."""
+        arrays = 12 * self.n_postings + 180 * len(self.postings)
         return 70 * self.n_postings + 60 * len(self.rows) + arrays + self.lengths.nbytes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter
 
@@ -66,7 +67,20 @@ def test_incremental_index_scores_as_a_fresh_one(script: list, query: str) -> No
     got = ix.scores(terms(query), len(docs))
     assert got.tolist() == pytest.approx(reference(docs, query), rel=1e-5, abs=1e-5)
     assert ix.total == sum(len(terms(d)) for d in docs)
-    assert ix.n_postings == sum(len(set(terms(d))) for d in docs)
+    assert ix.n_postings == sum(len(set(terms(d))) for d in docs) == sum(ix.df.values())
+    assert set(ix.df) == set(ix.postings) == {t for d in docs for t in terms(d)}
+
+
+def test_postings_add_no_objects_for_the_garbage_collector() -> None:
+    """A full collection visits every tracked object: the index keeps its postings in arrays
+    and ints, so once collected, none of it is tracked however many terms it holds."""
+    ix = LexicalIndex()
+    for i in range(200):
+        ix.set(i, f"memory {i} of word{i} and word{i + 1} near the river")
+    gc.collect()
+    assert len(ix.postings) > 200
+    assert not gc.is_tracked(ix.postings) and not gc.is_tracked(ix.df)
+    assert not any(gc.is_tracked(r) for r in ix.rows)
 
 
 def test_terms_drop_stop_words_and_keep_any_script() -> None:
