@@ -50,6 +50,8 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "throughput": ([], None, 6),
     "freshness": ([], None, 8),
     "gc_settings": ([], None, 10),
+    "switch_interval": ([], None, 14),
+    "heap_census": ([], None, 4),
     "recall": (["--sizes", "10000", "100000"], None, 6),
     "recall_http": ([], None, 25),
     "spatial": ([], None, 3),
@@ -106,6 +108,22 @@ def headline(name: str, d: dict[str, Any]) -> str:
             f"{_fmt(py['gc_seconds_mean'])} → {_fmt(ours['gc_seconds_mean'])} s per "
             f"{d['events']:,} events, full collections {_fmt(py['full_collections_mean'], 1)} → "
             f"{_fmt(ours['full_collections_mean'], 1)}"
+        )
+    if name == "switch_interval":
+        return (
+            "; ".join(
+                f"{backend}: "
+                + ", ".join(f"{ms} ms {_fmt(r)}×" for ms, r in b["ratio_to_5ms"].items())
+                for backend, b in d["backends"].items()
+            )
+            + " events/s against 5 ms"
+        )
+    if name == "heap_census":
+        last = d["steps"][-1]
+        return (
+            f"{_fmt(d['per_memory'], 1)} tracked objects per memory (commit {d['commit']}); "
+            f"a full collection at {last['memories']:,} memories "
+            f"{_fmt(last['full_collection_s'] * 1000, 0)} ms"
         )
     if name == "recall":
         v = d["verdict"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -389,8 +389,12 @@ def index_fields(life: MemoryLife, p: LifecycleParams) -> tuple[str, float, floa
     return life.state.value, life.stability(p), life.reinforced_ts, life.recalls
 
 
-def _dump_life(life: MemoryLife) -> list[Any]:
-    return [
+def _dump_life(life: MemoryLife) -> tuple[Any, ...]:
+    """A life as saved (a JSON array). A tuple, not a list: the stage keeps the saved state of
+    the agents it caches, and a tuple of numbers and strings leaves the garbage collector's
+    care at its first collection, where a list stays tracked (one more object per memory for
+    every full collection to visit)."""
+    return (
         life.state.value,
         life.kind,
         life.importance,
@@ -398,10 +402,10 @@ def _dump_life(life: MemoryLife) -> list[Any]:
         life.recalls,
         life.reinforced_ts,
         life.uses,
-    ]
+    )
 
 
-def load_life(memory_id: str, raw: list[Any]) -> MemoryLife:
+def load_life(memory_id: str, raw: Sequence[Any]) -> MemoryLife:
     state, kind, importance, arousal, recalls, reinforced, uses = raw
     return MemoryLife(
         memory_id, kind, importance, arousal, MemoryState(state), recalls, reinforced, uses

@@ -42,9 +42,11 @@ class GcPauses:
     long-lived objects (tables, hot-index rows, lives) is added whole to any recall it meets.
 
     >>> pauses = GcPauses().install()
-    >>> _ = gc.collect()
+    >>> _ = gc.collect(0), gc.collect()
     >>> s = pauses.summary(); pauses.uninstall()
     >>> s["gc_collections_gen2"] >= 1 and s["gc_seconds"] > 0
+    True
+    >>> s["gc_young_pause_max_ms"] >= s["gc_young_pause_p50_ms"] > 0
     True
     """
 
@@ -53,6 +55,9 @@ class GcPauses:
         self.seconds = 0.0
         self.max_s = 0.0
         self.recent_full: deque[float] = deque(maxlen=keep)  # generation-2 pauses, seconds
+        # generation 0 and 1 pauses, seconds: each visits the objects made since the last one
+        # (up to the young threshold) and what they hold, so they are short but frequent
+        self.recent_young: deque[float] = deque(maxlen=keep)
         self.frozen = 0  # objects moved to the permanent generation at start-up
         self._t0 = 0.0
 
@@ -65,8 +70,7 @@ class GcPauses:
         self.count[gen] += 1
         self.seconds += took
         self.max_s = max(self.max_s, took)
-        if gen == 2:
-            self.recent_full.append(took)
+        (self.recent_full if gen == 2 else self.recent_young).append(took)
 
     def install(self) -> GcPauses:
         gc.callbacks.append(self)
@@ -77,7 +81,7 @@ class GcPauses:
             gc.callbacks.remove(self)
 
     def summary(self) -> dict[str, float]:
-        full = sorted(self.recent_full)
+        full, young = sorted(self.recent_full), sorted(self.recent_young)
         return {
             "gc_seconds": self.seconds,
             "gc_collections_gen0": float(self.count[0]),
@@ -85,6 +89,8 @@ class GcPauses:
             "gc_collections_gen2": float(self.count[2]),
             "gc_max_pause_ms": self.max_s * 1000.0,
             "gc_full_pause_p50_ms": full[len(full) // 2] * 1000.0 if full else 0.0,
+            "gc_young_pause_p50_ms": young[len(young) // 2] * 1000.0 if young else 0.0,
+            "gc_young_pause_max_ms": young[-1] * 1000.0 if young else 0.0,
             "gc_frozen_objects": float(self.frozen),  # get_freeze_count walks them all: O(n)
         }
 

@@ -4,6 +4,7 @@ and watermark sweeps -- and that none of it depends on where batches are cut."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -343,3 +344,16 @@ def test_records_redelivered_after_a_crash_act_on_the_state_once() -> None:
     later, _, out = _run([at(_access(["m1"], t1 + timedelta(hours=1)), 1)], states)
     assert out.skipped == 0
     assert _core(later)[b"ann"]["w"]["m"] != _core(states)[b"ann"]["w"]["m"]
+
+
+def test_cached_states_keep_lives_out_of_the_garbage_collectors_care() -> None:
+    """A full collection visits every tracked object: the lives of the agents the stage keeps
+    cached are saved as tuples of numbers and strings, which the collector stops tracking."""
+    cache: dict[bytes, Any] = {}
+    recs = [_mem(f"m{i}", T0 + timedelta(minutes=i)) for i in range(20)]
+    out = memory_batch(recs, saved_from({}), P, "emb", 0.0, None, "test", None, cache)
+    recs = [_access(["m1", "m2"], T0 + timedelta(hours=1))]
+    memory_batch(recs, saved_from(out.states), P, "emb", 0.0, None, "test", None, cache)
+    lives = cache[b"ann"][1]["w"]["m"]
+    gc.collect()
+    assert len(lives) == 20 and not any(gc.is_tracked(raw) for raw in lives.values())
