@@ -13,6 +13,8 @@ Each run reports events/s (first publish → all stored) and the worker's own GC
 and the median full-collection pause: every thread waits while one runs).
 
     python -m bench.gc_settings [--events 12000] [--rounds 2]
+    python -m bench.gc_settings --builtin python_default,default \
+        --variant young5k:ARGOS_GC_THRESHOLD=5000,50,10
 
 Writes ``bench/results/gc_settings.json`` and ``bench/results/gc_settings.png``.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe, machine_title
-from bench.recall_http import _raise_exit
+from bench.recall_http import _raise_exit, add_variant_option
 from bench.throughput import pipeline
 from infra.local_kafka import LocalKafka
 from pipelines.simulation import Population
@@ -74,21 +76,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=12000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--builtin",
+        default=",".join(VARIANTS),
+        help="which of the built-in variants to run (python_default is the base of the ratios)",
+    )
+    add_variant_option(ap, "also run a worker whose environment adds these settings")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
+    chosen = args.builtin.split(",")
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown or "python_default" not in chosen:
+        ap.error(f"--builtin: names among {list(VARIANTS)}, python_default included")
+    variants = {n: VARIANTS[n] for n in chosen} | dict(args.variant)
     events = list(Population(50, seed=1, namespace="bench").events(args.events))
     out: dict[str, Any] = {
         "machine": describe(),
         "events": args.events,
         "embedder": "hashing",
-        "variants_env": VARIANTS,
+        "variants_env": variants,
         "runs": [],
         "variants": {},
     }
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
         for _ in range(args.rounds):
-            for name, env in VARIANTS.items():
+            for name, env in variants.items():
                 r = pipeline("hashing", kafka.bootstrap_servers, events, Path(tmp), env, _gc)
                 run = {"variant": name, "events_per_s": r["events_per_s"], **r["gc"]}
                 out["runs"].append(run)
@@ -97,13 +110,17 @@ def main(argv: list[str] | None = None) -> int:
                     f" s, {r['gc']['gc_collections_gen2']:.0f} full",
                     flush=True,
                 )
-    for name in VARIANTS:
+    for name in variants:
         mine = [r for r in out["runs"] if r["variant"] == name]
         out["variants"][name] = {
             "events_per_s_mean": statistics.mean(r["events_per_s"] for r in mine),
             "gc_seconds_mean": statistics.mean(r["gc_seconds"] for r in mine),
             "full_collections_mean": statistics.mean(r["gc_collections_gen2"] for r in mine),
             "full_pause_p50_ms_mean": statistics.mean(r["gc_full_pause_p50_ms"] for r in mine),
+            "young_pause_p50_ms_mean": statistics.mean(
+                r.get("gc_young_pause_p50_ms", 0.0) for r in mine
+            ),
+            "young_pause_max_ms_max": max(r.get("gc_young_pause_max_ms", 0.0) for r in mine),
         }
     base = out["variants"]["python_default"]["events_per_s_mean"]
     out["ratios_to_python_default"] = {

@@ -54,7 +54,7 @@ def ask(folder: Path, pid: int, timeout: float = 600.0) -> dict[str, Any]:
 def git_commit() -> str | None:
     try:
         return subprocess.run(  # noqa: S603, S607 - our own repository
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -185,6 +185,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MILVUS_URI", "ARGOS_MILVUS_URI"),
         description="MILVUS_URI: a Milvus server; unset = Milvus Lite in data_dir.",
     )
+    milvus_lite_process: bool = Field(
+        False,
+        description="ARGOS_MILVUS_LITE_PROCESS: without MILVUS_URI, run Milvus Lite (pure "
+        "Python) as a supervised child process on the same data folder instead of as threads "
+        "inside the worker, so it does not take the worker's GIL (pipelines/milvus_server.py).",
+    )
     collection: str = Field("argos_memories", description="ARGOS_COLLECTION: the hot collection.")
     archive_collection: str = Field(
         "argos_archive",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pipelines.errors import ConfigurationError
 from pipelines.settings import Settings
@@ -35,6 +36,12 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     settings = resolve_bootstrap(settings)
     tune_process(settings)
+    milvus = None
+    if settings.milvus_lite_process and not settings.milvus_uri:
+        from pipelines.milvus_server import MilvusLiteServer
+
+        milvus = MilvusLiteServer(Path(settings.milvus_target)).start(supervise=True)
+        settings = settings.model_copy(update={"milvus_uri": milvus.uri})
     ensure_topics(settings)
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -48,3 +55,5 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         worker.execute_from_commandline()
     finally:
         pipe.store.close()
+        if milvus is not None:
+            milvus.stop()

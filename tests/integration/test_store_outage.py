@@ -5,8 +5,9 @@ the store is back; nothing is lost. Milvus here is a ``milvus-lite server`` proc
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.client import MemoryClient
-from pipelines.processes import WorkerProcess, free_port
+from pipelines.milvus_server import MilvusLiteServer
+from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population
-from pipelines.store import MilvusStore
 from tests.integration.kafka_utils import ledger
 
 pytestmark = pytest.mark.integration
@@ -26,48 +27,9 @@ NS = "outage"
 OUTAGE_S = 30.0
 
 
-class MilvusServer:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "milvus_lite",
-                "server",
-                "--data-dir",
-                str(self.folder),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                MilvusStore(self.uri, "probe", dim=4).close()
-                return
-            except Exception:
-                assert self.proc.poll() is None, "milvus-lite server exited"
-                assert time.monotonic() < deadline, "milvus-lite server did not answer"
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
-
-
 @pytest.fixture
-def milvus(tmp_path: Path) -> Iterator[MilvusServer]:
-    server = MilvusServer(tmp_path / "milvus")
+def milvus(tmp_path: Path) -> Iterator[MilvusLiteServer]:
+    server = MilvusLiteServer(tmp_path / "milvus")
     server.start()
     try:
         yield server
@@ -76,7 +38,7 @@ def milvus(tmp_path: Path) -> Iterator[MilvusServer]:
 
 
 def test_store_outage_degrades_then_catches_up_with_nothing_lost(
-    start_worker: Callable[..., WorkerProcess], milvus: MilvusServer
+    start_worker: Callable[..., WorkerProcess], milvus: MilvusLiteServer
 ) -> None:
     w = start_worker(extra_env={"MILVUS_URI": milvus.uri})
     client = MemoryClient(w.url)
@@ -121,4 +83,55 @@ def test_store_outage_degrades_then_catches_up_with_nothing_lost(
     print(
         f"outage {OUTAGE_S:.0f} s: {client.stats()['store_retries']} store retries; "
         f"{client.count(NS)} in the store = {len(live)} live of {len(events)} published"
+    )
+
+
+def _milvus_child(worker: WorkerProcess) -> int:
+    """The pid of the worker's Milvus Lite server process."""
+    assert worker.proc is not None
+    out = subprocess.run(  # noqa: S603, S607 - procps, our own child
+        ["pgrep", "-P", str(worker.proc.pid), "-f", "milvus_lite server"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert len(out) == 1, out
+    return int(out[0])
+
+
+def test_milvus_lite_process_killed_is_started_again_and_nothing_is_lost(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """``ARGOS_MILVUS_LITE_PROCESS``: the worker runs Milvus Lite as its own child process (its
+    own GIL) on the data folder; SIGKILL that process mid-stream and the worker's supervisor
+    starts it again, the stages retry, and every live memory ends up in the store once."""
+    w = start_worker(extra_env={"ARGOS_MILVUS_LITE_PROCESS": "true"})
+    client = MemoryClient(w.url)
+    prefix = w.env["ARGOS_TOPIC_PREFIX"]
+    events = list(Population(6, seed=43, namespace=NS).events(600))
+    first, second = events[:300], events[300:]
+    child = _milvus_child(w)
+    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+        pub.publish_many(first)
+    client.wait_counter("stored", len(first), timeout=180)
+    assert client.recall(NS, first[0].agent_id, "the market", k=5).hits
+    os.kill(child, signal.SIGKILL)
+    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+        pub.publish_many(second)
+    client.wait_counter("clustered", len(events), timeout=240)
+    published = {e.memory_id for e in events}
+    deadline = time.monotonic() + 180
+    while True:
+        book = ledger(w, NS)
+        live = book["created"] - book["decayed"] - book["archived"]
+        if client.count(NS) == len(live) or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
+    again = _milvus_child(w)
+    assert again != child  # a new server process, started by the worker
+    assert (book["created"] & published) | book["duplicates"] == published  # nothing lost
+    assert client.count(NS) == len(live)  # every live memory in the store, none twice
+    print(
+        f"Milvus Lite child {child} killed, {again} started by the worker: {client.count(NS)} "
+        f"in the store = {len(live)} live of {len(events)} published"
     )
