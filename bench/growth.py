@@ -26,7 +26,6 @@ import shutil
 import signal
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +97,10 @@ def run(args: argparse.Namespace, out: dict[str, Any], save: Any) -> None:
     everyone = sorted({e.agent_id for e in events})
     agents = random.Random(args.seed).sample(everyone, min(args.query_agents, len(everyone)))
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
-        prefix = f"growth-{uuid.uuid4().hex[:8]}"
-        worker = WorkerProcess(
-            kafka.bootstrap_servers,
-            Path(tmp) / prefix,
-            topic_prefix=prefix,
-            app_id=f"{prefix}-app",
-            embedder="hashing",
-            extra_env=WORKER_ENV,
+        worker = WorkerProcess.fresh(
+            kafka.bootstrap_servers, Path(tmp), "growth", embedder="hashing", extra_env=WORKER_ENV
         )
+        prefix = worker.prefix
         client = worker.start()
         try:
             done = 0
@@ -144,7 +138,7 @@ def run(args: argparse.Namespace, out: dict[str, Any], save: Any) -> None:
         finally:
             client.close()
             worker.stop()
-            shutil.rmtree(Path(tmp) / prefix, ignore_errors=True)
+            shutil.rmtree(worker.data_dir, ignore_errors=True)
 
 
 def plot(out: dict[str, Any], path: Path) -> None:

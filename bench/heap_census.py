@@ -25,7 +25,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -94,19 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     events = make_events(steps[-1], "100_agents", args.seed)
     out: dict[str, Any] = {"machine": describe(), "commit": git_commit(), "steps": []}
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
-        prefix = f"heap-{uuid.uuid4().hex[:8]}"
         folder = Path(tmp) / "census"
         folder.mkdir()
         path = os.pathsep.join(p for p in (str(HOOK), os.environ.get("PYTHONPATH")) if p)
         env = {**WORKER_ENV, "PYTHONPATH": path, "ARGOS_HEAP_CENSUS": str(folder)}
-        worker = WorkerProcess(
-            kafka.bootstrap_servers,
-            Path(tmp) / prefix,
-            topic_prefix=prefix,
-            app_id=f"{prefix}-app",
-            embedder="hashing",
-            extra_env=env,
+        worker = WorkerProcess.fresh(
+            kafka.bootstrap_servers, Path(tmp), "heap", embedder="hashing", extra_env=env
         )
+        prefix = worker.prefix
         client = worker.start()
         assert worker.proc is not None
         try:
@@ -127,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             client.close()
             worker.stop()
-            shutil.rmtree(Path(tmp) / prefix, ignore_errors=True)
+            shutil.rmtree(worker.data_dir, ignore_errors=True)
     first, last = out["steps"][0], out["steps"][-1]
     span = last["memories"] - first["memories"]
     if span:

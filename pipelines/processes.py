@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -50,6 +51,33 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def fresh(
+        cls,
+        bootstrap: str,
+        parent: Path,
+        name: str,
+        *,
+        embedder: str = "onnx",
+        extra_env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        """A worker with topics, consumer group and data folder of its own, all named
+        ``<name>-<8 hex digits>`` (its ``prefix``), under ``parent``."""
+        prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+        return cls(
+            bootstrap,
+            Path(parent) / prefix,
+            topic_prefix=prefix,
+            app_id=f"{prefix}-app",
+            embedder=embedder,
+            extra_env=extra_env,
+        )
+
+    @property
+    def prefix(self) -> str:
+        """The worker's topic prefix (``ARGOS_TOPIC_PREFIX``)."""
+        return self.env["ARGOS_TOPIC_PREFIX"]
 
     def start(self, timeout: float = 120.0) -> MemoryClient:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,23 @@ NS = "outage"
 OUTAGE_S = 30.0
 
 
+def _settled(
+    w: WorkerProcess, client: MemoryClient, events: list
+) -> tuple[dict, set[str], set[str]]:
+    """Once every event went through the memory stage, wait (up to 3 min) until the store holds
+    exactly the live memories of the worker's ledger; returns the ledger, the live ids and the
+    published ids (the caller asserts)."""
+    client.wait_counter("clustered", len(events), timeout=240)
+    published = {e.memory_id for e in events}
+    deadline = time.monotonic() + 180
+    while True:
+        book = ledger(w, NS)
+        live = book["created"] - book["decayed"] - book["archived"]
+        if client.count(NS) == len(live) or time.monotonic() > deadline:
+            return book, live, published
+        time.sleep(2.0)
+
+
 @pytest.fixture
 def milvus(tmp_path: Path) -> Iterator[MilvusLiteServer]:
     server = MilvusLiteServer(tmp_path / "milvus")
@@ -67,15 +84,7 @@ def test_store_outage_degrades_then_catches_up_with_nothing_lost(
     assert st["store_down_s"] is not None
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
     milvus.start()  # ... and comes back after 30 s: the worker catches up
-    client.wait_counter("clustered", len(events), timeout=240)
-    published = {e.memory_id for e in events}
-    deadline = time.monotonic() + 180
-    while True:
-        book = ledger(w, NS)
-        live = book["created"] - book["decayed"] - book["archived"]
-        if client.count(NS) == len(live) or time.monotonic() > deadline:
-            break
-        time.sleep(2.0)
+    book, live, published = _settled(w, client, events)
     assert (book["created"] & published) | book["duplicates"] == published  # nothing lost
     assert client.count(NS) == len(live)  # every live memory in the store, none twice
     after = client.recall(NS, agent, "what happened at the market", k=5)
@@ -121,15 +130,7 @@ def test_milvus_lite_process_that_exits_is_started_again_and_nothing_is_lost(
     os.kill(child, signal.SIGTERM)
     with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
         pub.publish_many(second)
-    client.wait_counter("clustered", len(events), timeout=240)
-    published = {e.memory_id for e in events}
-    deadline = time.monotonic() + 180
-    while True:
-        book = ledger(w, NS)
-        live = book["created"] - book["decayed"] - book["archived"]
-        if client.count(NS) == len(live) or time.monotonic() > deadline:
-            break
-        time.sleep(2.0)
+    book, live, published = _settled(w, client, events)
     again = _milvus_child(w)
     assert again != child  # a new server process, started by the worker
     assert (book["created"] & published) | book["duplicates"] == published  # nothing lost
