@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from pipelines.errors import StoreUnavailableError
+from pipelines.processes import free_port
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -40,24 +41,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before 
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
-    from pipelines.processes import free_port
-
-    return free_port()
-
-
 class MilvusLiteServer:
     """``python -m milvus_lite server --data-dir DIR`` on a local port; ``uri`` reaches it."""
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.data_dir = Path(data_dir)
         self.host = host
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.uri = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
         self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
 
     def _spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +89,7 @@ class MilvusLiteServer:
                 return
             except Exception as exc:  # noqa: BLE001 - not listening yet
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self._end(self.proc)  # this try only: a supervisor goes on trying
                     raise StoreUnavailableError(
                         f"milvus-lite server on {self.data_dir} did not answer in {timeout:.0f} s"
                     ) from exc
@@ -109,10 +102,9 @@ class MilvusLiteServer:
         self._spawn()
         self._wait_ready(timeout)
         if supervise:
-            self._supervisor = threading.Thread(
+            threading.Thread(
                 target=self._supervise, name="milvus-lite-supervisor", daemon=True
-            )
-            self._supervisor.start()
+            ).start()
         return self
 
     def _supervise(self) -> None:
@@ -125,20 +117,19 @@ class MilvusLiteServer:
                 self.data_dir,
                 proc.returncode,
             )
-            self.restarts += 1
             try:
                 self._spawn()
                 self._wait_ready(60.0)
             except StoreUnavailableError as exc:
                 log.error("%s; trying again", exc)
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (the server flushes), SIGKILL after ``timeout``; no restart after this."""
         self._stopping.set()
-        proc = self.proc
+        self._end(self.proc, timeout)
+
+    @staticmethod
+    def _end(proc: subprocess.Popen[bytes] | None, timeout: float = 20.0) -> None:
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
