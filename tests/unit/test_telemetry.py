@@ -443,3 +443,31 @@ def test_system_gauges_report_each_named_value() -> None:
     }
     assert points == {"rss_bytes": 123.0, "l1_result_hit_rate": 0.5}
     tel.shutdown()
+
+
+def test_console_span_lines_are_the_sdk_format(rig: Rig) -> None:
+    """The console exporter's fast formatter writes exactly ``ReadableSpan.to_json`` (compact):
+    roots and children, links, events, an exception, an error status with quotes and non-ASCII,
+    sequence attributes, a trace state, a batch's shared timestamps, two resources."""
+    ts = TraceState([("vendor", "v1")])
+    parent_headers = [("traceparent", b"00-" + b"ab" * 16 + b"-" + b"cd" * 8 + b"-01")]
+    parent_headers.append(("tracestate", ts.to_header().encode()))
+    recs = [Rec(b"{}", partition=0, offset=5), Rec(b"{}", partition=1, headers=parent_headers)]
+    with rig.tel.batch_spans("argos.fmt", recs, lambda r: {"tags": ("a", "b"), "w": 0.5}) as spans:
+        spans.fail(0, ValueError('bad "input"\nline é'))
+    with rig.tel.span("argos.fmt.one", kind=SpanKind.SERVER, agent="a-1", n=3) as s:
+        s.add_event("hit", {"k": 1})
+        s.add_link(spans[1].get_span_context(), {"why": "batch"})
+    out = rig.finished("argos.fmt") + rig.finished("argos.fmt.one")
+    second = InMemorySpanExporter()
+    other = setup_telemetry(NONE, "argos-other", span_exporter=second)
+    with other.span("argos.fmt.other"):
+        pass
+    out += list(second.get_finished_spans())
+    assert len(out) == 4
+    for span in out:
+        assert tm._span_line(span) == span.to_json(indent=None) + "\n"
+    assert json.loads(tm._span_line(out[-1]))["resource"]["attributes"]["service.name"] == (
+        "argos-other"
+    )
+    other.shutdown()
