@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -200,12 +201,24 @@ class HashingEmbedder:
         return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
 
     def embed_many(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        rows: list[int] = []
+        hashes: list[int] = []
         for row, text in enumerate(texts):
-            for feat in self._features(text) or [text]:
-                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
-                out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+            feats = self._features(text) or [text]
+            rows.extend([row] * len(feats))
+            hashes.extend(map(_feature_hash, feats))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if hashes:  # all of a batch's features at once (the same sums as one by one)
+            h = np.array(hashes, dtype=np.uint64)
+            signs = np.where(h >> np.uint64(63), np.float32(1.0), np.float32(-1.0))
+            np.add.at(out, (np.array(rows), (h % np.uint64(self.dim)).astype(np.intp)), signs)
         return _normalise(out)
+
+
+@lru_cache(maxsize=1 << 17)
+def _feature_hash(feat: str) -> int:
+    """A word's or bigram's 64-bit hash (remembered: words repeat across memories)."""
+    return int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
 
 
 def torch_available() -> bool:
