@@ -441,7 +441,21 @@ def run_one(
         del rows
         everyone = sorted({e.agent_id for e in events})
         agents = random.Random(args.seed).sample(everyone, min(args.query_agents, len(everyone)))
+        before = client.stats().get("system", {})
         out |= measure(client, index, embedder, events, agents, args, f"{n}-{layout}")
+        after = client.stats().get("system", {})
+        out["worker_system"] = after  # GC pauses (young and full), RSS, CPU, cache rates
+        out["worker_during_recalls"] = {  # what the worker's collector did while timed
+            k: after[k] - before[k]
+            for k in (
+                "gc_seconds",
+                "gc_collections_gen0",
+                "gc_collections_gen1",
+                "gc_collections_gen2",
+                "cpu_seconds",
+            )
+            if k in after and k in before
+        }
         if worker.proc is not None and worker.proc.poll() is not None:
             raise RuntimeError(f"worker died:\n{worker.log_tail()}")
     except Exception as exc:

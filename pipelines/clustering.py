@@ -79,6 +79,11 @@ class MicroCluster(SumDirection):
     changed_ts: float
     total: np.ndarray
     members: list[str] = field(default_factory=list)
+    # changes since this object was built (not saved): ``version`` counts every change,
+    # ``rewritten`` is the version of the last one that did more than append members, so a
+    # save tells what changed since the last without comparing member lists (clusters_delta)
+    version: int = field(default=0, compare=False, repr=False)
+    rewritten: int = field(default=0, compare=False, repr=False)
 
     def radius(self) -> float:
         """Mean cosine distance of the members to the centroid: ``1 - |sum| / n``."""
@@ -157,6 +162,7 @@ class AgentClusters:
             best.members.append(memory_id)
             best.total = (best.total + v).astype(np.float32)
             best.changed_ts = ts
+            best.version += 1
             self.where[memory_id] = best.cluster_id
             changes.append(self._change("join", best, memory_id, ts))
             target = best
@@ -184,6 +190,8 @@ class AgentClusters:
         c.members.remove(memory_id)
         gone = self.vectors.pop(memory_id, None)
         c.changed_ts = ts
+        c.version += 1
+        c.rewritten = c.version
         if not c.members:
             del self.clusters[cid]
             return [ClusterChange("remove", self.agent_id, cid, memory_id, 0, 0.0, 0.0, ts)]
@@ -292,6 +300,7 @@ class AgentClusters:
             for mid in gone.members:
                 self.where[mid] = keep.cluster_id
             keep.changed_ts = ts
+            keep.version += 1  # members appended: still a prefix of what was saved
             del self.clusters[gone.cluster_id]
             changes.append(self._change("merge", keep, None, ts, (gone.cluster_id,)))
             c = keep
@@ -327,6 +336,8 @@ class AgentClusters:
         for m in moved:
             self.where[m] = part.cluster_id
         c.changed_ts = ts
+        c.version += 1
+        c.rewritten = c.version
         return [
             self._change("split", c, None, ts, (part.cluster_id,)),
             self._change("create", part, None, ts, (c.cluster_id,)),
@@ -372,12 +383,13 @@ def to_state(ac: AgentClusters) -> dict[str, object]:
     }
 
 
-# what a saved state last held of each cluster: (the sum array, last change, member ids)
-ClusterMarks = dict[str, tuple[np.ndarray, float, list[str]]]
+# what a saved state last held of each cluster: (the cluster, its version, its member count);
+# O(clusters), not O(members): the cluster's version counters tell what changed since
+ClusterMarks = dict[str, tuple[MicroCluster, int, int]]
 
 
 def cluster_marks(ac: AgentClusters) -> ClusterMarks:
-    return {cid: (c.total, c.changed_ts, list(c.members)) for cid, c in ac.clusters.items()}
+    return {cid: (c, c.version, len(c.members)) for cid, c in ac.clusters.items()}
 
 
 def clusters_delta(ac: AgentClusters, marks: ClusterMarks) -> dict[str, object]:
@@ -386,13 +398,13 @@ def clusters_delta(ac: AgentClusters, marks: ClusterMarks) -> dict[str, object]:
     put: list[dict[str, object]] = []
     for cid, c in ac.clusters.items():
         old = marks.get(cid)
-        if old is not None and old[0] is c.total and old[1] == c.changed_ts:
-            if old[2] == c.members:
-                continue
+        same = old is not None and old[0] is c
+        if same and old[1] == c.version:  # type: ignore[index]
+            continue
         entry = cluster_state(c)
-        if old is not None and c.members[: len(old[2])] == old[2]:
+        if same and c.rewritten <= old[1]:  # type: ignore[index] # only appended since
             del entry["members"]
-            entry["add"] = c.members[len(old[2]) :]
+            entry["add"] = c.members[old[2] :]  # type: ignore[index]
         put.append(entry)
     drop = [cid for cid in marks if cid not in ac.clusters]
     return {"agent_id": ac.agent_id, "next": ac._next, "put": put, "drop": drop}

@@ -20,6 +20,7 @@ known. They are not clustered or de-duplicated again.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -89,10 +90,9 @@ class Effects:
 
 @dataclass
 class Marks:
-    """What the last saved state of an agent held (see ``AgentMemory.mark``)."""
+    """What the last saved state of an agent held (see ``AgentMemory.mark``); the lives and
+    near-duplicates changed since, the agent keeps itself (``_changed``, ``_new_dups``)."""
 
-    lives: dict[str, MemoryLife]
-    dups: set[str]
     derived: dict[str, list[Any]]
     clusters: ClusterMarks
 
@@ -116,6 +116,13 @@ class AgentMemory:
         # memory id -> when its next clock-driven move falls due (lives that have one), kept with
         # every change of a life so the earliest is a min over floats, not a model run per life
         self._due_at: dict[str, float] = {}
+        # (due time, memory id) for every value _due_at took (stale ones dropped when seen),
+        # so the earliest due time is a heap top, not a min over every life
+        self._due_heap: list[tuple[float, str]] = []
+        # lives and near-duplicates added or replaced since the last mark (what a delta saves),
+        # in the order of their first change (a new id's place in the saved state)
+        self._changed: dict[str, None] = {}
+        self._new_dups: dict[str, None] = {}
         self.dups: dict[str, str] = {}  # near-duplicate id -> the memory it strengthened
         self.derived: dict[str, list[Any]] = {}  # cluster id -> [semantic id, size when derived]
         self.texts: dict[str, str] = {}  # content cache for distillation; not saved
@@ -141,6 +148,7 @@ class AgentMemory:
                 and near[1] >= self.p.duplicate_threshold
             ):
                 self.dups[mid] = orig.memory_id
+                self._new_dups[mid] = None
                 fx.forget.append(mid)
                 fx.strengthened += 1
                 self._reinforce(orig, t, False, fx, cause="duplicate", related=[mid])
@@ -167,11 +175,16 @@ class AgentMemory:
         if now < self.next_due:
             return
         pending = []
-        for mid, at in self._due_at.items():
-            if at <= now:
-                d = due(self.lives[mid], self.p.lifecycle)
-                assert d is not None  # noqa: S101 - _due_at holds only lives with one
-                pending.append((d[0], mid, d[1]))
+        taken: set[str] = set()
+        heap, due_at = self._due_heap, self._due_at
+        while heap and heap[0][0] <= now:
+            at, mid = heapq.heappop(heap)
+            if due_at.get(mid) != at or mid in taken:
+                continue  # stale (the life moved since) or a repeat of one taken
+            taken.add(mid)
+            d = due(self.lives[mid], self.p.lifecycle)
+            assert d is not None  # noqa: S101 - _due_at holds only lives with one
+            pending.append((d[0], mid, d[1]))
         for when, mid, to in sorted(pending):
             old = self.lives[mid]
             self._move(old, old.to(to), when, fx, "clock", [])
@@ -180,7 +193,8 @@ class AgentMemory:
             if cid is not None and cid not in self.clusters.clusters:
                 self.derived.pop(cid, None)
             (fx.forget if to is MemoryState.decayed else fx.archive).append(mid)
-        self.next_due = min(self._due_at.values(), default=math.inf)
+        exact = self._exact_due()
+        self.next_due = math.inf if exact is None else exact
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -194,11 +208,13 @@ class AgentMemory:
         related: list[str],
     ) -> None:
         self.lives[new.memory_id] = new
+        self._changed[new.memory_id] = None
         fx.lives[new.memory_id] = new
         d = due(new, self.p.lifecycle)
         if d is not None:
             self.next_due = min(self.next_due, d[0])
             self._due_at[new.memory_id] = d[0]
+            self._push_due(d[0], new.memory_id)
         else:
             self._due_at.pop(new.memory_id, None)
         if cause is None and old.state is new.state:
@@ -327,25 +343,21 @@ class AgentMemory:
         }
 
     def mark(self) -> Marks:
-        """What a state saved now holds, to tell what changed since (``delta_since``): lives
-        and derived entries are replaced, never changed in place, so identity tells."""
-        return Marks(
-            dict(self.lives), set(self.dups), dict(self.derived), cluster_marks(self.clusters)
-        )
+        """A state saved now holds everything: forget what changed before, and keep what is
+        needed to tell what changes next (``delta_since``). O(clusters), not O(memories)."""
+        self._changed.clear()
+        self._new_dups.clear()
+        return Marks(dict(self.derived), cluster_marks(self.clusters))
 
     def delta_since(self, marks: Marks) -> dict[str, Any]:
         """This namespace's part of a delta (see ``pipelines.agent_log``): what changed since
-        the state ``marks`` describes."""
-        old_lives = marks.lives
+        the state ``marks`` describes (this agent's last ``mark``; an agent never saved has
+        ``Marks({}, {})`` and everything changed since it was built)."""
         return {
             "clock": self.clock,
             "due": self._exact_due(),
-            "m": {
-                mid: _dump_life(life)
-                for mid, life in self.lives.items()
-                if old_lives.get(mid) is not life
-            },
-            "dups": {k: v for k, v in self.dups.items() if k not in marks.dups},
+            "m": {mid: _dump_life(self.lives[mid]) for mid in self._changed},
+            "dups": {k: self.dups[k] for k in self._new_dups},
             "derived": {k: v for k, v in self.derived.items() if marks.derived.get(k) != v},
             "derived_drop": [k for k in marks.derived if k not in self.derived],
             "clusters": clusters_delta(self.clusters, marks.clusters),
@@ -353,7 +365,18 @@ class AgentMemory:
 
     def _exact_due(self) -> float | None:
         """The earliest clock-driven transition (``next_due`` in memory is a lower bound)."""
-        return min(self._due_at.values()) if self._due_at else None
+        heap, due_at = self._due_heap, self._due_at
+        while heap and due_at.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: that life moved since
+        return heap[0][0] if heap else None
+
+    def _push_due(self, at: float, mid: str) -> None:
+        heap = self._due_heap
+        if len(heap) > 2 * len(self._due_at) + 64:  # mostly stale: rebuild from _due_at
+            heap[:] = [(a, m) for m, a in self._due_at.items()]
+            heapq.heapify(heap)
+        else:
+            heapq.heappush(heap, (at, mid))
 
     @classmethod
     def from_state(
@@ -371,6 +394,8 @@ class AgentMemory:
         am._due_at = {
             mid: d[0] for mid, life in am.lives.items() if (d := due(life, am.p.lifecycle))
         }
+        am._due_heap = [(at, mid) for mid, at in am._due_at.items()]
+        heapq.heapify(am._due_heap)
         am.dups = dict(state["dups"])
         am.derived = {k: list(v) for k, v in state["derived"].items()}
         am.clusters = from_state(state["clusters"], am.p.clusters, am._vectors)

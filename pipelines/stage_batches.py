@@ -212,7 +212,7 @@ def memory_batch(
                 if saved
                 else AgentMemory(ns, agent, params, lookup)
             )
-            marks[key][ns] = by_ns[ns].mark() if saved else Marks({}, set(), {}, {})
+            marks[key][ns] = by_ns[ns].mark() if saved else Marks({}, {})
         return by_ns[ns], fxs.setdefault((key, ns), Effects())
 
     offsets: dict[bytes, dict[str, list[int]]] = {}  # agent -> topic -> [partition, offset]

@@ -173,3 +173,43 @@ def test_nearest_member_is_the_brute_force_one_whatever_came_and_went(
             assert got is None
         else:
             assert got is not None and got[0] == want[0] and abs(got[1] - want[1]) < 1e-5
+
+
+def _apply(saved: dict[str, list[str]], delta: dict[str, object]) -> None:
+    """A clusters delta applied to saved member lists (as ``pipelines.agent_log`` merges)."""
+    for entry in delta["put"]:  # type: ignore[attr-defined]
+        if "add" in entry:
+            saved[entry["id"]] = saved[entry["id"]] + entry["add"]
+        else:
+            saved[entry["id"]] = list(entry["members"])
+    for cid in delta["drop"]:  # type: ignore[attr-defined]
+        del saved[cid]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(0, 3), min_size=1, max_size=60))
+def test_clusters_delta_since_marks_rebuilds_the_members_after_any_changes(
+    seed: int, ops: list[int]
+) -> None:
+    """Joins, removals, merges and splits between marks (a removal and a join in one batch
+    leave a list as long as before): the deltas rebuild every cluster's members exactly, and a
+    batch that changed nothing writes nothing."""
+    from pipelines.clustering import cluster_marks, clusters_delta
+
+    ac = AgentClusters("a", ClusterParams(min_split_size=4))
+    vs = _vecs(seed, len(ops) * 2 + 2, 3, noise=0.6)
+    saved: dict[str, list[str]] = {}
+    marks = cluster_marks(ac)
+    n = 0
+    for i, op in enumerate(ops):
+        if op == 0 and ac.where:  # remove one, then maybe add: same length, new content
+            ac.remove(sorted(ac.where)[seed % len(ac.where)], float(i))
+        if op != 3:
+            ac.add(f"m{n}", vs[n], float(i))
+            n += 1
+        if op == 3 or i % 2:  # a save
+            delta = clusters_delta(ac, marks)
+            _apply(saved, delta)
+            assert saved == {cid: c.members for cid, c in ac.clusters.items()}
+            marks = cluster_marks(ac)
+            assert clusters_delta(ac, marks)["put"] == []  # nothing changed since

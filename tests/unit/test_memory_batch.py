@@ -357,3 +357,29 @@ def test_cached_states_keep_lives_out_of_the_garbage_collectors_care() -> None:
     lives = cache[b"ann"][1]["w"]["m"]
     gc.collect()
     assert len(lives) == 20 and not any(gc.is_tracked(raw) for raw in lives.values())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40_000)), min_size=1, max_size=40))
+def test_the_next_due_time_is_the_earliest_of_every_life(ops: list[tuple[int, int]]) -> None:
+    """The agent's due-time heap (lazy deletion) answers what a min over every life would,
+    through creations, recalls, decays and consolidations; reloaded from its saved state, it
+    agrees again."""
+    from pipelines.memory_state import AgentMemory, Effects, due
+
+    am = AgentMemory("w", "ann", P)
+    t = T0
+    for i, (op, dt) in enumerate(ops):
+        t += timedelta(seconds=dt)
+        fx = Effects()
+        if op == 0 or not am.lives:
+            am.on_memory(_event(f"m{i}", t), _vec(f"m{i}"), fx)
+        elif op == 1:
+            am.on_access(sorted(am.lives)[dt % len(am.lives) :][:2], t.timestamp(), True, fx)
+        else:
+            am.settle(t.timestamp(), fx)
+        exact = [d[0] for life in am.lives.values() if (d := due(life, P.lifecycle))]
+        assert am._exact_due() == (min(exact) if exact else None)
+        assert am.next_due <= (min(exact) if exact else float("inf"))
+    back = AgentMemory.from_state("w", "ann", json.loads(json.dumps(am.to_state())), P)
+    assert back._exact_due() == am._exact_due()
