@@ -25,7 +25,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -124,6 +125,9 @@ class Pipeline:
     feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
     dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
     store_down_since: float | None = None  # wall time the vector store stopped answering
+    # called (from another thread) once a restarted Milvus Lite child answers: the store
+    # stage writes its last rows again (set by create_app)
+    milvus_restarted: Callable[[], None] = lambda: None
     # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
     # and recall (HTTP request in to response out)
     ns_latency: dict[str, LatencyWindow] = field(default_factory=dict)
@@ -1103,10 +1107,38 @@ def create_app(
 
     # each agent's forgotten memory ids with the sequence number of the state they were read from
     forgotten_cache: LRUCache[bytes, Any] = LRUCache(settings.memory_cache_agents)
+    # the rows written last, written again when a Milvus Lite child process restarts (see
+    # Pipeline.milvus_restarted): a killed one may lose its last acknowledged writes
+    recent_rows: deque[StoredMemory] = deque(maxlen=settings.store_resend_rows)
+
+    async def resend_recent() -> None:
+        rows = list(recent_rows)
+        live: list[StoredMemory] = []
+        owners = {r.agent_id.encode() for r in rows}
+        async for attempt in store_retrying():
+            with attempt:
+                # as in the stage: read what was forgotten and queue the upsert in one loop
+                # step, so a delete decided after this read is queued after this upsert
+                live = drop_forgotten(
+                    rows, {k: pipe.agents.saved(k) for k in owners}, forgotten_cache
+                )
+                await loop_of_store[0].run_in_executor(pipe.store_pool, pipe.store.upsert, live)
+        stats.resent_after_restart += len(live)
+        log.warning("milvus-lite restarted: wrote the last %d stored rows again", len(live))
+
+    loop_of_store: list[asyncio.AbstractEventLoop] = []
+
+    def milvus_restarted() -> None:
+        """From the supervisor's thread, once a restarted Milvus Lite answers."""
+        if loop_of_store and recent_rows:
+            asyncio.run_coroutine_threadsafe(resend_recent(), loop_of_store[0])
+
+    pipe.milvus_restarted = milvus_restarted
 
     @app.agent(embedded_t, concurrency=1, name="argos.store")
     async def store_stage(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
+        loop_of_store[:] = [loop]
         async for batch in stream.take_events(take_max, within=path_within):
             t0 = time.perf_counter()
             records, _, again = pipe.take("store", batch)
@@ -1138,6 +1170,8 @@ def create_app(
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
                         if live:  # a write reached the store: it is back
                             pipe.store_down_since = None
+                if settings.milvus_lite_process:
+                    recent_rows.extend(live)
                 stats.skipped_decayed += len(rows) - len(live)
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:

@@ -216,7 +216,13 @@ class AgentClusters:
                 continue
             member_sims = (mat @ v).tolist()
             for mid, sim in zip(ids, member_sims, strict=True):
-                if best is None or sim > best[1] or (sim == best[1] and mid < best[0]):
+                # equal vectors can differ in the last bits of a matrix product (the BLAS
+                # kernel rounds rows differently): within 1e-6 is a tie
+                if (
+                    best is None
+                    or sim > best[1] + 1e-6
+                    or (abs(sim - best[1]) <= 1e-6 and mid < best[0])
+                ):
                     best = (mid, sim)
         return best
 

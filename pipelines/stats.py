@@ -106,6 +106,7 @@ class StageStats:
     embedded: int = 0
     stored: int = 0  # rows the store stage handled: upserted, or skipped as already forgotten
     skipped_decayed: int = 0  # skipped: decayed, archived or a near-duplicate
+    resent_after_restart: int = 0  # rows written again after the Milvus Lite process restarted
     clustered: int = 0  # memories (embedded records) the memory stage handled
     cluster_changes: int = 0
     cluster_kinds: dict[str, int] = field(default_factory=dict)

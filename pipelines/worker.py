@@ -47,6 +47,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     pipe = create_app(settings)
+    if milvus is not None:  # a restarted child may have lost its last writes: send them again
+        milvus.on_restart = pipe.milvus_restarted
     pipe.gc_pauses = GcPauses().install()  # /stats system: gc_seconds, gc_max_pause_ms, ...
     pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
     pipe.gc_pauses.frozen = freeze_start_up(settings)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipelines.clustering import AgentClusters, ClusterParams
@@ -135,6 +135,7 @@ def test_identical_vectors_keep_metrics_in_range() -> None:
     ),
     st.floats(0.2, 0.9),
 )
+@example([(False, 0, 16), (True, 0, 16), (True, 0, 16)], 0.5)  # equal vectors: a tie
 def test_nearest_member_is_the_brute_force_one_whatever_came_and_went(
     steps: list[tuple[bool, int, int]], join: float
 ) -> None:
