@@ -63,6 +63,7 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "analytics_checkpoint": ([], None, 2),
     "state_layout": ([], None, 10),
     "memory_stage_cost": ([], None, 2),
+    "hot_path": ([], None, 1),
     "clustering_quality": ([], None, 3),
     "locomo": ([], _has_locomo, 15),
     "dashboard_render": ([], _has_chromium, 3),
@@ -117,6 +118,11 @@ def headline(name: str, d: dict[str, Any]) -> str:
                 for backend, b in d["backends"].items()
             )
             + " events/s against 5 ms"
+        )
+    if name == "hot_path":
+        return (
+            f"span JSON line {_fmt(d['span_line_speedup'], 2)}x faster than the SDK's; hashing "
+            f"embedder {_fmt(d['hashing_speedup'], 2)}x its reference loop"
         )
     if name == "heap_census":
         last = d["steps"][-1]

@@ -101,11 +101,14 @@ class Grid:
         the walk would visit more than ``max_cells`` cells or gather more than ``limit`` rows,
         or the box is not finite (the caller scans every row instead)."""
         c = self.cell
-        box = ((x - radius) / c, (x + radius) / c, (y - radius) / c, (y + radius) / c)
+        # a point just outside the circle can round to a distance of exactly ``radius`` (and
+        # count as inside): widen the box by a hair so its cell is walked too
+        r = radius + 1e-9 * (abs(radius) + abs(x) + abs(y)) + 1e-300
+        box = ((x - r) / c, (x + r) / c, (y - r) / c, (y + r) / c)
         if not all(math.isfinite(v) and abs(v) < 2**52 for v in box):
             return None
-        x0, x1 = math.floor((x - radius) / c), math.floor((x + radius) / c)
-        y0, y1 = math.floor((y - radius) / c), math.floor((y + radius) / c)
+        x0, x1 = math.floor(box[0]), math.floor(box[1])
+        y0, y1 = math.floor(box[2]), math.floor(box[3])
         span = (x1 - x0 + 1) * (y1 - y0 + 1)
         if span <= len(self.cells):  # walk the box
             if span > max_cells:  # a wide circle: the walk would cost more than the scan
