@@ -6,7 +6,7 @@ own cost), the variants alternated ``--rounds`` times so drift on a shared machi
 - ``python_default``: ``gc.set_threshold(700, 10, 10)`` and no freeze (Python as it comes);
 - ``freeze``: Python's thresholds, start-up objects frozen (``gc.freeze``);
 - ``threshold_50k``: ``50000,20,10``, no freeze;
-- ``default``: the worker's defaults (``ARGOS_GC_THRESHOLD=50000,20,10`` and the freeze).
+- ``default``: the worker's defaults (``ARGOS_GC_THRESHOLD`` and the freeze; see the settings).
 
 Each run reports events/s (first publish → all stored) and the worker's own GC figures from
 ``/stats`` ``system`` (seconds in the collector, collections per generation, the longest pause
