@@ -40,13 +40,12 @@ RESULTS = Path(__file__).parent / "results"
 
 def reference_hashing(texts: Sequence[str], dim: int = 384) -> np.ndarray:
     """The hashing embedder as it was before 2026-11-27 (one scalar write per feature)."""
-    from pipelines.embed import _TOKEN, _normalise
+    from pipelines.embed import HashingEmbedder, _normalise
 
+    features = HashingEmbedder(dim)._features  # the words and bigrams: unchanged
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for row, text in enumerate(texts):
-        words = _TOKEN.findall(text.lower())
-        feats = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
-        for feat in feats or [text]:
+        for feat in features(text) or [text]:
             h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
             out[row, h % dim] += 1.0 if (h >> 63) & 1 else -1.0
     return _normalise(out)

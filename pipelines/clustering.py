@@ -403,14 +403,13 @@ def clusters_delta(ac: AgentClusters, marks: ClusterMarks) -> dict[str, object]:
     order (one that only gained members at the end carries just those, as ``add``), ``drop``."""
     put: list[dict[str, object]] = []
     for cid, c in ac.clusters.items():
-        old = marks.get(cid)
-        same = old is not None and old[0] is c
-        if same and old[1] == c.version:  # type: ignore[index]
+        marked, version, count = marks.get(cid, (None, -1, 0))
+        if marked is c and version == c.version:
             continue
         entry = cluster_state(c)
-        if same and c.rewritten <= old[1]:  # type: ignore[index] # only appended since
+        if marked is c and c.rewritten <= version:  # only appended since
             del entry["members"]
-            entry["add"] = c.members[old[2] :]  # type: ignore[index]
+            entry["add"] = c.members[count:]
         put.append(entry)
     drop = [cid for cid in marks if cid not in ac.clusters]
     return {"agent_id": ac.agent_id, "next": ac._next, "put": put, "drop": drop}

@@ -189,9 +189,9 @@ class Settings(BaseSettings):
         True,
         description="ARGOS_MILVUS_LITE_PROCESS: without MILVUS_URI, run Milvus Lite (pure "
         "Python) as a supervised child process on the same data folder (the default since "
-        "2026-11-27: recall p99 1.3x lower at 10k and 100k) instead of as threads inside the "
-        "worker, where it takes the worker's GIL (pipelines/milvus_server.py); false: in the "
-        "worker.",
+        "2026-11-27: recall p99 1.3x lower at 10k; no difference measured at 100k) instead "
+        "of as threads inside the worker, where it takes the worker's GIL "
+        "(pipelines/milvus_server.py); false: in the worker.",
     )
     store_resend_rows: int = Field(
         4096,
