@@ -158,7 +158,9 @@ class RecallService:
         cached = self.cache.get(req, generation)
         if cached is not None:
             self.hits += 1
-            return cached.model_copy(update={"took_ms": (time.perf_counter() - t0) * 1000.0})
+            return cached.model_copy(
+                update={"took_ms": (time.perf_counter() - t0) * 1000.0, "cached": True}
+            )
         self.misses += 1
         qvec = self.cache.embedding(req.query, self.embedder.embed_many)
         # a month named without a year is read at the agent's clock (unless event_time says)

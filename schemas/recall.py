@@ -261,6 +261,12 @@ class RecallResponse(BaseModel):
     preferred: PreferredPeriod | None = Field(
         None, description="The period favoured (see RecallRequest.prefer/time_hints); null: none."
     )
+    cached: bool = Field(
+        False,
+        description="True when the answer came from the worker's L1 result cache: the same "
+        "request was answered before and none of the agent's memories changed since "
+        "(took_ms is then the lookup's time).",
+    )
     degraded: bool = Field(
         False,
         description="True while the vector store (L3) is unavailable: the answer comes from the "
