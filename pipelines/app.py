@@ -56,7 +56,7 @@ from pipelines.publisher import TOKEN_HEADER
 from pipelines.rate_limit import RateLimits
 from pipelines.recall import RecallService
 from pipelines.recall_cache import RecallCache
-from pipelines.runtime import RecallPriority, stage_pool
+from pipelines.runtime import stage_pool
 from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
 from pipelines.stage_batches import (
@@ -128,8 +128,6 @@ class Pipeline:
     # called (from another thread) once a restarted Milvus Lite child answers: the store
     # stage writes its last rows again (set by create_app)
     milvus_restarted: Callable[[], None] = lambda: None
-    # recalls first: the stage pools wait while a recall is answered (ARGOS_RECALL_PRIORITY_MS)
-    priority: RecallPriority = field(default_factory=lambda: RecallPriority(0.0))
     # rolling quantiles: publish -> stored (Kafka record time of the event to its store batch)
     # and recall (HTTP request in to response out)
     ns_latency: dict[str, LatencyWindow] = field(default_factory=dict)
@@ -555,9 +553,7 @@ def create_app(
     )
     policy = AccessPolicy.from_settings(settings)
     limits = RateLimits.from_settings(settings)
-    priority = RecallPriority(settings.recall_priority_ms / 1000.0)
     pipe = Pipeline(
-        priority=priority,
         ops=ops,
         telemetry=tel,
         policy=policy,
@@ -567,10 +563,10 @@ def create_app(
         embedder=emb,
         store=vstore,
         stats=StageStats(),
-        embed_pool=stage_pool("embed", settings.stage_thread_nice, priority),
-        store_pool=stage_pool("store", settings.stage_thread_nice, priority),
-        memory_pool=stage_pool("memory", settings.stage_thread_nice, priority),
-        analytics_pool=stage_pool("analytics", settings.stage_thread_nice, priority),
+        embed_pool=stage_pool("embed", settings.stage_thread_nice),
+        store_pool=stage_pool("store", settings.stage_thread_nice),
+        memory_pool=stage_pool("memory", settings.stage_thread_nice),
+        analytics_pool=stage_pool("analytics", settings.stage_thread_nice),
         archive=archive_store,
         keyring=keyring,
         memory_params=settings.memory_params(),
@@ -1308,7 +1304,7 @@ def register_analytics(
         )
         await _all(_save_states(table, {key[0]: blob}, pipe.keyring, key[1]))
 
-    prefetch_pool = stage_pool("prefetch", 0, pipe.priority)
+    prefetch_pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
     owned_parts: list[set[int]] = [set()]
 
     def owns(namespace: str, agent_id: str) -> bool:

@@ -494,14 +494,6 @@ class Settings(BaseSettings):
         a, b, c = (int(x) for x in self.gc_threshold.split(","))
         return a, b, c
 
-    recall_priority_ms: float = Field(
-        0.0,
-        ge=0,
-        le=1000,
-        description="ARGOS_RECALL_PRIORITY_MS: while the worker answers a recall, the stages' "
-        "next batch (embed, store, memory, analytics, prefetch) waits up to this long for it "
-        "to end, so the recall does not share the GIL with a whole batch. 0: off.",
-    )
     stage_thread_nice: int = Field(
         0,
         ge=0,

@@ -145,11 +145,10 @@ def register_routes(pipe: Pipeline) -> None:
             loop = asyncio.get_running_loop()
             rows = pipe.recall.index.warm_rows(req.namespace, req.agent_id)
             try:
-                with pipe.priority:  # stage work waits to start while this recall runs
-                    if rows is not None and rows <= pipe.settings.recall_inline_rows:
-                        resp = pipe.recall.recall(req)  # small and warm: here, no hand-off
-                    else:
-                        resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
+                if rows is not None and rows <= pipe.settings.recall_inline_rows:
+                    resp = pipe.recall.recall(req)  # small and warm: here, no thread hand-off
+                else:
+                    resp = await loop.run_in_executor(recall_pool, pipe.recall.recall, req)
             except StoreUnavailableError as exc:
                 return self.json({"error": f"vector store unavailable: {exc}"}, status=503)
             if pipe.store_down_since is not None:  # answered from L1/L2 while L3 is away
@@ -210,7 +209,7 @@ def register_routes(pipe: Pipeline) -> None:
             body: dict[str, Any] = {
                 **pipe.stats.as_dict(),
                 "embedder": pipe.embedder.name,
-                "recall": pipe.recall.stats() | {"priority": pipe.priority.stats()},
+                "recall": pipe.recall.stats(),
                 "lag": {f"{t}/{p}": n for (t, p), n in sorted(pipe.lag().items())},
                 "system": pipe.system(),
                 "operations": pipe.ops.summary(),
