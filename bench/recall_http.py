@@ -337,6 +337,10 @@ def measure(
         series["http_cached"].append(t_cached)
         series["http_cached_hits" if hit else "http_cached_misses"].append(t_cached)
     hits_during = l1_hits(client) - hits_before
+    # the worker's own view of the same recalls (its last 2,000, uncached and cached): the
+    # whole HTTP handler (auth, recall, audit, access event, JSON), against server_took_ms
+    # (the recall function alone) and the client's time (the handler plus transport)
+    out["worker_recall_handler"] = client.stats()["latency"]["recall"]
     # 3. in this process, the same queries, once the worker is idle again
     out["settle_s"] = settle(client)
     overlap: list[float] = []
