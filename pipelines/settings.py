@@ -466,6 +466,16 @@ class Settings(BaseSettings):
         "= shorter recall tails (10k p99 1.35x lower at 1 ms); it costs ~10% of the pipeline's "
         "own rate with the hashing embedder, nothing measurable with the model (README).",
     )
+    recall_switch_interval_ms: float = Field(
+        0.1,
+        ge=0,
+        le=100,
+        description="ARGOS_RECALL_SWITCH_INTERVAL_MS: the GIL switch interval while the worker "
+        "answers a recall (from the request to the response; ARGOS_SWITCH_INTERVAL_MS the rest "
+        "of the time). Each numpy call of a search releases the GIL, and a busy stage thread "
+        "then keeps it for up to an interval: beside one, a search took 5.2 ms at 1 ms and "
+        "1.3 ms at 0.1 ms (bench/gil_convoy.py). 0 or >= ARGOS_SWITCH_INTERVAL_MS: off.",
+    )
     blas_threads: int = Field(
         1,
         ge=0,

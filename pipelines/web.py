@@ -22,6 +22,7 @@ from pipelines.population import NamespaceClusters
 from pipelines.population import from_state as population_from_state
 from pipelines.population import near as population_near
 from pipelines.population import summary as population_summary
+from pipelines.runtime import RecallSwitching
 from pipelines.telemetry import inject_headers
 from schemas import AccessEvent, RecallRequest
 
@@ -38,6 +39,10 @@ def register_routes(pipe: Pipeline) -> None:
     count_pool = ThreadPoolExecutor(1, thread_name_prefix="count")
 
     tel, policy, limits = pipe.telemetry, pipe.policy, pipe.limits
+    # a shorter GIL switch interval while a recall is answered (the GIL convoy, see runtime)
+    switching = RecallSwitching(
+        pipe.settings.switch_interval_ms / 1000.0, pipe.settings.recall_switch_interval_ms / 1000.0
+    )
     assert tel is not None and policy is not None and limits is not None  # noqa: S101
 
     async def admit(
@@ -108,7 +113,7 @@ def register_routes(pipe: Pipeline) -> None:
 
         async def post(self, request: web.Request, **kwargs: Any) -> web.Response:
             t0 = time.perf_counter()
-            with tel.span("argos.recall", kind=SpanKind.SERVER) as span:
+            with switching, tel.span("argos.recall", kind=SpanKind.SERVER) as span:
                 resp = await self._recall(request, span)
             tel.record_recall_latency(time.perf_counter() - t0)
             pipe.latency["recall"].note(time.perf_counter() - t0)
