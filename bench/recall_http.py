@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import re
 import shutil
@@ -167,6 +168,39 @@ def make_queries(
     return out
 
 
+def background_events(n: int, seed: int, skip_agents: set[str]) -> list[MemoryEvent]:
+    """``n`` more unique memories for the agents not queried (ids ``x...``, event times after
+    the loaded ones), published while the recalls are timed (``--under-load``)."""
+    rng = random.Random(seed + 99)
+    out: list[MemoryEvent] = []
+    pop = Population(AGENTS, seed=seed + 99, namespace=NS).events(4 * n + AGENTS)
+    for i, ev in enumerate(e for e in pop if e.agent_id not in skip_agents):
+        if i == n:
+            break
+        update = {
+            "memory_id": f"x{i:06d}",
+            "content": f"{ev.content}, {words(rng, 4)} x{i}",
+            "event_time": START + timedelta(seconds=SPAN_S + i * 0.5),
+        }
+        out.append(ev.model_copy(update=update))
+    return out
+
+
+def paced_publisher(bootstrap: str, topic: str, lines: list[str], rate: float) -> None:
+    """Publish these events (JSON) at ``rate`` per second, in 50 ms steps, until done or
+    terminated. Its own process: a publisher thread in the timing process would share that
+    process's GIL with the HTTP client it times."""
+    with MemoryPublisher(bootstrap, topic) as pub:
+        t0, sent = time.perf_counter(), 0
+        while sent < len(lines):
+            due = min(len(lines), int((time.perf_counter() - t0) * rate) + 1)
+            if due > sent:
+                pub.publish_many([MemoryEvent.model_validate_json(x) for x in lines[sent:due]])
+                sent = due
+            time.sleep(0.05)
+        pub.flush()
+
+
 # -- measurement --------------------------------------------------------------------------------
 
 
@@ -283,6 +317,7 @@ def measure(
     agents: list[str],
     args: argparse.Namespace,
     tag: str,
+    timed_end: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # 1. the first recall of each agent: the worker warms it from Milvus Lite (not timed below)
@@ -336,6 +371,7 @@ def measure(
         series["inprocess_search_beside_worker"].append(t_beside)
         series["http_cached"].append(t_cached)
         series["http_cached_hits" if hit else "http_cached_misses"].append(t_cached)
+    timed_end()  # e.g. stop the background publisher (--under-load)
     hits_during = l1_hits(client) - hits_before
     # the worker's own view of the same recalls (its last 2,000, uncached and cached): the
     # whole HTTP handler (auth, recall, audit, access event, JSON), against server_took_ms
@@ -443,8 +479,38 @@ def run_one(
         del rows
         everyone = sorted({e.agent_id for e in events})
         agents = random.Random(args.seed).sample(everyone, min(args.query_agents, len(everyone)))
+        publisher: multiprocessing.process.BaseProcess | None = None
+        if args.under_load > 0:
+            extra = background_events(int(args.under_load * 600), args.seed, set(agents) | {ONE})
+            publisher = multiprocessing.get_context("spawn").Process(
+                target=paced_publisher,
+                args=(
+                    bootstrap,
+                    f"{prefix}.memory.events",
+                    [e.model_dump_json() for e in extra],
+                    args.under_load,
+                ),
+                daemon=True,
+            )
+            publisher.start()
+            time.sleep(5.0)  # the worker's stages busy with the stream before the timing
+
+        def stop_publisher() -> None:
+            if publisher is not None and publisher.is_alive():
+                publisher.terminate()
+                publisher.join(10)
+
         before = client.stats().get("system", {})
-        out |= measure(client, index, embedder, events, agents, args, f"{n}-{layout}")
+        stored_before = int(client.stats()["stored"])
+        out |= measure(
+            client, index, embedder, events, agents, args, f"{n}-{layout}", stop_publisher
+        )
+        if publisher is not None:
+            out["under_load"] = {
+                "events_per_s": args.under_load,
+                "stored_while_measured": int(client.stats()["stored"]) - stored_before,
+                "to": "the 90 agents not queried, their own process publishing",
+            }
         after = client.stats().get("system", {})
         out["worker_system"] = after  # GC pauses (young and full), RSS, CPU, cache rates
         out["worker_during_recalls"] = {  # what the worker's collector did while timed
@@ -535,6 +601,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--count-poll", type=float, default=5.0, help="s between Milvus counts")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--under-load",
+        type=float,
+        default=0.0,
+        metavar="EVENTS_PER_S",
+        help="while the recalls are timed, another process publishes new memories of the "
+        "agents not queried at this rate (the stages busy, as in a running simulation)",
+    )
     add_variant_option(
         ap,
         "also run each size with a worker whose environment adds these settings, beside "

@@ -17,6 +17,7 @@ starts one span per record, each the child of that record's upstream span::
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import logging
 import os
@@ -567,6 +568,37 @@ def _span_line(span: ReadableSpan) -> str:
     return f'{head[:-1]}, "resource": {_resource_json(span.resource)}}}\n'
 
 
+class _BytesEncoder(json.JSONEncoder):
+    """The SDK log exporter's encoder: bytes bodies and attributes as base64."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, bytes):
+            return base64.b64encode(o).decode()
+        return super().default(o)
+
+
+def _log_line(record: Any) -> str:
+    """``_json_line`` for a log record (an audit record: one per recall and per transition),
+    the same text as ``ReadableLogRecord.to_json(indent=None)`` with the resource encoded once
+    per process instead of once per record."""
+    rec = record.log_record
+    fields = {
+        "body": rec.body,
+        "severity_number": rec.severity_number.value if rec.severity_number is not None else None,
+        "severity_text": rec.severity_text,
+        "attributes": dict(rec.attributes) if bool(rec.attributes) else None,
+        "dropped_attributes": record.dropped_attributes,
+        "timestamp": _iso(rec.timestamp) if rec.timestamp is not None else None,
+        "observed_timestamp": ns_to_iso_str(rec.observed_timestamp),
+        "trace_id": f"0x{rec.trace_id:032x}" if rec.trace_id is not None else "",
+        "span_id": f"0x{rec.span_id:016x}" if rec.span_id is not None else "",
+        "trace_flags": rec.trace_flags,
+    }
+    head = json.dumps(fields, cls=_BytesEncoder)
+    tail = json.dumps({"event_name": rec.event_name or ""})
+    return f'{head[:-1]}, "resource": {_resource_json(record.resource)}, {tail[1:]}\n'
+
+
 def setup_telemetry(
     settings: Settings | None,
     service_name: str = "argos-worker",
@@ -616,7 +648,7 @@ def setup_telemetry(
 
         log_exporter = OTLPLogExporter()
     elif log_exporter is None and mode == "console":
-        log_exporter = ConsoleLogRecordExporter(out=console(), formatter=_json_line)
+        log_exporter = ConsoleLogRecordExporter(out=console(), formatter=_log_line)
     if metric_reader is None and mode == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 

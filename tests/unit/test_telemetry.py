@@ -471,3 +471,25 @@ def test_console_span_lines_are_the_sdk_format(rig: Rig) -> None:
         "argos-other"
     )
     other.shutdown()
+
+
+def test_console_log_lines_are_the_sdk_format(rig: Rig) -> None:
+    """The console exporter's log formatter writes exactly ``ReadableLogRecord.to_json``
+    (compact): a record inside a span and one outside, attributes or none, a bytes body,
+    non-ASCII, a severity, two resources."""
+    with rig.tel.span("argos.logfmt"):
+        rig.tel.logger.emit(body=json.dumps({"k": 'é "q"'}), attributes={"a": 1, "t": ("x",)})
+    rig.tel.logger.emit(body=b"\x00raw", severity_text="WARN")
+    rig.tel.logger.emit(body="plain")
+    out = list(rig.logs.get_finished_logs())
+    second = InMemoryLogRecordExporter()
+    other = setup_telemetry(NONE, "argos-other", log_exporter=second)
+    other.logger.emit(body="from another service")
+    out += list(second.get_finished_logs())
+    assert len(out) == 4
+    for rec in out:
+        assert tm._log_line(rec) == rec.to_json(indent=None) + "\n"
+    assert json.loads(tm._log_line(out[-1]))["resource"]["attributes"]["service.name"] == (
+        "argos-other"
+    )
+    other.shutdown()
