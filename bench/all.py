@@ -122,7 +122,8 @@ def headline(name: str, d: dict[str, Any]) -> str:
         )
     if name == "hot_path":
         return (
-            f"span JSON line {_fmt(d['span_line_speedup'], 2)}x faster than the SDK's; hashing "
+            f"span JSON line {_fmt(d['span_line_speedup'], 2)}x faster than the SDK's, audit "
+            f"log line {_fmt(d.get('log_line_speedup', float('nan')), 2)}x; hashing "
             f"embedder {_fmt(d['hashing_speedup'], 2)}x its reference loop"
         )
     if name == "gil_convoy":

@@ -193,8 +193,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
         ax.set_title(f"search {q.replace('_ms', '')} by switch interval", fontsize=9)
     axes[0].legend(title="beside", fontsize=7)
     fig.suptitle(
-        f"{out['rows_per_agent']:,}-row search beside a busy thread; "
-        + machine_title(out),
+        f"{out['rows_per_agent']:,}-row search beside a busy thread; " + machine_title(out),
         fontsize=9,
     )
     fig.tight_layout()

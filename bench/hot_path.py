@@ -10,6 +10,8 @@ times (medians):
   tenth with an error status and an exception event): the SDK's
   ``span.to_json(indent=None)`` against ``pipelines.telemetry._span_line`` (the same text,
   checked here);
+- **log line**: the same for audit log records (a JSON body, inside a recall's span): the
+  SDK's ``ReadableLogRecord.to_json(indent=None)`` against ``pipelines.telemetry._log_line``;
 - **hashing embedder**: ``HashingEmbedder.embed_many`` on simulated memories made unique (as in
   the growth benchmark), in chunks of 256, against the reference loop it replaced (one numpy
   write per word and bigram, every hash computed; the same vectors, checked here). The first
@@ -75,6 +77,26 @@ def _spans(n: int) -> list[Any]:
     return spans
 
 
+def _logs(n: int) -> list[Any]:
+    """Audit log records as the worker emits them (a JSON body, inside a recall's span)."""
+    import json
+
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from pipelines.settings import Settings
+    from pipelines.telemetry import setup_telemetry
+
+    exporter = InMemoryLogRecordExporter()
+    tel = setup_telemetry(Settings(otel_exporter="none"), "argos-worker", log_exporter=exporter)
+    for i in range(n):
+        with tel.span("argos.recall"):
+            body = {"action": "recall", "actor": "anonymous", "namespace": "w", "agent": f"a{i}"}
+            tel.logger.emit(body=json.dumps(body | {"ids": [f"m{i}-{j}" for j in range(10)]}))
+    logs = list(exporter.get_finished_logs())
+    tel.shutdown()
+    return logs
+
+
 def _time_per_item(fn: Callable[[], Any], items: int) -> float:
     t0 = time.perf_counter()
     fn()
@@ -84,7 +106,7 @@ def _time_per_item(fn: Callable[[], Any], items: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     from pipelines.embed import HashingEmbedder
     from pipelines.simulation import Population
-    from pipelines.telemetry import _span_line
+    from pipelines.telemetry import _log_line, _span_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -94,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     spans = _spans(256)
     assert all(_span_line(s) == s.to_json(indent=None) + "\n" for s in spans)  # noqa: S101
+    logs = _logs(256)
+    assert all(_log_line(r) == r.to_json(indent=None) + "\n" for r in logs)  # noqa: S101
     rnd = random.Random(1)
     words = "amber brook cedar dune ember fjord grove heath inlet jade knoll lumen".split()
     texts = [
@@ -103,8 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     emb = HashingEmbedder()
     assert np.array_equal(emb.embed_many(texts[:64]), reference_hashing(texts[:64]))  # noqa: S101
     chunks = [texts[i : i + 256] for i in range(0, len(texts), 256)]
-    series: dict[str, list[float]] = {k: [] for k in ("sdk", "ours", "reference", "batched")}
+    names = ("sdk", "ours", "log_sdk", "log_ours", "reference", "batched")
+    series: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.rounds):
+        series["log_sdk"].append(
+            _time_per_item(lambda: [r.to_json(indent=None) for r in logs], 256)
+        )
+        series["log_ours"].append(_time_per_item(lambda: [_log_line(r) for r in logs], 256))
         series["sdk"].append(_time_per_item(lambda: [s.to_json(indent=None) for s in spans], 256))
         series["ours"].append(_time_per_item(lambda: [_span_line(s) for s in spans], 256))
         series["reference"].append(
@@ -121,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         "us_per_item": series,
         "median_us": med,
         "span_line_speedup": med["sdk"] / med["ours"],
+        "log_line_speedup": med["log_sdk"] / med["log_ours"],
         "hashing_speedup": med["reference"] / med["batched"],
         "hashing_speedup_first_round": series["reference"][0] / series["batched"][0],
     }
     print(
         f"span line: SDK {med['sdk']:.1f} µs, ours {med['ours']:.1f} µs "
-        f"({out['span_line_speedup']:.2f}x); hashing: reference {med['reference']:.1f} µs, "
+        f"({out['span_line_speedup']:.2f}x); log line: SDK {med['log_sdk']:.1f} µs, ours "
+        f"{med['log_ours']:.1f} µs ({out['log_line_speedup']:.2f}x); hashing: reference "
+        f"{med['reference']:.1f} µs, "
         f"batched {med['batched']:.1f} µs per text ({out['hashing_speedup']:.2f}x; first "
         f"round {out['hashing_speedup_first_round']:.2f}x)"
     )
@@ -141,13 +173,14 @@ def plot(out: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     med = out["median_us"]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    pairs = [("span → JSON line", "sdk", "ours")]
+    if "log_sdk" in med:
+        pairs.append(("audit log record → JSON line", "log_sdk", "log_ours"))
+    pairs.append(("hashing embedder, per text", "reference", "batched"))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.4))
     for ax, (title, a, b) in zip(
         axes,
-        [
-            ("span → JSON line", "sdk", "ours"),
-            ("hashing embedder, per text", "reference", "batched"),
-        ],
+        [*pairs],
         strict=True,
     ):
         ax.bar([a, b], [med[a], med[b]], color=["#999999", "#2a7ab0"])
