@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.machine import describe, machine_title, write_results
 
 RESULTS = Path(__file__).parent / "results"
@@ -83,7 +81,7 @@ def ratios(results: dict[str, dict[str, dict[str, float]]], scoped: str | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.recall_http import NS, make_events, make_queries, stored_rows
+    from bench.recall_http import NS, make_events, make_queries, pct, stored_rows
     from pipelines.embed import HashingEmbedder
     from pipelines.hot_index import HotIndex, RecallFilters
     from pipelines.runtime import RecallSwitching
@@ -129,21 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 with switching:
                     index.search(v, RecallFilters(NS, agent), k=10)
-                lat.append((time.perf_counter() - t0) * 1000.0)
+                lat.append(time.perf_counter() - t0)
                 time.sleep(0.002)
         finally:
             stop.set()
             if th:
                 th.join()
             sys.setswitchinterval(before)
-        a = np.array(lat[20:])
-        return {
-            "p50_ms": float(np.percentile(a, 50)),
-            "p95_ms": float(np.percentile(a, 95)),
-            "p99_ms": float(np.percentile(a, 99)),
-            "max_ms": float(a.max()),
-            "n": len(a),
-        }
+        return pct(lat[20:])
 
     settings = [(f"{ms:g} ms", ms / 1000.0, 0.0) for ms in args.intervals_ms]
     settings += [
