@@ -468,6 +468,13 @@ def run_one(
         extra_env=WORKER_ENV | (ONE_AGENT_ENV if one else {}) | (variant_env or {}),
     )
     client = None
+    publisher: multiprocessing.process.BaseProcess | None = None  # --under-load
+
+    def stop_publisher() -> None:
+        if publisher is not None and publisher.is_alive():
+            publisher.terminate()
+            publisher.join(10)
+
     try:
         client = worker.start()  # inside: a worker that fails to start is a failed run
         out["load"] = load(client, bootstrap, prefix, events, args.count_poll)
@@ -479,7 +486,6 @@ def run_one(
         del rows
         everyone = sorted({e.agent_id for e in events})
         agents = random.Random(args.seed).sample(everyone, min(args.query_agents, len(everyone)))
-        publisher: multiprocessing.process.BaseProcess | None = None
         if args.under_load > 0:
             extra = background_events(int(args.under_load * 600), args.seed, set(agents) | {ONE})
             publisher = multiprocessing.get_context("spawn").Process(
@@ -495,11 +501,6 @@ def run_one(
             publisher.start()
             time.sleep(5.0)  # the worker's stages busy with the stream before the timing
 
-        def stop_publisher() -> None:
-            if publisher is not None and publisher.is_alive():
-                publisher.terminate()
-                publisher.join(10)
-
         before = client.stats().get("system", {})
         stored_before = int(client.stats()["stored"])
         out |= measure(
@@ -509,7 +510,7 @@ def run_one(
             out["under_load"] = {
                 "events_per_s": args.under_load,
                 "stored_while_measured": int(client.stats()["stored"]) - stored_before,
-                "to": "the 90 agents not queried, their own process publishing",
+                "to": f"the {AGENTS - len(agents)} agents not queried, from another process",
             }
         after = client.stats().get("system", {})
         out["worker_system"] = after  # GC pauses (young and full), RSS, CPU, cache rates
@@ -531,6 +532,7 @@ def run_one(
         out["worker_log_tail"] = worker.log_tail(15)
         print(f"[{n} {layout}] FAILED: {out['error'][:300]}", flush=True)
     finally:
+        stop_publisher()  # also when the run failed: it must not publish into the next one
         if client is not None:
             client.close()
         worker.stop()

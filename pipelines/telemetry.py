@@ -588,7 +588,7 @@ def _log_line(record: Any) -> str:
         "severity_text": rec.severity_text,
         "attributes": dict(rec.attributes) if bool(rec.attributes) else None,
         "dropped_attributes": record.dropped_attributes,
-        "timestamp": _iso(rec.timestamp) if rec.timestamp is not None else None,
+        "timestamp": ns_to_iso_str(rec.timestamp) if rec.timestamp is not None else None,
         "observed_timestamp": ns_to_iso_str(rec.observed_timestamp),
         "trace_id": f"0x{rec.trace_id:032x}" if rec.trace_id is not None else "",
         "span_id": f"0x{rec.span_id:016x}" if rec.span_id is not None else "",
