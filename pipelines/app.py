@@ -141,6 +141,7 @@ class Pipeline:
     telemetry: Telemetry | None = None
     policy: AccessPolicy | None = None
     limits: RateLimits | None = None
+    recall_mirror: Any = None  # pipelines.recall_mirror.RecallMirror (ARGOS_RECALL_PORT)
     # (stage, topic, partition) -> the next offset that stage will read (for the lag gauge)
     positions: dict[tuple[str, str, int], int] | None = None
     # stage -> (topic, partition) -> the offset it expects next from Kafka (``take``)
@@ -200,6 +201,16 @@ class Pipeline:
             if high is not None:
                 out[(topic, part)] = max(0, int(high) - pos)
         return out
+
+    def owned_partitions(self) -> frozenset[int]:
+        """The partitions whose agents this worker owns and serves now (none while it
+        rebalances or recovers its tables)."""
+        app, table = self.app, self.memory_table
+        recovery = getattr(app.tables, "recovery", None)
+        if table is None or app.rebalancing or (recovery is not None and recovery.in_recovery):
+            return frozenset()
+        name = table.changelog_topic.get_topic_name()
+        return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
 
     def hot_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
         """An agent's rows in the L2 table (one scan of the keys this worker holds)."""

@@ -24,17 +24,27 @@ class RecallError(RuntimeError):
 
 class MemoryClient:
     """Talks to one worker (any worker answers any agent: requests are routed to the owner).
-    ``token``: the bearer token, when the workers require one (``ARGOS_TOKENS``)."""
+    ``token``: the bearer token, when the workers require one (``ARGOS_TOKENS``).
+    ``recall_url``: the worker's recall process (``ARGOS_RECALL_PORT``; its ``/ready`` names
+    it as ``recall_url``), which answers recalls without waiting for the worker's stages;
+    without it, recalls go to the worker itself."""
 
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:6066",
         timeout: float = 30.0,
         token: str | None = None,
+        recall_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        self.recall_url = recall_url.rstrip("/") if recall_url else None
+        self._recall_http = (
+            httpx.Client(base_url=self.recall_url, timeout=timeout, headers=headers)
+            if self.recall_url
+            else self._http
+        )
 
     def _json(self, resp: httpx.Response) -> Any:
         try:
@@ -70,7 +80,7 @@ class MemoryClient:
             event_time=event_time,
             **filters,
         )
-        resp = self._http.post(
+        resp = self._recall_http.post(
             "/recall",
             content=req.model_dump_json(exclude_none=True, exclude_defaults=True),
             headers={"content-type": "application/json"},
@@ -130,8 +140,16 @@ class MemoryClient:
         """Poll a stage counter (e.g. ``stored``) until it reaches ``expected``; returns it."""
         return _poll(lambda: int(self.stats()[name]), expected, timeout, poll)
 
+    def recall_stats(self) -> dict[str, Any]:
+        """The recall process's counters and latency (``recall_url`` must be set)."""
+        if self.recall_url is None:
+            raise ValueError("no recall_url: this client talks to the worker only")
+        return dict(self._json(self._recall_http.get("/stats")))
+
     def close(self) -> None:
         self._http.close()
+        if self._recall_http is not self._http:
+            self._recall_http.close()
 
     def __enter__(self) -> MemoryClient:
         return self

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import threading
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -561,12 +561,25 @@ class HotIndex:
                 break
             if key in keep:
                 continue
-            p = self._parts.pop(key)
-            total -= p.nbytes() + 100 * p.n
-            owner = self._owner.get(key[0], {})
-            for mid in p.index:
-                owner.pop(mid, None)
+            total -= self._drop(key)
             self.evicted_agents += 1
+
+    def _drop(self, key: tuple[str, str]) -> int:
+        """One agent leaves the index (its tombstones stay); returns the bytes it held."""
+        p = self._parts.pop(key)
+        owner = self._owner.get(key[0], {})
+        for mid in p.index:
+            owner.pop(mid, None)
+        return p.nbytes() + 100 * p.n
+
+    def drop_agents(self, keep: Callable[[str, str], bool]) -> int:
+        """The agents for which ``keep(namespace, agent)`` is false leave the index (their
+        partitions went to another worker); returns how many left."""
+        with self._lock:
+            gone = [key for key in self._parts if not keep(*key)]
+            for key in gone:
+                self._drop(key)
+            return len(gone)
 
     def locked(self) -> threading.RLock:
         """The index's lock, for a caller that needs several writes to be one step."""

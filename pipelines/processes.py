@@ -51,6 +51,9 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        recall_port = self.env.get("ARGOS_RECALL_PORT")
+        # the recall process (ARGOS_RECALL_PORT), when the worker has one
+        self.recall_url = f"http://127.0.0.1:{recall_port}" if recall_port else None
 
     @classmethod
     def fresh(
@@ -90,7 +93,7 @@ class WorkerProcess:
             start_new_session=True,
         )
         log.close()
-        client = MemoryClient(self.url)
+        client = MemoryClient(self.url, recall_url=self.recall_url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.embed import Embedder
+from pipelines.errors import ConfigurationError
 from pipelines.hot_index import SPATIAL_CELL, HotIndex, preferred_period, time_bonus_for
 from pipelines.memory_state import LIVE, MemoryParams, index_fields, load_life
 from pipelines.recall_cache import RecallCache
@@ -49,8 +50,8 @@ class RecallService:
     def __init__(
         self,
         embedder: Embedder,
-        store: VectorStore,
-        archive: VectorStore,
+        store: VectorStore | None,
+        archive: VectorStore | None,
         params: MemoryParams,
         weights: ScoreWeights,
         cache: RecallCache,
@@ -60,7 +61,8 @@ class RecallService:
         spatial_cell: float | None = SPATIAL_CELL,
     ) -> None:
         """``rows_of`` reads an agent's rows from the persistent L2 table; without one, an
-        agent is warmed from L3 (both Milvus collections). ``max_bytes`` bounds the hot index
+        agent is warmed from L3 (both Milvus collections; None for a service whose agents are
+        loaded by its owner: the recall process). ``max_bytes`` bounds the hot index
         (least recently used agents leave it, and are warmed again when asked for)."""
         self.embedder, self.store, self.archive = embedder, store, archive
         self.params, self.weights, self.cache = params, weights, cache
@@ -75,24 +77,41 @@ class RecallService:
         # whether this worker owns an agent's partition now (set by the worker; prefetch warms
         # only its own agents)
         self.owns: Callable[[str, str], bool] = lambda namespace, agent_id: True
+        # each write-through, as a message, once applied here (``pipelines.recall_mirror``
+        # copies them to the recall process); None: nobody listens
+        self.on_write: Callable[[tuple[Any, ...]], None] | None = None
 
     # -- writes (from the stages) ---------------------------------------------------------------
 
     def stored(self, rows: Sequence[StoredMemory]) -> None:
         """Write-through from the store stage: recallable as soon as stored."""
         self.index.upsert(rows)
+        if self.on_write is not None:
+            self.on_write(("stored", list(rows)))
 
     def learned(self, out: MemoryOut) -> None:
         """Write-through from the memory stage: states, stabilities and clusters."""
-        for ns, agent, mid, state, stability_s, reinforced, recalls in out.lives:
+        self.apply_lives(out.lives, out.members, out.forget)
+
+    def apply_lives(
+        self,
+        lives: Sequence[tuple[str, str, str, str, float, float, int]],
+        members: Sequence[tuple[str, str, str, str | None]],
+        forget: Sequence[tuple[str, str]],
+    ) -> None:
+        """``learned``'s parts: lives (namespace, agent, memory id, state, stability,
+        reinforced, recalls), cluster memberships and forgotten near-duplicates."""
+        for ns, agent, mid, state, stability_s, reinforced, recalls in lives:
             self.index.update_life(ns, agent, mid, state, stability_s, reinforced, recalls)
             if state not in LIVE_NAMES:  # decayed or archived: its L1 record goes too
                 self.cache.drop_records(ns, [mid])
-        for ns, agent, mid, cid in out.members:
+        for ns, agent, mid, cid in members:
             self.index.set_cluster(ns, agent, mid, cid)
-        for ns, mid in out.forget:  # near-duplicates the store stage may have written already
+        for ns, mid in forget:  # near-duplicates the store stage may have written already
             self.index.remove(ns, [mid])
             self.cache.drop_records(ns, [mid])
+        if self.on_write is not None and (lives or members or forget):
+            self.on_write(("learned", list(lives), list(members), list(forget)))
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -106,23 +125,39 @@ class RecallService:
                 return
             if self.rows_of is not None:
                 rows = self.rows_of(namespace, agent_id)
+            elif self.store is None or self.archive is None:
+                raise ConfigurationError("no L2 table and no vector store to warm agents from")
             else:
                 rows = self.store.agent_rows(namespace, agent_id)
                 rows += self.archive.agent_rows(namespace, agent_id)
-            saved = self.state_of(agent_id.encode())
-            state = saved.get(namespace) if saved else None
-            # one step under the index's lock: no eviction between the rows and the flag
-            with self.index.locked():
-                self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
-                if state is not None:
-                    self.index.remove(namespace, list(state["dups"]))  # near-copies never recall
-                    for mid, life_raw in state["m"].items():
-                        fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
-                        self.index.update_life(namespace, agent_id, mid, *fields)
-                    for c in state["clusters"]["clusters"]:
-                        for mid in c["members"]:
-                            self.index.set_cluster(namespace, agent_id, mid, c["id"])
-                self.index.mark_warm(namespace, agent_id)
+            self.load(namespace, agent_id, rows, self.agent_state(namespace, agent_id))
+
+    def agent_state(self, namespace: str, agent_id: str) -> dict[str, Any] | None:
+        """The memory stage's state of one agent in one namespace, or None."""
+        saved = self.state_of(agent_id.encode())
+        return saved.get(namespace) if saved else None
+
+    def load(
+        self,
+        namespace: str,
+        agent_id: str,
+        rows: Sequence[StoredMemory],
+        state: Mapping[str, Any] | None,
+    ) -> None:
+        """Make an agent warm from its rows and its memory-stage state (``warm``'s second
+        half; the recall process gets both from the worker)."""
+        # one step under the index's lock: no eviction between the rows and the flag
+        with self.index.locked():
+            self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
+            if state is not None:
+                self.index.remove(namespace, list(state["dups"]))  # near-copies never recall
+                for mid, life_raw in state["m"].items():
+                    fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
+                    self.index.update_life(namespace, agent_id, mid, *fields)
+                for c in state["clusters"]["clusters"]:
+                    for mid in c["members"]:
+                        self.index.set_cluster(namespace, agent_id, mid, c["id"])
+            self.index.mark_warm(namespace, agent_id)
 
     def prefetch(
         self,

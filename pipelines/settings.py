@@ -515,6 +515,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
     web_host: str = Field("127.0.0.1", description="ARGOS_WEB_HOST")
     web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")
+    recall_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="ARGOS_RECALL_PORT: serve POST /recall from a process of its own on this "
+        "port (its own GIL: the stages' work does not delay a recall; "
+        "pipelines.recall_server), fed by the worker; 0: only the worker's own /recall.",
+    )
     session_timeout: float = Field(
         10.0, gt=0, description="ARGOS_SESSION_TIMEOUT: Kafka consumer session timeout (s)."
     )

@@ -24,13 +24,33 @@ from pipelines.population import near as population_near
 from pipelines.population import summary as population_summary
 from pipelines.runtime import RecallSwitching
 from pipelines.telemetry import inject_headers
-from schemas import AccessEvent, RecallRequest
+from schemas import AccessEvent, RecallRequest, RecallResponse
 
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
 
 
 ROUTED_HEADER = "X-Argos-Routed"
+
+
+def invalid_recall(exc: ValidationError) -> dict[str, Any]:
+    """The 400 body of a recall request that is not a valid ``RecallRequest``."""
+    errs = [
+        {"loc": ".".join(map(str, e["loc"])), "msg": e["msg"]}
+        for e in exc.errors(include_url=False)
+    ]
+    return {"error": "invalid recall request", "details": errs}
+
+
+def access_event(req: RecallRequest, resp: RecallResponse) -> AccessEvent:
+    """Who recalled what: the event a recall publishes (the memory stage reinforces it)."""
+    return AccessEvent(
+        namespace=req.namespace,
+        agent_id=req.agent_id,
+        memory_ids=[h.memory_id for h in resp.hits],
+        event_ts=req.event_time.timestamp() if req.event_time else None,
+        query=req.query,
+    )
 
 
 def register_routes(pipe: Pipeline) -> None:
@@ -124,11 +144,7 @@ def register_routes(pipe: Pipeline) -> None:
             try:
                 req = RecallRequest.model_validate_json(body)
             except ValidationError as exc:
-                errs = [
-                    {"loc": ".".join(map(str, e["loc"])), "msg": e["msg"]}
-                    for e in exc.errors(include_url=False)
-                ]
-                return self.json({"error": "invalid recall request", "details": errs}, status=400)
+                return self.json(invalid_recall(exc), status=400)
             span.set_attribute("argos.namespace", req.namespace)
             span.set_attribute("argos.agent_id", req.agent_id)
             here = request.headers.get(ROUTED_HEADER) is not None
@@ -171,13 +187,7 @@ def register_routes(pipe: Pipeline) -> None:
                 )
             )
             if resp.hits:  # a recall reinforces what it found (the memory stage listens)
-                access = AccessEvent(
-                    namespace=req.namespace,
-                    agent_id=req.agent_id,
-                    memory_ids=[h.memory_id for h in resp.hits],
-                    event_ts=req.event_time.timestamp() if req.event_time else None,
-                    query=req.query,
-                )
+                access = access_event(req, resp)
                 # queued, not awaited: waiting for Kafka's ack (linger + acks=all) would add
                 # ~8 ms to every recall; a crash in that moment loses one reinforcement
                 # with the recall's trace context: the memory stage's span, and the audit of
@@ -219,6 +229,7 @@ def register_routes(pipe: Pipeline) -> None:
                 "system": pipe.system(),
                 "operations": pipe.ops.summary(),
                 "partition_load": pipe.partition_load.report() if pipe.partition_load else None,
+                "recall_process": pipe.recall_mirror.stats() if pipe.recall_mirror else None,
                 "latency": {k: w.summary() for k, w in pipe.latency.items()},
                 "store_down_s": (
                     time.time() - pipe.store_down_since if pipe.store_down_since else None
@@ -316,11 +327,14 @@ def register_routes(pipe: Pipeline) -> None:
             assigned = len(app.consumer.assignment()) if app.consumer else 0
             recovery = getattr(app.tables, "recovery", None)
             recovering = bool(recovery is not None and recovery.in_recovery)
-            ready = assigned > 0 and not app.rebalancing and not recovering
+            mirror = pipe.recall_mirror  # the recall process, when there is one, serves too
+            recall_up = mirror is None or mirror.is_up()
+            ready = assigned > 0 and not app.rebalancing and not recovering and recall_up
             body = {
                 "ready": ready,
                 "assigned_partitions": assigned,
                 "rebalancing": app.rebalancing,
                 "recovering": recovering,
+                "recall_url": mirror.url if mirror is not None else None,
             }
             return self.json(body, status=200 if ready else 503)

@@ -51,11 +51,23 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         milvus.on_restart = pipe.milvus_restarted
     pipe.gc_pauses = GcPauses().install()  # /stats system: gc_seconds, gc_max_pause_ms, ...
     pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
+    if settings.recall_port:  # recalls served by a process of their own
+        from pipelines.recall_mirror import RecallMirror
+
+        pipe.recall_mirror = RecallMirror(
+            pipe.recall,
+            pipe.hot_rows,
+            pipe.owned_partitions,
+            settings.topic_partitions,
+            lambda: pipe.store_down_since,
+        ).start()
     pipe.gc_pauses.frozen = freeze_start_up(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()
     finally:
+        if pipe.recall_mirror is not None:
+            pipe.recall_mirror.stop()
         pipe.store.close()
         if milvus is not None:
             milvus.stop()

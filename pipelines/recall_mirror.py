@@ -1,0 +1,185 @@
+"""The worker's side of the recall process (``ARGOS_RECALL_PORT``; see ``pipelines.recall_server``).
+
+``RecallMirror`` starts ``python -m pipelines.recall_server`` with one end of a socket pair,
+restarts it if it exits, and keeps it fed:
+
+- each write-through of the worker's ``RecallService`` (its ``on_write`` hook), sent in the
+  order the worker applied them, before the stage that wrote goes on (so before a store batch
+  counts as stored);
+- each warm request answered with the agent's rows (the L2 table) and memory-stage state, read
+  and sent under the same lock as the writes, so the process applies them in order with them;
+  ``None`` when this worker does not own the agent;
+- the partitions this worker owns, and whether Milvus is away, whenever they change.
+
+Writes made before a (re)started process says it is up are not sent: every agent is cold in a
+new process, and its first recall warms it from the worker's tables, which hold them. A write
+the process does not take within ``SEND_TIMEOUT_S`` (it hangs) ends it; it is started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pipelines.milvus_server import _die_with_parent
+from pipelines.recall import RecallService, RowsOf
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 10
+
+
+class RecallMirror:
+    """Starts, feeds and supervises a worker's recall process."""
+
+    def __init__(
+        self,
+        service: RecallService,
+        rows_of: RowsOf,
+        owned: Callable[[], frozenset[int]],
+        partitions: int,
+        store_down: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        from pipelines.app import partition_of
+
+        self.service, self.rows_of, self.owned = service, rows_of, owned
+        self.partitions, self.store_down = partitions, store_down
+        self._partition_of = partition_of
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conn: Connection | None = None
+        self.url: str | None = None
+        self._up = threading.Event()
+        self._lock = threading.Lock()  # one sender at a time; snapshots read under it
+        self._stopping = threading.Event()
+        self._last: tuple[frozenset[int], float | None] | None = None
+        self.starts = self.sent = self.not_sent = self.warms = 0
+
+    # -- process ----------------------------------------------------------------------------
+
+    def start(self) -> RecallMirror:
+        """Start the process and its supervisor; returns at once (``is_up`` says when it
+        serves)."""
+        self._spawn()
+        self.service.on_write = self.send
+        threading.Thread(target=self._supervise, name="recall-supervisor", daemon=True).start()
+        return self
+
+    def _spawn(self) -> None:
+        mine, theirs = socket.socketpair()
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT_S, 0))
+        fd = theirs.fileno()
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "pipelines.recall_server", "--fd", str(fd)],
+            pass_fds=(fd,),
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - a signal setting, no threads touched
+        )
+        theirs.close()
+        conn = Connection(mine.detach())
+        with self._lock:
+            self.conn, self._last = conn, None
+            self._up.clear()
+        self.starts += 1
+        threading.Thread(
+            target=self._serve_requests, args=(conn,), name="recall-requests", daemon=True
+        ).start()
+
+    def is_up(self) -> bool:
+        return self._up.is_set()
+
+    def wait_up(self, timeout: float = 120.0) -> bool:
+        return self._up.wait(timeout)
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.2):
+            proc = self.proc
+            if proc is not None and proc.poll() is not None:
+                log.warning("recall process exited with %s: starting it again", proc.returncode)
+                self._spawn()
+                continue
+            if self.is_up():
+                self._push_state()
+
+    def _push_state(self) -> None:
+        now = (self.owned(), self.store_down())
+        if now == self._last:
+            return
+        self._last = now
+        self.send(("owned", self.partitions, now[0]))
+        self.send(("store_down", now[1]))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self.service.on_write = None
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        with self._lock:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+    # -- the feed ---------------------------------------------------------------------------
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        """Send one message (a write-through, state) if the process is up."""
+        with self._lock:
+            self._send_locked(msg)
+
+    def _send_locked(self, msg: tuple[Any, ...]) -> None:
+        if self.conn is None or not self._up.is_set():
+            self.not_sent += 1
+            return
+        try:
+            self.conn.send(msg)
+            self.sent += 1
+        except OSError as exc:  # it hangs or died: end it, the supervisor starts a new one
+            log.warning("recall process did not take a message (%r): restarting it", exc)
+            self._up.clear()
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+
+    def _serve_requests(self, conn: Connection) -> None:
+        """The process's messages: "up" once it serves, "warm?" for an agent's rows."""
+        try:
+            while True:
+                msg = conn.recv()
+                if msg[0] == "up":
+                    self.url = msg[1]
+                    self._up.set()
+                    log.info("recall process serving on %s", self.url)
+                elif msg[0] == "warm?":
+                    self._answer_warm(msg[1], msg[2])
+        except (EOFError, OSError):
+            self._up.clear()
+
+    def _answer_warm(self, namespace: str, agent_id: str) -> None:
+        with self._lock:  # read and send in one step: writes before it are before it
+            mine = self._partition_of(agent_id.encode(), self.partitions) in self.owned()
+            rows = self.rows_of(namespace, agent_id) if mine else None
+            state = self.service.agent_state(namespace, agent_id) if mine else None
+            self._send_locked(("warm", namespace, agent_id, rows, state))
+            self.warms += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "up": self.is_up(),
+            "pid": self.proc.pid if self.proc is not None else None,
+            "starts": self.starts,
+            "sent": self.sent,
+            "not_sent": self.not_sent,
+            "warms": self.warms,
+        }

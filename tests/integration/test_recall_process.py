@@ -1,0 +1,104 @@
+"""The recall process (``ARGOS_RECALL_PORT``) on the real broker: it answers as the worker's own
+``/recall`` does, a memory is recallable there as soon as the worker has stored it, its recalls
+reinforce (access events reach the memory stage), and a killed process is started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pipelines.client import MemoryClient
+from pipelines.processes import WorkerProcess, free_port
+from pipelines.publisher import MemoryPublisher
+from schemas import MemoryEvent, MemoryType
+from tests.integration.test_recall import THINGS, T0, _events
+
+pytestmark = pytest.mark.integration
+
+
+def _ranked(resp: object) -> list[tuple[str, float]]:
+    return [(h.memory_id, round(h.score, 5)) for h in resp.hits]  # type: ignore[attr-defined]
+
+
+def test_recall_process_answers_like_the_worker_and_survives_a_kill(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    worker = start_worker(embedder="hashing", extra_env={"ARGOS_RECALL_PORT": str(free_port())})
+    assert worker.recall_url is not None
+    direct = MemoryClient(worker.url)  # the worker's own /recall
+    client = MemoryClient(worker.url, recall_url=worker.recall_url)
+    ns = "recall-process"
+    topic = worker.prefix + ".memory.events"
+    with MemoryPublisher(worker.bootstrap, topic) as p:
+        p.publish_many(_events("ann", ns))
+    assert client.wait_stored(ns, len(THINGS), timeout=60) == len(THINGS)
+
+    # the worker tells the process which partitions it owns (then it answers them itself)
+    deadline = time.monotonic() + 30
+    while not client.recall_stats()["owned_partitions"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.recall_stats()["owned_partitions"]
+
+    # the same answers as the worker's own index, filters included
+    for filters in (
+        {},
+        {"types": ["semantic"]},
+        {"tags": ["food"]},
+        {"near": {"x": 10.0, "y": 10.0, "radius": 5.0}},
+        {"near": {"x": 10.0, "y": 10.0, "radius": 4.99}},
+    ):
+        via_process = client.recall(ns, "ann", "drinking water", k=10, **filters)
+        via_worker = direct.recall(ns, "ann", "drinking water", k=10, **filters)
+        assert {h.memory_id for h in via_process.hits} == {h.memory_id for h in via_worker.hits}
+    everything = client.recall(ns, "ann", "drinking water", k=10)
+    assert {h.memory_id for h in everything.hits} == {t[0] for t in THINGS}
+    assert client.recall("elsewhere", "ann", "water", k=10).hits == []  # no leak
+    st = client.recall_stats()
+    assert st["answered"] >= 7 and st["forwarded"] == 0
+    assert st["recall"]["l2_agents_warm"] >= 1
+
+    # recallable there as soon as the worker reports it stored (read-your-writes)
+    stored = int(client.stats()["stored"])
+    fresh = MemoryEvent(
+        schema_version=1,
+        memory_id="fresh-well",
+        agent_id="ann",
+        namespace=ns,
+        type=MemoryType("episodic"),
+        content="a stranger drew water from the well at noon",
+        importance=0.9,
+        event_time=T0,
+    )
+    with MemoryPublisher(worker.bootstrap, topic) as p:
+        p.publish_many([fresh])
+    assert client.wait_counter("stored", stored + 1, timeout=60) >= stored + 1
+    hits = client.recall(ns, "ann", "a stranger drew water", k=10).hits
+    assert "fresh-well" in {h.memory_id for h in hits}
+
+    # its recalls reinforce: the access events reach the worker's memory stage
+    before = int(client.stats()["lifecycle_inputs"])
+    for i in range(5):
+        assert client.recall(ns, "ann", f"water from the river, question {i}", k=3).hits
+    assert client.wait_counter("lifecycle_inputs", before + 5, timeout=60) >= before + 5
+
+    # killed: the worker starts it again, and it answers (warmed again from the worker)
+    proc = client.stats()["recall_process"]
+    assert proc["up"] and proc["starts"] == 1
+    os.kill(proc["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        proc = client.stats()["recall_process"]
+        if proc["starts"] == 2 and proc["up"]:
+            break
+        time.sleep(0.2)
+    assert proc["starts"] == 2 and proc["up"], proc
+    deadline = time.monotonic() + 30
+    while not client.recall_stats()["owned_partitions"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    again = client.recall(ns, "ann", "drinking water", k=10)
+    assert {h.memory_id for h in again.hits} == {t[0] for t in THINGS} | {"fresh-well"}
+    assert client.recall_stats()["forwarded"] == 0
