@@ -62,7 +62,7 @@ from pipelines.client import MemoryClient
 from pipelines.embed import HashingEmbedder
 from pipelines.embed_stage import text_of
 from pipelines.hot_index import HotIndex, RecallFilters
-from pipelines.processes import WorkerProcess
+from pipelines.processes import WorkerProcess, free_port
 from pipelines.publisher import MemoryPublisher
 from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
@@ -219,8 +219,14 @@ def pct(samples: list[float]) -> dict[str, float]:
     }
 
 
+def answering(client: MemoryClient) -> dict[str, Any]:
+    """The ``/stats`` of whoever answers the recalls: the recall process when the worker has
+    one (``ARGOS_RECALL_PORT``), else the worker (both have ``recall`` and ``latency``)."""
+    return client.recall_stats() if client.recall_url else client.stats()
+
+
 def l1_hits(client: MemoryClient) -> int:
-    return int(client.stats()["recall"]["l1_hits"])
+    return int(answering(client)["recall"]["l1_hits"])
 
 
 def load(
@@ -376,7 +382,7 @@ def measure(
     # the worker's own view of the same recalls (its last 2,000, uncached and cached): the
     # whole HTTP handler (auth, recall, audit, access event, JSON), against server_took_ms
     # (the recall function alone) and the client's time (the handler plus transport)
-    out["worker_recall_handler"] = client.stats()["latency"]["recall"]
+    out["worker_recall_handler"] = answering(client)["latency"]["recall"]
     # 3. in this process, the same queries, once the worker is idle again
     out["settle_s"] = settle(client)
     overlap: list[float] = []
@@ -402,7 +408,7 @@ def measure(
         qvec = embedder.embed_many([text])[0]
         local = index.search(qvec, RecallFilters(NS, agent), K, None, cos_only)
         same.append(float([h.memory_id for h in resp.hits] == [h.memory.memory_id for h in local]))
-    st = client.stats()["recall"]
+    st = answering(client)["recall"]
     out["latency"] = {"http_first_recall": pct(first)} | {k: pct(v) for k, v in series.items()}
     lat = out["latency"]
     ratios: dict[str, float] = {}
@@ -459,6 +465,9 @@ def run_one(
     rows = list(stored_rows(events, embedder))
     out["local_build_s"] = time.perf_counter() - t0
     prefix = f"rhttp-{uuid.uuid4().hex[:8]}"
+    variant_env = dict(variant_env or {})
+    if variant_env.get("ARGOS_RECALL_PORT") == "free":  # a recall process on a free port
+        variant_env["ARGOS_RECALL_PORT"] = str(free_port())
     worker = WorkerProcess(
         bootstrap,
         tmp / prefix,
