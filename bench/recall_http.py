@@ -626,6 +626,11 @@ def main(argv: list[str] | None = None) -> int:
         "the default worker on the same broker; results under sizes[N]['<layout>@NAME'] "
         "(e.g. 'switch1ms:ARGOS_SWITCH_INTERVAL_MS=1')",
     )
+    ap.add_argument(
+        "--no-default",
+        action="store_true",
+        help="run only the --variant workers, not the default one beside them",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -697,9 +702,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
         for n, layout in runs:
-            res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args)
-            out["sizes"].setdefault(str(n), {})[layout] = res
-            save()
+            out["sizes"].setdefault(str(n), {})
+            if not args.no_default:
+                out["sizes"][str(n)][layout] = run_one(
+                    n, layout, kafka.bootstrap_servers, Path(tmp), args
+                )
+                save()
             for name, env in args.variant:
                 res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, env)
                 out["sizes"][str(n)][f"{layout}@{name}"] = res | {"variant_env": env}

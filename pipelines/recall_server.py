@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
@@ -48,7 +47,7 @@ from opentelemetry.trace import SpanKind
 from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.errors import RejectedError, StoreUnavailableError
 from pipelines.recall import RecallService
-from pipelines.runtime import RecallSwitching
+from pipelines.runtime import RecallSwitching, tune_process
 from pipelines.settings import Settings
 from pipelines.stats import LatencyWindow
 from pipelines.telemetry import inject_headers, setup_telemetry
@@ -107,6 +106,43 @@ class RemoteRecallService(RecallService):
             ev.set()
 
 
+class Replica:
+    """What the worker's feed keeps in the recall process: the service's index (written in
+    the worker's order), the partitions the worker owns, whether Milvus is away."""
+
+    def __init__(self, service: RemoteRecallService, partitions: int) -> None:
+        from pipelines.app import partition_of
+
+        self.service, self.partitions = service, partitions
+        self._partition_of = partition_of
+        self.owned: frozenset[int] = frozenset()
+        self.store_down_since: float | None = None
+        self.counters = {"messages": 0, "dropped_agents": 0}
+
+    def owns(self, agent_id: str) -> bool:
+        return self._partition_of(agent_id.encode(), self.partitions) in self.owned
+
+    def apply(self, msg: tuple[Any, ...]) -> None:
+        """One message of the worker's feed (see ``pipelines.recall_mirror``)."""
+        kind = msg[0]
+        self.counters["messages"] += 1
+        if kind == "stored":
+            self.service.index.upsert(msg[1])
+        elif kind == "learned":
+            self.service.apply_lives(msg[1], msg[2], msg[3])
+        elif kind == "warm":
+            self.service.loaded(msg[1], msg[2], msg[3], msg[4])
+        elif kind == "owned":  # agents of partitions gone elsewhere leave the index
+            self.partitions, self.owned = msg[1], msg[2]
+            self.counters["dropped_agents"] += self.service.index.drop_agents(
+                lambda ns, agent: self.owns(agent)
+            )
+        elif kind == "store_down":
+            self.store_down_since = msg[1]
+        else:
+            log.warning("recall process: unknown message %r", kind)
+
+
 class RecallServer:
     """The recall process's state: its index, its feed from the worker, its HTTP API."""
 
@@ -114,14 +150,13 @@ class RecallServer:
         from kafka import KafkaProducer
 
         from pipelines.access import AccessPolicy
-        from pipelines.app import ACCESS, AUDIT, partition_of
+        from pipelines.app import ACCESS, AUDIT
         from pipelines.embed import load_embedder
         from pipelines.rate_limit import RateLimits
         from pipelines.recall_cache import RecallCache
         from pipelines.scoring import ScoreWeights
 
         self.settings, self.conn = settings, conn
-        self.partition_of = partition_of
         emb = load_embedder(settings.embedder, 1, settings.embed_batch)
         self.service = RemoteRecallService(
             emb,
@@ -165,19 +200,17 @@ class RecallServer:
         self.switching = RecallSwitching(
             settings.switch_interval_ms / 1000.0, settings.recall_switch_interval_ms / 1000.0
         )
-        self.latency = LatencyWindow()
+        # the whole handler, and its parts: applying the feed first, the recall function,
+        # the audit record and access event after it
+        self.latency = {k: LatencyWindow() for k in ("recall", "drain", "search", "publish")}
         self.counters = {
             "recalls": 0,
             "answered": 0,
             "forwarded": 0,
             "denied": 0,
             "access_send_failures": 0,
-            "messages": 0,
-            "dropped_agents": 0,
         }
-        self.owned: frozenset[int] = frozenset()
-        self.partitions = settings.topic_partitions
-        self.store_down_since: float | None = None
+        self.replica = Replica(self.service, settings.topic_partitions)
         self._recv_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._warm_pool = ThreadPoolExecutor(2, thread_name_prefix="warm")
@@ -189,30 +222,11 @@ class RecallServer:
         with self._send_lock:
             self.conn.send(("warm?", namespace, agent_id))
 
-    def apply(self, msg: tuple[Any, ...]) -> None:
-        kind = msg[0]
-        self.counters["messages"] += 1
-        if kind == "stored":
-            self.service.index.upsert(msg[1])
-        elif kind == "learned":
-            self.service.apply_lives(msg[1], msg[2], msg[3])
-        elif kind == "warm":
-            self.service.loaded(msg[1], msg[2], msg[3], msg[4])
-        elif kind == "owned":
-            self.partitions, self.owned = msg[1], msg[2]
-            self.counters["dropped_agents"] += self.service.index.drop_agents(
-                lambda ns, agent: self.owns(agent)
-            )
-        elif kind == "store_down":
-            self.store_down_since = msg[1]
-        else:
-            log.warning("recall process: unknown message %r", kind)
-
     def drain(self) -> None:
         """Apply every message already in the socket (a recall calls this first)."""
         with self._recv_lock:
             while self.conn.poll(0):
-                self.apply(self.conn.recv())
+                self.replica.apply(self.conn.recv())
 
     def read_forever(self) -> None:
         """The reader thread: apply messages as they come; the worker gone ends the process."""
@@ -225,9 +239,6 @@ class RecallServer:
         except Exception:
             log.exception("recall process: applying the worker's feed failed; exiting")
         os._exit(1)
-
-    def owns(self, agent_id: str) -> bool:
-        return self.partition_of(agent_id.encode(), self.partitions) in self.owned
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -255,7 +266,7 @@ class RecallServer:
         with self.switching, self.tel.span("argos.recall", kind=SpanKind.SERVER) as span:
             resp = await self._recall(request, span)
         self.tel.record_recall_latency(time.perf_counter() - t0)
-        self.latency.note(time.perf_counter() - t0)
+        self.latency["recall"].note(time.perf_counter() - t0)
         return resp
 
     async def _recall(self, request: web.Request, span: Any) -> web.StreamResponse:
@@ -280,13 +291,16 @@ class RecallServer:
             self.policy.authorize_read(principal, req.namespace, req.agent_id)
         except RejectedError as exc:
             return self._refused(exc, actor, req.namespace, req.agent_id, tid)
-        if not self.owns(req.agent_id):  # the worker answers or routes it (and counts limits)
+        if not self.replica.owns(req.agent_id):  # the worker answers or routes it (and limits)
             return await self._forward(body, auth)
         try:
             self.limits.check_recall(req.namespace, req.agent_id)
         except RejectedError as exc:
             return self._refused(exc, actor, req.namespace, req.agent_id, tid)
+        t0 = time.perf_counter()
         self.drain()  # read-your-writes: whatever the worker stored before this request
+        t1 = time.perf_counter()
+        self.latency["drain"].note(t1 - t0)
         try:
             if self.service.index.warm_rows(req.namespace, req.agent_id) is None:
                 loop = asyncio.get_running_loop()
@@ -295,13 +309,17 @@ class RecallServer:
                 )
                 if self.service.index.warm_rows(req.namespace, req.agent_id) is None:
                     return await self._forward(body, auth)  # the worker no longer owns it
+            t1 = time.perf_counter()
             resp = self.service.recall(req)
+            self.latency["search"].note(time.perf_counter() - t1)
         except StoreUnavailableError as exc:
             return web.json_response({"error": f"recall unavailable: {exc}"}, status=503)
-        if self.store_down_since is not None:
+        if self.replica.store_down_since is not None:
             resp = resp.model_copy(update={"degraded": True})
         self.counters["answered"] += 1
+        t1 = time.perf_counter()
         self._after(req, resp, actor, tid, span)
+        self.latency["publish"].note(time.perf_counter() - t1)
         return web.Response(
             body=resp.model_dump_json().encode(), content_type="application/json", charset="utf-8"
         )
@@ -344,14 +362,15 @@ class RecallServer:
         return web.json_response(
             {
                 **self.counters,
-                "owned_partitions": sorted(self.owned),
+                **self.replica.counters,
+                "owned_partitions": sorted(self.replica.owned),
                 "recall": self.service.stats(),
-                "latency": {"recall": self.latency.summary()},
+                "latency": {k: w.summary() for k, w in self.latency.items()},
             }
         )
 
     async def ready(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"ready": True, "owned_partitions": len(self.owned)})
+        return web.json_response({"ready": True, "owned_partitions": len(self.replica.owned)})
 
     async def serve(self, host: str, port: int) -> None:
         for topic in (self.access_topic, self.audit_topic):  # metadata now, not at a recall
@@ -378,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s recall-process %(name)s: %(message)s"
     )
     settings = Settings()
-    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
+    tune_process(settings)  # the worker's switch interval, BLAS threads and GC thresholds
     server = RecallServer(settings, Connection(args.fd))
     asyncio.run(server.serve(settings.web_host, settings.recall_port))
 

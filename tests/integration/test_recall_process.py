@@ -15,7 +15,7 @@ from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess, free_port
 from pipelines.publisher import MemoryPublisher
 from schemas import MemoryEvent, MemoryType
-from tests.integration.test_recall import THINGS, T0, _events
+from tests.integration.test_recall import T0, THINGS, _events
 
 pytestmark = pytest.mark.integration
 

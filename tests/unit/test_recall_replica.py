@@ -1,0 +1,111 @@
+"""The recall process's copy of a worker's recall index (pure logic, no processes): fed the
+worker's write-throughs and warm snapshots as pickled messages, in order, it answers every
+recall as the worker's own service does, and drops agents whose partitions left."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from pipelines.app import partition_of
+from pipelines.embed import load_embedder
+from pipelines.memory_state import MemoryParams
+from pipelines.recall_cache import RecallCache
+from pipelines.recall_server import RemoteRecallService, Replica
+from pipelines.scoring import ScoreWeights
+from pipelines.stage_batches import MemoryOut
+from schemas import RecallRequest
+from tests.unit.test_recall_service import NS, agent_rows, service_over
+
+PARTS = 4
+
+
+def pair() -> tuple[Any, Replica, dict[str, list[Any]], list[tuple[Any, ...]]]:
+    """A worker's service over an L2 table (``l2``), and a replica fed its messages (each
+    pickled and unpickled, as over the socket); ``sent``: what the worker sent."""
+    l2: dict[str, list[Any]] = {}
+    worker = service_over(l2)
+    sent: list[tuple[Any, ...]] = []
+
+    def answer_warm(ns: str, agent: str) -> None:  # the worker's side of a warm request
+        feed(("warm", ns, agent, worker.rows_of(ns, agent), worker.agent_state(ns, agent)))
+
+    replica_service = RemoteRecallService(
+        load_embedder("hashing"),
+        None,
+        None,
+        MemoryParams(),
+        ScoreWeights(),
+        RecallCache(results_bytes=1 << 20, records_bytes=1 << 20, embeddings_bytes=1 << 20),
+        state_of=lambda key: None,
+        ask=answer_warm,
+    )
+    replica = Replica(replica_service, PARTS)
+
+    def feed(msg: tuple[Any, ...]) -> None:
+        sent.append(msg)
+        replica.apply(pickle.loads(pickle.dumps(msg)))  # noqa: S301 - our own bytes
+
+    worker.on_write = feed
+    feed(("owned", PARTS, frozenset(range(PARTS))))
+    return worker, replica, l2, sent
+
+
+def ranked(resp: Any) -> list[tuple[str, float]]:
+    return [(h.memory_id, round(h.score, 6)) for h in resp.hits]
+
+
+def test_the_replica_answers_as_the_worker_through_writes_and_lives() -> None:
+    emb = load_embedder("hashing")
+    worker, replica, l2, sent = pair()
+    l2["ann"] = agent_rows(emb, "ann", 30)
+    worker.stored(l2["ann"][:20])  # stored before the replica ever saw ann: cold there
+    ask = RecallRequest(namespace=NS, agent_id="ann", query="the river crossing", k=10)
+    assert ranked(replica.service.recall(ask)) == ranked(worker.recall(ask))
+    assert replica.service.index.is_warm(NS, "ann")  # warmed from the worker's L2 rows
+    # written after the warm: through the feed only
+    worker.stored(l2["ann"][20:])
+    out = MemoryOut()
+    out.lives = [(NS, "ann", "ann-3", "decayed", 1.0, 0.0, 0)]
+    out.members = [(NS, "ann", "ann-4", "c-1")]
+    out.forget = [(NS, "ann-5")]
+    worker.learned(out)
+    for q in ("the river crossing number 3", "river crossing 25", "number 5"):
+        req = ask.model_copy(update={"query": q, "k": 30})
+        got, want = replica.service.recall(req), worker.recall(req)
+        assert ranked(got) == ranked(want)
+        assert {"ann-3", "ann-5"}.isdisjoint(h.memory_id for h in got.hits)  # never returned
+    assert [h.cluster_id for h in replica.service.recall(ask).hits if h.memory_id == "ann-4"] in (
+        [],
+        ["c-1"],
+    )
+    assert [m[0] for m in sent].count("warm") == 1
+
+
+def test_agents_of_partitions_gone_leave_and_a_warm_without_rows_stays_cold() -> None:
+    emb = load_embedder("hashing")
+    worker, replica, l2, _ = pair()
+    agents = [f"a{i}" for i in range(8)]
+    for a in agents:
+        l2[a] = agent_rows(emb, a, 3)
+        worker.stored(l2[a])
+        replica.service.warm(NS, a)
+    keep = {partition_of(agents[0].encode(), PARTS)}
+    replica.apply(("owned", PARTS, frozenset(keep)))
+    for a in agents:
+        mine = partition_of(a.encode(), PARTS) in keep
+        assert replica.owns(a) is mine
+        assert replica.service.index.is_warm(NS, a) is mine
+    gone = next(a for a in agents if not replica.owns(a))
+    replica.apply(("warm", NS, gone, None, None))  # the worker does not own it (any more)
+    assert not replica.service.index.is_warm(NS, gone)
+
+
+def test_an_unknown_message_is_ignored_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    _, replica, _, _ = pair()
+    n = replica.counters["messages"]
+    replica.apply(("no-such-kind",))
+    assert replica.counters["messages"] == n + 1
+    assert "unknown message" in caplog.text
