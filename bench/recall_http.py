@@ -382,7 +382,9 @@ def measure(
     # the worker's own view of the same recalls (its last 2,000, uncached and cached): the
     # whole HTTP handler (auth, recall, audit, access event, JSON), against server_took_ms
     # (the recall function alone) and the client's time (the handler plus transport)
-    out["worker_recall_handler"] = answering(client)["latency"]["recall"]
+    answer_latency = answering(client)["latency"]
+    out["worker_recall_handler"] = answer_latency["recall"]
+    out["answering_latency"] = answer_latency  # the recall process's also has its parts
     # 3. in this process, the same queries, once the worker is idle again
     out["settle_s"] = settle(client)
     overlap: list[float] = []

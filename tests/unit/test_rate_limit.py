@@ -147,3 +147,26 @@ def test_from_settings_defaults() -> None:
     rl = RateLimits.from_settings(Settings())
     assert admitted(rl.check_recall, "world", "a-1", 250) == 200
     assert admitted(rl.check_ingest, "world", "a-1", 1100) == 1000
+
+
+def test_the_swept_storage_starts_no_thread_per_check_and_still_expires() -> None:
+    """limits' MemoryStorage starts a Timer thread on almost every call; ours sweeps from
+    one thread, and expired entries still leave (memory stays bounded)."""
+    import threading
+    import time
+
+    from pipelines.rate_limit import RateLimits, SweptMemoryStorage
+
+    limits = RateLimits("unlimited", "unlimited", "1000/second", "unlimited")
+    limits.check_recall("w", "a")
+    before = threading.active_count()
+    for i in range(200):
+        limits.check_recall("w", f"a{i % 7}")
+        time.sleep(0.0002)
+    assert threading.active_count() <= before  # the constructor's one Timer may end
+    storage = SweptMemoryStorage()
+    assert storage.acquire_entry("k", 10, 1)
+    assert storage.events["k"]
+    time.sleep(1.05)
+    storage.expire()
+    assert not storage.events.get("k")
