@@ -60,7 +60,7 @@ class SweptMemoryStorage(MemoryStorage):
     >>> before = threading.active_count()
     >>> all(s.acquire_entry("k", 1000, 60) for _ in range(100))
     True
-    >>> threading.active_count() == before
+    >>> threading.active_count() <= before  # (the constructor's own Timer may end)
     True
     """
 
