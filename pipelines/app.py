@@ -544,7 +544,7 @@ def create_app(
         broker_commit_interval=1.0,
         web_host=settings.web_host,
         web_port=settings.web_port,
-        web_bind=settings.web_host,
+        web_bind=settings.web_bind or settings.web_host,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
     )
     emb = embedder or load_embedder(settings.embedder, settings.embed_threads, settings.embed_batch)

@@ -585,6 +585,15 @@ class HotIndex:
         """The index's lock, for a caller that needs several writes to be one step."""
         return self._lock
 
+    def agent_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
+        """The rows of one agent held here (warm or not), each with its vector as the index
+        holds it (unit length)."""
+        with self._lock:
+            p = self._parts.get((namespace, agent_id))
+            if p is None:
+                return []
+            return [replace(p.rows[i], vector=p.vec[i].copy()) for i in range(p.n)]
+
     def is_warm(self, namespace: str, agent_id: str) -> bool:
         with self._lock:
             p = self._parts.get((namespace, agent_id))

@@ -168,9 +168,8 @@ class RecallMirror:
     def _answer_warm(self, namespace: str, agent_id: str) -> None:
         with self._lock:  # read and send in one step: writes before it are before it
             mine = self._partition_of(agent_id.encode(), self.partitions) in self.owned()
-            rows = self.rows_of(namespace, agent_id) if mine else None
-            state = self.service.agent_state(namespace, agent_id) if mine else None
-            self._send_locked(("warm", namespace, agent_id, rows, state))
+            msg = warm_answer(self.service, self.rows_of, namespace, agent_id, mine)
+            self._send_locked(msg)
             self.warms += 1
 
     def stats(self) -> dict[str, Any]:
@@ -183,3 +182,17 @@ class RecallMirror:
             "not_sent": self.not_sent,
             "warms": self.warms,
         }
+
+
+def warm_answer(
+    service: RecallService, rows_of: RowsOf, namespace: str, agent_id: str, mine: bool
+) -> tuple[Any, ...]:
+    """The answer to the recall process's request to warm an agent: its rows and memory-stage
+    state, or no rows (None) when this worker does not own it. The rows are the L2 table's and
+    those this worker's index holds: a row the store stage wrote through may reach the L2 table
+    later (the memory stage writes it there), and the process skipped it while the agent was
+    cold there (the table's copy comes last, so it is the one kept)."""
+    if not mine:
+        return ("warm", namespace, agent_id, None, None)
+    rows = service.index.agent_rows(namespace, agent_id) + rows_of(namespace, agent_id)
+    return ("warm", namespace, agent_id, rows, service.agent_state(namespace, agent_id))

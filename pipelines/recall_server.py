@@ -36,7 +36,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
@@ -89,6 +89,11 @@ class RemoteRecallService(RecallService):
                 f"the worker did not send {namespace}/{agent_id} in {WARM_TIMEOUT_S:.0f} s"
             )
 
+    def tracks(self, namespace: str, agent_id: str) -> bool:
+        """Whether writes of this agent matter here: it is warm, or a warm request for it is
+        on its way (writes sent before the answer come before it; later ones, after)."""
+        return (namespace, agent_id) in self._waiting or self.index.is_warm(namespace, agent_id)
+
     def loaded(
         self,
         namespace: str,
@@ -117,19 +122,40 @@ class Replica:
         self._partition_of = partition_of
         self.owned: frozenset[int] = frozenset()
         self.store_down_since: float | None = None
-        self.counters = {"messages": 0, "dropped_agents": 0}
+        self.counters = {"messages": 0, "dropped_agents": 0, "rows_skipped": 0}
 
     def owns(self, agent_id: str) -> bool:
         return self._partition_of(agent_id.encode(), self.partitions) in self.owned
 
+    def _tracked(
+        self, items: Sequence[Any], agent_of: Callable[[Any], tuple[str, str]]
+    ) -> list[Any]:
+        """The items about agents this process tracks (``RemoteRecallService.tracks``)."""
+        known: dict[tuple[str, str], bool] = {}
+        out = []
+        for item in items:
+            key = agent_of(item)
+            keep = known.get(key)
+            if keep is None:
+                keep = known[key] = self.service.tracks(*key)
+            if keep:
+                out.append(item)
+        return out
+
     def apply(self, msg: tuple[Any, ...]) -> None:
-        """One message of the worker's feed (see ``pipelines.recall_mirror``)."""
+        """One message of the worker's feed (see ``pipelines.recall_mirror``): writes of the
+        agents it tracks, warm answers, ownership and whether Milvus is away."""
         kind = msg[0]
         self.counters["messages"] += 1
-        if kind == "stored":
-            self.service.index.upsert(msg[1])
+        if kind == "stored":  # only the agents held here: a cold one gets all when warmed
+            rows = self._tracked(msg[1], lambda r: (r.namespace, r.agent_id))
+            if rows:
+                self.service.index.upsert(rows)
+            self.counters["rows_skipped"] += len(msg[1]) - len(rows)
         elif kind == "learned":
-            self.service.apply_lives(msg[1], msg[2], msg[3])
+            lives = self._tracked(msg[1], lambda life: (life[0], life[1]))
+            members = self._tracked(msg[2], lambda m: (m[0], m[1]))
+            self.service.apply_lives(lives, members, msg[3])
         elif kind == "warm":
             self.service.loaded(msg[1], msg[2], msg[3], msg[4])
         elif kind == "owned":  # agents of partitions gone elsewhere leave the index
@@ -372,7 +398,8 @@ class RecallServer:
     async def ready(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"ready": True, "owned_partitions": len(self.replica.owned)})
 
-    async def serve(self, host: str, port: int) -> None:
+    async def serve(self, bind: str, port: int, host: str) -> None:
+        """Listen on ``bind``:``port`` and tell the worker it serves at ``host``:``port``."""
         for topic in (self.access_topic, self.audit_topic):  # metadata now, not at a recall
             self.producer.partitions_for(topic)
         app = web.Application()
@@ -381,7 +408,7 @@ class RecallServer:
         app.router.add_get("/ready", self.ready)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, bind, port).start()
         threading.Thread(target=self.read_forever, name="recall-feed", daemon=True).start()
         with self._send_lock:
             self.conn.send(("up", f"http://{host}:{port}"))
@@ -399,7 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     tune_process(settings)  # the worker's switch interval, BLAS threads and GC thresholds
     server = RecallServer(settings, Connection(args.fd))
-    asyncio.run(server.serve(settings.web_host, settings.recall_port))
+    bind = settings.web_bind or settings.web_host
+    asyncio.run(server.serve(bind, settings.recall_port, settings.web_host))
 
 
 if __name__ == "__main__":  # pragma: no cover - started by pipelines.recall_mirror

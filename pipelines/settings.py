@@ -513,7 +513,17 @@ class Settings(BaseSettings):
         "thread (recall, Kafka I/O) first when the cores are busy. 0 leaves them as they are.",
     )
     data_dir: Path = Field(Path(".data"), description="ARGOS_DATA_DIR: tables, Milvus Lite file.")
-    web_host: str = Field("127.0.0.1", description="ARGOS_WEB_HOST")
+    web_host: str = Field(
+        "127.0.0.1",
+        description="ARGOS_WEB_HOST: the address the other workers reach this one at (Faust's "
+        "canonical URL, where recalls of its agents are routed).",
+    )
+    web_bind: str | None = Field(
+        None,
+        description="ARGOS_WEB_BIND: the address the HTTP servers listen on (default: "
+        "ARGOS_WEB_HOST); 0.0.0.0 in a pod, so `kubectl port-forward` (which connects to "
+        "localhost inside it) reaches them too.",
+    )
     web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")
     recall_port: int = Field(
         0,

@@ -718,8 +718,17 @@ def test_worker_environment_is_complete_and_valid(
     unknown = {k for k in env if k.startswith("ARGOS_")} - SETTINGS_ENV - OTHER_ARGOS_ENV
     assert not unknown, f"no setting reads {sorted(unknown)} (pipelines/settings.py)"
     s = settings_from(env, monkeypatch)
-    # the API is bound to the pod's own address, which is also the URL other workers forward to
-    assert s.web_host == SAMPLE_POD_IP
+    # the pod's own address is the URL other workers forward to; it listens on every address
+    # (so kubectl port-forward, which connects to localhost in the pod, reaches it)
+    assert s.web_host == SAMPLE_POD_IP and s.web_bind == "0.0.0.0"  # noqa: S104
+    # the recall process's port is a named container port, and the Service exposes it
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": s.web_port, "recall": s.recall_port}
+    (svc,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "argos-worker"]
+    assert {p["name"]: p["targetPort"] for p in svc["spec"]["ports"]} == {
+        "http": "http",
+        "recall": "recall",
+    }
     assert c["env"][0] == {
         "name": "ARGOS_WEB_HOST",
         "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},

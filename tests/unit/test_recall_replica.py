@@ -13,6 +13,7 @@ from pipelines.app import partition_of
 from pipelines.embed import load_embedder
 from pipelines.memory_state import MemoryParams
 from pipelines.recall_cache import RecallCache
+from pipelines.recall_mirror import warm_answer
 from pipelines.recall_server import RemoteRecallService, Replica
 from pipelines.scoring import ScoreWeights
 from pipelines.stage_batches import MemoryOut
@@ -30,7 +31,7 @@ def pair() -> tuple[Any, Replica, dict[str, list[Any]], list[tuple[Any, ...]]]:
     sent: list[tuple[Any, ...]] = []
 
     def answer_warm(ns: str, agent: str) -> None:  # the worker's side of a warm request
-        feed(("warm", ns, agent, worker.rows_of(ns, agent), worker.agent_state(ns, agent)))
+        feed(warm_answer(worker, worker.rows_of, ns, agent, True))
 
     replica_service = RemoteRecallService(
         load_embedder("hashing"),
@@ -82,6 +83,20 @@ def test_the_replica_answers_as_the_worker_through_writes_and_lives() -> None:
         ["c-1"],
     )
     assert [m[0] for m in sent].count("warm") == 1
+    assert replica.counters["rows_skipped"] == 20  # the first 20 only: ann was cold then
+
+
+def test_rows_written_while_cold_come_with_the_warm_even_before_the_l2_table_has_them() -> None:
+    emb = load_embedder("hashing")
+    worker, replica, l2, _ = pair()
+    rows = agent_rows(emb, "bob", 12)
+    l2["bob"] = rows[:8]  # the memory stage has not written the last 4 to the L2 table yet
+    worker.stored(rows)  # the store stage wrote all 12 through; bob is cold in the replica
+    assert replica.counters["rows_skipped"] == 12
+    ask = RecallRequest(namespace=NS, agent_id="bob", query="the river crossing", k=20)
+    got = replica.service.recall(ask)
+    assert {h.memory_id for h in got.hits} == {r.memory_id for r in rows}
+    assert ranked(got) == ranked(worker.recall(ask))
 
 
 def test_agents_of_partitions_gone_leave_and_a_warm_without_rows_stays_cold() -> None:
