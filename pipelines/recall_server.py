@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from aiohttp import ClientSession, web
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, set_span_in_context
 
 from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.errors import RejectedError, StoreUnavailableError
@@ -226,8 +226,8 @@ class RecallServer:
         self.switching = RecallSwitching(
             settings.switch_interval_ms / 1000.0, settings.recall_switch_interval_ms / 1000.0
         )
-        # the whole handler, and its parts: applying the feed first, the recall function,
-        # the audit record and access event after it
+        # the whole handler, and its parts: applying the feed first, the recall function;
+        # and the audit record and access event, sent after the response
         self.latency = {k: LatencyWindow() for k in ("recall", "drain", "search", "publish")}
         self.counters = {
             "recalls": 0,
@@ -268,8 +268,8 @@ class RecallServer:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    def _audit(self, rec: Any) -> None:
-        emit(self.tel.logger, rec)
+    def _audit(self, rec: Any, context: Any = None) -> None:
+        emit(self.tel.logger, rec, context)
         key, value = to_kv(rec)
         self.producer.send(self.audit_topic, key=key, value=value)
 
@@ -343,9 +343,9 @@ class RecallServer:
         if self.replica.store_down_since is not None:
             resp = resp.model_copy(update={"degraded": True})
         self.counters["answered"] += 1
-        t1 = time.perf_counter()
-        self._after(req, resp, actor, tid, span)
-        self.latency["publish"].note(time.perf_counter() - t1)
+        # the audit record and the access event once the response is out (the next loop
+        # step): neither changes the answer, and their ~1-7 ms would delay it
+        asyncio.get_running_loop().call_soon(self._after, req, resp, actor, tid, span)
         return web.Response(
             body=resp.model_dump_json().encode(), content_type="application/json", charset="utf-8"
         )
@@ -353,15 +353,18 @@ class RecallServer:
     def _after(
         self, req: RecallRequest, resp: RecallResponse, actor: str, tid: str, span: Any
     ) -> None:
-        """The audit record, and the access event that reinforces what was found."""
+        """The audit record (its log linked to the recall's span), and the access event that
+        reinforces what was found (with the recall's trace context)."""
         from pipelines.web import access_event
 
+        t0 = time.perf_counter()
         when = req.event_time.timestamp() if req.event_time else time.time()
         mids = [h.memory_id for h in resp.hits]
         self._audit(
             recall_record(
                 actor, req.namespace, req.agent_id, mids, tid, when, time.time(), uuid.uuid4().hex
-            )
+            ),
+            set_span_in_context(span),
         )
         if resp.hits:
             fut = self.producer.send(
@@ -371,6 +374,7 @@ class RecallServer:
                 headers=inject_headers(span) or None,
             )
             fut.add_errback(lambda _exc: self._count_failure())
+        self.latency["publish"].note(time.perf_counter() - t0)
 
     def _count_failure(self) -> None:
         self.counters["access_send_failures"] += 1

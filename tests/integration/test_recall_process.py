@@ -4,6 +4,7 @@ reinforce (access events reach the memory stage), and a killed process is starte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess, free_port
 from pipelines.publisher import MemoryPublisher
 from schemas import MemoryEvent, MemoryType
+from tests.integration.kafka_utils import read_topic
 from tests.integration.test_recall import T0, THINGS, _events
 
 pytestmark = pytest.mark.integration
@@ -84,6 +86,17 @@ def test_recall_process_answers_like_the_worker_and_survives_a_kill(
     for i in range(5):
         assert client.recall(ns, "ann", f"water from the river, question {i}", k=3).hits
     assert client.wait_counter("lifecycle_inputs", before + 5, timeout=60) >= before + 5
+    # and each is audited on argos.audit (written after its response)
+    answered = int(client.recall_stats()["answered"])
+
+    def recalls(records: list[object]) -> list[dict[str, object]]:
+        out = [json.loads(r.value) for r in records]  # type: ignore[attr-defined]
+        return [a for a in out if a["action"] == "recall"]
+
+    topic = worker.prefix + ".audit"
+    audited = recalls(read_topic(worker.bootstrap, topic, lambda r: len(recalls(r)) >= answered))
+    assert len(audited) >= answered and {a["agent_id"] for a in audited} == {"ann"}
+    assert all(a["trace_id"] for a in audited)
 
     # killed: the worker starts it again, and it answers (warmed again from the worker)
     proc = client.stats()["recall_process"]
