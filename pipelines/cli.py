@@ -126,11 +126,18 @@ def recall(
     token: Annotated[
         str | None, typer.Option(envvar="ARGOS_TOKEN", help="Bearer token of the recall API.")
     ] = None,
+    recall_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ARGOS_RECALL_URL",
+            help="The worker's recall process (ARGOS_RECALL_PORT), e.g. http://127.0.0.1:6067.",
+        ),
+    ] = None,
 ) -> None:
     """Ask a worker what an agent remembers that is like QUERY."""
     from pipelines.client import MemoryClient
 
-    with MemoryClient(url, token=token) as client:
+    with MemoryClient(url, token=token, recall_url=recall_url) as client:
         resp = client.recall(namespace, agent, query, k=k)
     print_recall(resp)
 

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.client import MemoryClient
-from pipelines.processes import WorkerProcess
+from pipelines.processes import WorkerProcess, free_port
 from pipelines.publisher import MemoryPublisher
 from pipelines.settings import Settings
 from pipelines.simulation import Population, malformed_events
@@ -108,14 +108,17 @@ def run_demo(
             "ARGOS_ENCRYPTION_KEYS": secrets["keys"],
             "ARGOS_TOKENS": json.dumps(tokens),
             "ARGOS_OTEL_CONSOLE_FILE": str(DEMO_DIR / "worker" / "otel.jsonl"),
+            # recalls answered by a process of their own (pipelines/recall_server.py)
+            "ARGOS_RECALL_PORT": str(free_port()),
         },
     )
     with console.status("starting a worker (ingest → embed → store, recall API)..."):
         worker.start()
-    client = MemoryClient(worker.url, token=secrets["reader"])
+    client = MemoryClient(worker.url, token=secrets["reader"], recall_url=worker.recall_url)
     stats = client.stats()
     console.print(
-        f"[bold]Worker[/] {worker.url}  embedder={stats['embedder']}  log={worker.log_path}"
+        f"[bold]Worker[/] {worker.url}  recalls={worker.recall_url}  "
+        f"embedder={stats['embedder']}  log={worker.log_path}"
     )
     console.print(
         f"[bold]Secured[/] content encrypted at rest (key demo1), tokens in "

@@ -47,7 +47,7 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.errors import RejectedError, StoreUnavailableError
 from pipelines.recall import RecallService
-from pipelines.runtime import RecallSwitching, tune_process
+from pipelines.runtime import RecallSwitching, freeze_start_up, tune_process
 from pipelines.settings import Settings
 from pipelines.stats import LatencyWindow
 from pipelines.telemetry import inject_headers, setup_telemetry
@@ -430,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     tune_process(settings)  # the worker's switch interval, BLAS threads and GC thresholds
     server = RecallServer(settings, Connection(args.fd))
+    freeze_start_up(settings)  # what loading made (the model, modules) is never scanned again
     bind = settings.web_bind or settings.web_host
     asyncio.run(server.serve(bind, settings.recall_port, settings.web_host))
 
