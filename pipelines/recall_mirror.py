@@ -191,8 +191,13 @@ def warm_answer(
     state, or no rows (None) when this worker does not own it. The rows are the L2 table's and
     those this worker's index holds: a row the store stage wrote through may reach the L2 table
     later (the memory stage writes it there), and the process skipped it while the agent was
-    cold there (the table's copy comes last, so it is the one kept)."""
+    cold there (the table's copy comes last, so it is the one kept). When the worker's index
+    holds the agent warm (all its rows, and every write since), its rows alone: no scan of the
+    L2 table's keys (~0.25 s at 100k memories)."""
     if not mine:
         return ("warm", namespace, agent_id, None, None)
-    rows = service.index.agent_rows(namespace, agent_id) + rows_of(namespace, agent_id)
+    index = service.index
+    with index.locked():  # no eviction between the two
+        held, complete = index.agent_rows(namespace, agent_id), index.is_warm(namespace, agent_id)
+    rows = held if complete else held + rows_of(namespace, agent_id)
     return ("warm", namespace, agent_id, rows, service.agent_state(namespace, agent_id))

@@ -794,8 +794,9 @@ def test_probes_and_ports(overlay: tuple[str, list[Doc]], monkeypatch: pytest.Mo
     _, docs = overlay
     sts, c = worker(docs)
     s = settings_from(container_env(docs, c), monkeypatch)
-    (port,) = c["ports"]
+    port, recall = c["ports"]
     assert port["containerPort"] == s.web_port
+    assert recall == {"name": "recall", "containerPort": s.recall_port}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port["name"]}
     for probe in ("livenessProbe", "startupProbe"):
         assert c[probe]["httpGet"]["port"] == port["name"]
@@ -807,7 +808,10 @@ def test_probes_and_ports(overlay: tuple[str, list[Doc]], monkeypatch: pytest.Mo
     for svc in kinds(docs, "Service"):
         if svc["metadata"]["name"].startswith("argos-worker"):
             assert svc["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
-            assert [p["targetPort"] for p in svc["spec"]["ports"]] == [port["name"]]
+            assert [p["targetPort"] for p in svc["spec"]["ports"]] in (
+                [port["name"]],  # the headless Service: the workers' own API, for routing
+                [port["name"], recall["name"]],  # the client-facing one
+            )
     headless = one(docs, "Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"
     pdb = one(docs, "PodDisruptionBudget")

@@ -124,3 +124,17 @@ def test_an_unknown_message_is_ignored_and_counted(caplog: pytest.LogCaptureFixt
     replica.apply(("no-such-kind",))
     assert replica.counters["messages"] == n + 1
     assert "unknown message" in caplog.text
+
+
+def test_an_agent_warm_in_the_worker_is_sent_from_its_index_without_the_l2_scan() -> None:
+    emb = load_embedder("hashing")
+    worker, replica, l2, _ = pair()
+    l2["cy"] = agent_rows(emb, "cy", 6)
+    worker.stored(l2["cy"])
+    ask = RecallRequest(namespace=NS, agent_id="cy", query="the river crossing", k=10)
+    want = ranked(worker.recall(ask))  # the worker's index holds cy warm now
+    scans: list[str] = []
+    rows_of = worker.rows_of
+    worker.rows_of = lambda ns, agent: scans.append(agent) or rows_of(ns, agent)
+    l2["cy"] = []  # were the table read, the replica would miss every row
+    assert ranked(replica.service.recall(ask)) == want and scans == []
