@@ -206,6 +206,13 @@ def headline(name: str, d: dict[str, Any]) -> str:
     return "see the JSON"
 
 
+# results of a benchmark's variant runs worth a line of their own: file name -> benchmark
+VARIANT_RESULTS = {
+    # the recall process (ARGOS_RECALL_PORT) beside the worker's own /recall, at 100k
+    "recall_http_recall_process100k": "recall_http",
+}
+
+
 def summary(results: Path) -> str:
     lines = [
         "# Benchmark summary",
@@ -217,7 +224,7 @@ def summary(results: Path) -> str:
         "| benchmark | when, machine | headline |",
         "|---|---|---|",
     ]
-    for name in BENCHES:
+    for name, kind in [(b, b) for b in BENCHES] + list(VARIANT_RESULTS.items()):
         path = results / f"{name}.json"
         if not path.exists():
             lines.append(f"| {name} | — | not run yet |")
@@ -226,7 +233,7 @@ def summary(results: Path) -> str:
         m = d.get("machine", {})
         when = f"{m.get('date', '?')[:16]}, {m.get('cpu', '?')}, {m.get('cores', '?')} cores"
         try:
-            text = headline(name, d)
+            text = headline(kind, d)
         except (KeyError, TypeError, IndexError) as exc:
             text = f"see the JSON ({type(exc).__name__}: {exc})"
         lines.append(f"| [{name}]({name}.json) | {when} | {text} |")
