@@ -62,7 +62,7 @@ from pipelines.client import MemoryClient
 from pipelines.embed import HashingEmbedder
 from pipelines.embed_stage import text_of
 from pipelines.hot_index import HotIndex, RecallFilters
-from pipelines.processes import WorkerProcess, free_port
+from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
@@ -467,9 +467,6 @@ def run_one(
     rows = list(stored_rows(events, embedder))
     out["local_build_s"] = time.perf_counter() - t0
     prefix = f"rhttp-{uuid.uuid4().hex[:8]}"
-    variant_env = dict(variant_env or {})
-    if variant_env.get("ARGOS_RECALL_PORT") == "free":  # a recall process on a free port
-        variant_env["ARGOS_RECALL_PORT"] = str(free_port())
     worker = WorkerProcess(
         bootstrap,
         tmp / prefix,

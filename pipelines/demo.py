@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.client import MemoryClient
-from pipelines.processes import WorkerProcess, free_port
+from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.settings import Settings
 from pipelines.simulation import Population, malformed_events
@@ -109,7 +109,7 @@ def run_demo(
             "ARGOS_TOKENS": json.dumps(tokens),
             "ARGOS_OTEL_CONSOLE_FILE": str(DEMO_DIR / "worker" / "otel.jsonl"),
             # recalls answered by a process of their own (pipelines/recall_server.py)
-            "ARGOS_RECALL_PORT": str(free_port()),
+            "ARGOS_RECALL_PORT": "free",
         },
     )
     with console.status("starting a worker (ingest → embed → store, recall API)..."):

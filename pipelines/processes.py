@@ -22,7 +22,9 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    """``argos worker`` in a child process, with its own data folder, port and log file."""
+    """``argos worker`` in a child process, with its own data folder, port and log file.
+    ``ARGOS_RECALL_PORT=free`` in ``extra_env`` gives its recall process a free port
+    (``recall_url``; the client ``start`` returns sends recalls there)."""
 
     def __init__(
         self,
@@ -51,9 +53,13 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        # the recall process (ARGOS_RECALL_PORT, "free": any free port), when the worker has one
+        if self.env.get("ARGOS_RECALL_PORT") == "free":
+            self.env["ARGOS_RECALL_PORT"] = str(free_port())
         recall_port = self.env.get("ARGOS_RECALL_PORT")
-        # the recall process (ARGOS_RECALL_PORT), when the worker has one
-        self.recall_url = f"http://127.0.0.1:{recall_port}" if recall_port else None
+        self.recall_url = (
+            f"http://127.0.0.1:{recall_port}" if recall_port and recall_port != "0" else None
+        )
 
     @classmethod
     def fresh(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from pipelines.client import MemoryClient
-from pipelines.processes import WorkerProcess, free_port
+from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from schemas import MemoryEvent, MemoryType
 from tests.integration.kafka_utils import read_topic
@@ -29,7 +29,7 @@ def _ranked(resp: object) -> list[tuple[str, float]]:
 def test_recall_process_answers_like_the_worker_and_survives_a_kill(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    worker = start_worker(embedder="hashing", extra_env={"ARGOS_RECALL_PORT": str(free_port())})
+    worker = start_worker(embedder="hashing", extra_env={"ARGOS_RECALL_PORT": "free"})
     assert worker.recall_url is not None
     direct = MemoryClient(worker.url)  # the worker's own /recall
     client = MemoryClient(worker.url, recall_url=worker.recall_url)
