@@ -60,6 +60,7 @@ class RecallMirror:
         self._lock = threading.Lock()  # one sender at a time; snapshots read under it
         self._stopping = threading.Event()
         self._last: tuple[frozenset[int], float | None] | None = None
+        self._served = False  # the current process said it serves
         self.starts = self.sent = self.not_sent = self.warms = 0
 
     # -- process ----------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class RecallMirror:
         theirs.close()
         conn = Connection(mine.detach())
         with self._lock:
-            self.conn, self._last = conn, None
+            self.conn, self._last, self._served = conn, None, False
             self._up.clear()
         self.starts += 1
         threading.Thread(
@@ -98,10 +99,18 @@ class RecallMirror:
         return self._up.wait(timeout)
 
     def _supervise(self) -> None:
+        backoff = 0.0  # grows while the process keeps exiting before it serves
         while not self._stopping.wait(0.2):
             proc = self.proc
             if proc is not None and proc.poll() is not None:
-                log.warning("recall process exited with %s: starting it again", proc.returncode)
+                backoff = min(30.0, backoff * 2 or 1.0) if not self._served else 0.0
+                log.warning(
+                    "recall process exited with %s: starting it again in %.0f s",
+                    proc.returncode,
+                    backoff,
+                )
+                if self._stopping.wait(backoff):
+                    return
                 self._spawn()
                 continue
             if self.is_up():
@@ -158,10 +167,15 @@ class RecallMirror:
                 msg = conn.recv()
                 if msg[0] == "up":
                     self.url = msg[1]
+                    self._served = True
                     self._up.set()
                     log.info("recall process serving on %s", self.url)
                 elif msg[0] == "warm?":
-                    self._answer_warm(msg[1], msg[2])
+                    try:
+                        self._answer_warm(msg[1], msg[2])
+                    except Exception:  # answered "not here": the process asks the worker
+                        log.exception("recall process: warming %s/%s failed", msg[1], msg[2])
+                        self.send(("warm", msg[1], msg[2], None, None))
         except (EOFError, OSError):
             self._up.clear()
 

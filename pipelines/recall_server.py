@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
@@ -417,7 +418,15 @@ class RecallServer:
         with self._send_lock:
             self.conn.send(("up", f"http://{host}:{port}"))
         log.info("recall process serving on http://%s:%d", host, port)
-        await asyncio.Event().wait()  # until the worker ends it (SIGTERM, or end of file)
+        stop = asyncio.Event()  # SIGTERM from the worker; its end of the socket ends it too
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+        self.producer.flush(10)  # the last access events and audit records
+        self.producer.close(10)
+        self.tel.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:
