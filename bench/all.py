@@ -210,6 +210,7 @@ def headline(name: str, d: dict[str, Any]) -> str:
 VARIANT_RESULTS = {
     # the recall process (ARGOS_RECALL_PORT) beside the worker's own /recall, at 100k
     "recall_http_recall_process100k": "recall_http",
+    "recall_http_recall_process100k_underload": "recall_http",
 }
 
 
