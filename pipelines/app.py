@@ -55,9 +55,7 @@ from pipelines.population import PopulationParams, population_batch
 from pipelines.publisher import TOKEN_HEADER
 from pipelines.rate_limit import RateLimits
 from pipelines.recall import RecallService
-from pipelines.recall_cache import RecallCache
 from pipelines.runtime import stage_pool
-from pipelines.scoring import ScoreWeights
 from pipelines.settings import Settings
 from pipelines.stage_batches import (
     BatchOut,
@@ -581,26 +579,13 @@ def create_app(
         archive=archive_store,
         keyring=keyring,
         memory_params=settings.memory_params(),
-        recall=RecallService(
+        recall=RecallService.from_settings(
+            settings,
             emb,
             vstore,
             archive_store,
-            settings.memory_params(),
-            ScoreWeights(
-                settings.recall_w_relevance,
-                settings.recall_w_recency,
-                settings.recall_w_importance,
-                settings.recall_w_lexical,
-            ),
-            RecallCache(
-                results_bytes=int(settings.l1_results_mb * 2**20),
-                records_bytes=int(settings.l1_records_mb * 2**20),
-                embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
-            ),
             state_of=lambda key: pipe.agent_state(key),
             rows_of=lambda ns, agent: pipe.hot_rows(ns, agent),
-            max_bytes=int(settings.hot_index_mb * 2**20),
-            spatial_cell=settings.spatial_cell or None,
         ),
         population_params=PopulationParams(
             join_threshold=settings.population_join,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pipelines.embed import Embedder
 from pipelines.errors import ConfigurationError
@@ -36,6 +36,9 @@ from pipelines.scoring import ScoreWeights
 from pipelines.stage_batches import MemoryOut
 from pipelines.store import StoredMemory, VectorStore
 from schemas import RecallRequest, RecallResponse
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
 
 LIVE_NAMES = frozenset(s.value for s in LIVE)
 
@@ -80,6 +83,43 @@ class RecallService:
         # each write-through, as a message, once applied here (``pipelines.recall_mirror``
         # copies them to the recall process); None: nobody listens
         self.on_write: Callable[[tuple[Any, ...]], None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        embedder: Embedder,
+        store: VectorStore | None,
+        archive: VectorStore | None,
+        state_of: StateOf,
+        rows_of: RowsOf | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """The service with the settings' lifecycle, score weights, L1 sizes, hot-index bound
+        and spatial cell (the worker's and the recall process's alike); ``kwargs`` go to a
+        subclass."""
+        return cls(
+            embedder,
+            store,
+            archive,
+            settings.memory_params(),
+            ScoreWeights(
+                settings.recall_w_relevance,
+                settings.recall_w_recency,
+                settings.recall_w_importance,
+                settings.recall_w_lexical,
+            ),
+            RecallCache(
+                results_bytes=int(settings.l1_results_mb * 2**20),
+                records_bytes=int(settings.l1_records_mb * 2**20),
+                embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
+            ),
+            state_of=state_of,
+            rows_of=rows_of,
+            max_bytes=int(settings.hot_index_mb * 2**20),
+            spatial_cell=settings.spatial_cell or None,
+            **kwargs,
+        )
 
     # -- writes (from the stages) ---------------------------------------------------------------
 

@@ -180,31 +180,11 @@ class RecallServer:
         from pipelines.app import ACCESS, AUDIT
         from pipelines.embed import load_embedder
         from pipelines.rate_limit import RateLimits
-        from pipelines.recall_cache import RecallCache
-        from pipelines.scoring import ScoreWeights
 
         self.settings, self.conn = settings, conn
         emb = load_embedder(settings.embedder, 1, settings.embed_batch)
-        self.service = RemoteRecallService(
-            emb,
-            None,
-            None,
-            settings.memory_params(),
-            ScoreWeights(
-                settings.recall_w_relevance,
-                settings.recall_w_recency,
-                settings.recall_w_importance,
-                settings.recall_w_lexical,
-            ),
-            RecallCache(
-                results_bytes=int(settings.l1_results_mb * 2**20),
-                records_bytes=int(settings.l1_records_mb * 2**20),
-                embeddings_bytes=int(settings.l1_embeddings_mb * 2**20),
-            ),
-            state_of=lambda key: None,
-            max_bytes=int(settings.hot_index_mb * 2**20),
-            spatial_cell=settings.spatial_cell or None,
-            ask=self._ask_warm,
+        self.service = RemoteRecallService.from_settings(
+            settings, emb, None, None, state_of=lambda key: None, ask=self._ask_warm
         )
         emb.embed_many(["warm up the model before the first recall"] * 2)
         self.policy = AccessPolicy.from_settings(settings)
