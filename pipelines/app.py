@@ -55,6 +55,7 @@ from pipelines.population import PopulationParams, population_batch
 from pipelines.publisher import TOKEN_HEADER
 from pipelines.rate_limit import RateLimits
 from pipelines.recall import RecallService
+from pipelines.recall_routes import RecallRoutes
 from pipelines.runtime import stage_pool
 from pipelines.settings import Settings
 from pipelines.stage_batches import (
@@ -140,6 +141,8 @@ class Pipeline:
     policy: AccessPolicy | None = None
     limits: RateLimits | None = None
     recall_mirror: Any = None  # pipelines.recall_mirror.RecallMirror (ARGOS_RECALL_PORT)
+    # other workers' recall processes, where their agents' recalls are routed
+    recall_routes: RecallRoutes = field(default_factory=RecallRoutes)
     # (stage, topic, partition) -> the next offset that stage will read (for the lag gauge)
     positions: dict[tuple[str, str, int], int] | None = None
     # stage -> (topic, partition) -> the offset it expects next from Kafka (``take``)
@@ -209,6 +212,19 @@ class Pipeline:
             return frozenset()
         name = table.changelog_topic.get_topic_name()
         return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
+
+    def partition_owners(self) -> dict[int, str]:
+        """Partition -> the URL of the worker that owns its agents now (every worker's, from
+        the group's assignment; empty while this worker rebalances)."""
+        table = self.memory_table
+        if table is None or self.app.rebalancing:
+            return {}
+        name = table.changelog_topic.get_topic_name()
+        return {
+            p: str(url).rstrip("/")
+            for url, topics in self.app.assignor.table_metadata(name).items()
+            for p in topics.get(name, ())
+        }
 
     def hot_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
         """An agent's rows in the L2 table (one scan of the keys this worker holds)."""

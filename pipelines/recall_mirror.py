@@ -9,7 +9,9 @@ restarts it if it exits, and keeps it fed:
 - each warm request answered with the agent's rows (the L2 table) and memory-stage state, read
   and sent under the same lock as the writes, so the process applies them in order with them;
   ``None`` when this worker does not own the agent;
-- the partitions this worker owns, and whether Milvus is away, whenever they change.
+- the partitions this worker owns, which worker owns each of the others (the process routes
+  their recalls there: ``pipelines.recall_routes``), and whether Milvus is away, whenever
+  they change.
 
 Writes made before a (re)started process says it is up are not sent: every agent is cold in a
 new process, and its first recall warms it from the worker's tables, which hold them. A write
@@ -47,11 +49,12 @@ class RecallMirror:
         owned: Callable[[], frozenset[int]],
         partitions: int,
         store_down: Callable[[], float | None] = lambda: None,
+        owners: Callable[[], dict[int, str]] = dict,
     ) -> None:
         from pipelines.app import partition_of
 
         self.service, self.rows_of, self.owned = service, rows_of, owned
-        self.partitions, self.store_down = partitions, store_down
+        self.partitions, self.store_down, self.owners = partitions, store_down, owners
         self._partition_of = partition_of
         self.proc: subprocess.Popen[bytes] | None = None
         self.conn: Connection | None = None
@@ -59,7 +62,7 @@ class RecallMirror:
         self._up = threading.Event()
         self._lock = threading.Lock()  # one sender at a time; snapshots read under it
         self._stopping = threading.Event()
-        self._last: tuple[frozenset[int], float | None] | None = None
+        self._last: tuple[frozenset[int], float | None, dict[int, str]] | None = None
         self._served = False  # the current process said it serves
         self.starts = self.sent = self.not_sent = self.warms = 0
 
@@ -117,12 +120,13 @@ class RecallMirror:
                 self._push_state()
 
     def _push_state(self) -> None:
-        now = (self.owned(), self.store_down())
+        now = (self.owned(), self.store_down(), self.owners())
         if now == self._last:
             return
         self._last = now
         self.send(("owned", self.partitions, now[0]))
         self.send(("store_down", now[1]))
+        self.send(("owners", now[2]))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

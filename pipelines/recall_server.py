@@ -10,9 +10,10 @@ with a hot index of its own, and feeds it through a socket pair:
   near-duplicates forgotten), in the order the worker applied them;
 - an agent's rows and memory-stage state when this process asks to warm it (the same data the
   worker's own ``RecallService.warm`` reads: its L2 table and its memory table);
-- the partitions the worker owns (a recall of an agent it does not own is sent on to the
-  worker's own ``/recall``, which routes it to the owner), and whether Milvus is away
-  (answers are then marked degraded).
+- the partitions the worker owns and which worker owns each of the others: a recall of an
+  agent it does not own goes to the owner's recall process, or the owner's ``/recall`` if it
+  has none (``pipelines.recall_routes``; to this worker's ``/recall``, which routes it, while
+  the owner is not known); and whether Milvus is away (answers are then marked degraded).
 
 Read-your-writes: a recall first applies every message already in the socket. The worker
 sends a row before its store batch counts as stored, so a memory is recallable here as soon as
@@ -48,6 +49,7 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.errors import RejectedError, StoreUnavailableError
 from pipelines.recall import RecallService
+from pipelines.recall_routes import ROUTED_HEADER, RecallRoutes
 from pipelines.runtime import RecallSwitching, freeze_start_up, tune_process
 from pipelines.settings import Settings
 from pipelines.stats import LatencyWindow
@@ -122,11 +124,17 @@ class Replica:
         self.service, self.partitions = service, partitions
         self._partition_of = partition_of
         self.owned: frozenset[int] = frozenset()
+        self.owners: dict[int, str] = {}  # partition -> the worker that owns it (its URL)
         self.store_down_since: float | None = None
         self.counters = {"messages": 0, "dropped_agents": 0, "rows_skipped": 0}
 
     def owns(self, agent_id: str) -> bool:
         return self._partition_of(agent_id.encode(), self.partitions) in self.owned
+
+    def owner_of(self, agent_id: str) -> str | None:
+        """The URL of the worker that owns this agent, as the worker last said (None: not
+        known, e.g. while it rebalances)."""
+        return self.owners.get(self._partition_of(agent_id.encode(), self.partitions))
 
     def _tracked(
         self, items: Sequence[Any], agent_of: Callable[[Any], tuple[str, str]]
@@ -164,6 +172,8 @@ class Replica:
             self.counters["dropped_agents"] += self.service.index.drop_agents(
                 lambda ns, agent: self.owns(agent)
             )
+        elif kind == "owners":
+            self.owners = dict(msg[1])
         elif kind == "store_down":
             self.store_down_since = msg[1]
         else:
@@ -204,6 +214,7 @@ class RecallServer:
         self.access_topic = settings.topic(ACCESS)
         self.audit_topic = settings.topic(AUDIT)
         self.worker_url = f"http://{settings.web_host}:{settings.web_port}"
+        self.routes = RecallRoutes()  # other workers' recall processes
         self.switching = RecallSwitching(
             settings.switch_interval_ms / 1000.0, settings.recall_switch_interval_ms / 1000.0
         )
@@ -298,8 +309,9 @@ class RecallServer:
             self.policy.authorize_read(principal, req.namespace, req.agent_id)
         except RejectedError as exc:
             return self._refused(exc, actor, req.namespace, req.agent_id, tid)
-        if not self.replica.owns(req.agent_id):  # the worker answers or routes it (and limits)
-            return await self._forward(body, auth)
+        routed = request.headers.get(ROUTED_HEADER) is not None
+        if not self.replica.owns(req.agent_id):  # the owner answers it (and counts its limits)
+            return await self._forward(body, auth, req.agent_id, routed)
         try:
             self.limits.check_recall(req.namespace, req.agent_id)
         except RejectedError as exc:
@@ -315,7 +327,8 @@ class RecallServer:
                     self._warm_pool, self.service.warm, req.namespace, req.agent_id
                 )
                 if self.service.index.warm_rows(req.namespace, req.agent_id) is None:
-                    return await self._forward(body, auth)  # the worker no longer owns it
+                    # the worker no longer owns it: the worker answers or routes it
+                    return await self._forward(body, auth, req.agent_id, routed)
             t1 = time.perf_counter()
             resp = self.service.recall(req)
             self.latency["search"].note(time.perf_counter() - t1)
@@ -360,11 +373,25 @@ class RecallServer:
     def _count_failure(self) -> None:
         self.counters["access_send_failures"] += 1
 
-    async def _forward(self, body: bytes, auth: str | None) -> web.StreamResponse:
+    async def _forward(
+        self, body: bytes, auth: str | None, agent_id: str, routed: bool
+    ) -> web.StreamResponse:
+        """A recall of an agent this worker does not own: to the owner's recall process (or
+        its ``/recall``) when the worker said who owns it, else to the worker's ``/recall``,
+        which routes it. One already routed here goes to the worker marked routed: answered
+        there (one hop, as in the worker)."""
         self.counters["forwarded"] += 1
         if self._http is None:
             self._http = ClientSession()
-        headers = {"Content-Type": "application/json", **({"Authorization": auth} if auth else {})}
+        owner = None if routed else self.replica.owner_of(agent_id)
+        if owner is not None and owner != self.worker_url:
+            text, status = await self.routes.post(self._http, owner, body, auth)
+            return web.Response(body=text, status=status, content_type="application/json")
+        headers = {
+            "Content-Type": "application/json",
+            **({"Authorization": auth} if auth else {}),
+            **({ROUTED_HEADER: "1"} if routed else {}),
+        }
         async with self._http.post(f"{self.worker_url}/recall", data=body, headers=headers) as r:
             text = await r.read()
             return web.Response(body=text, status=r.status, content_type="application/json")
@@ -375,6 +402,7 @@ class RecallServer:
                 **self.counters,
                 **self.replica.counters,
                 "owned_partitions": sorted(self.replica.owned),
+                "routes": self.routes.stats(),
                 "recall": self.service.stats(),
                 "latency": {k: w.summary() for k, w in self.latency.items()},
             }

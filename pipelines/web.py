@@ -22,6 +22,7 @@ from pipelines.population import NamespaceClusters
 from pipelines.population import from_state as population_from_state
 from pipelines.population import near as population_near
 from pipelines.population import summary as population_summary
+from pipelines.recall_routes import ROUTED_HEADER
 from pipelines.runtime import RecallSwitching
 from pipelines.telemetry import inject_headers
 from schemas import AccessEvent, RecallRequest, RecallResponse
@@ -29,8 +30,7 @@ from schemas import AccessEvent, RecallRequest, RecallResponse
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
 
-
-ROUTED_HEADER = "X-Argos-Routed"
+__all__ = ["ROUTED_HEADER", "register_routes"]
 
 
 def invalid_recall(exc: ValidationError) -> dict[str, Any]:
@@ -59,6 +59,7 @@ def register_routes(pipe: Pipeline) -> None:
     count_pool = ThreadPoolExecutor(1, thread_name_prefix="count")
 
     tel, policy, limits = pipe.telemetry, pipe.policy, pipe.limits
+    recall_routes = pipe.recall_routes
     # a shorter GIL switch interval while a recall is answered (the GIL convoy, see runtime)
     switching = RecallSwitching(
         pipe.settings.switch_interval_ms / 1000.0, pipe.settings.recall_switch_interval_ms / 1000.0
@@ -99,7 +100,7 @@ def register_routes(pipe: Pipeline) -> None:
         """The owner's answer when another worker owns ``key`` of ``table`` (default: the agent
         ``key`` of the memory table, whose memories, hot index and state live there; the
         population table's keys are namespaces), else None: answer here. One hop only (the
-        header marks it)."""
+        header marks it). A recall goes to the owner's recall process when it has one."""
         table = pipe.memory_table if table is None else table
         if request.headers.get(ROUTED_HEADER) or table is None:
             return None
@@ -110,6 +111,15 @@ def register_routes(pipe: Pipeline) -> None:
         here = app.conf.canonical_url  # a yarl URL, like ``owner``
         if (owner.host, owner.port) == (here.host, here.port):
             return None
+        if request.path == "/recall" and body is not None:
+            out, status = await recall_routes.post(
+                app.http_client,
+                str(owner.with_path("")),
+                body,
+                request.headers.get("Authorization"),
+            )
+            pipe.stats.routed += 1
+            return out.decode(), status
         url = owner.with_path(request.path).with_query(request.query)
         headers = {
             ROUTED_HEADER: "1",
@@ -230,6 +240,7 @@ def register_routes(pipe: Pipeline) -> None:
                 "operations": pipe.ops.summary(),
                 "partition_load": pipe.partition_load.report() if pipe.partition_load else None,
                 "recall_process": pipe.recall_mirror.stats() if pipe.recall_mirror else None,
+                "recall_routes": recall_routes.stats(),
                 "latency": {k: w.summary() for k, w in pipe.latency.items()},
                 "store_down_s": (
                     time.time() - pipe.store_down_since if pipe.store_down_since else None

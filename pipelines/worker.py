@@ -60,6 +60,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             pipe.owned_partitions,
             settings.topic_partitions,
             lambda: pipe.store_down_since,
+            pipe.partition_owners,
         ).start()
     pipe.gc_pauses.frozen = freeze_start_up(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pipelines.client import MemoryClient
+from pipelines.client import MemoryClient, wait_until_settled
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from schemas import MemoryEvent, MemoryType
@@ -115,3 +115,65 @@ def test_recall_process_answers_like_the_worker_and_survives_a_kill(
     again = client.recall(ns, "ann", "drinking water", k=10)
     assert {h.memory_id for h in again.hits} == {t[0] for t in THINGS} | {"fresh-well"}
     assert client.recall_stats()["forwarded"] == 0
+
+
+def test_recalls_of_another_workers_agents_go_to_its_recall_process(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Two workers with recall processes: a recall of the other worker's agent, asked of
+    either this worker's recall process or its own /recall, is answered by the owner's recall
+    process (not the owner's event loop), with the same hits as the owner gives."""
+    env = {"ARGOS_RECALL_PORT": "free", "ARGOS_TOPIC_PARTITIONS": "4"}
+    first = start_worker(embedder="hashing", extra_env=env)
+    prefix = first.env["ARGOS_TOPIC_PREFIX"]
+    second = start_worker(topic_prefix=prefix, ready_timeout=300, embedder="hashing", extra_env=env)
+    workers = [first, second]
+    clients = [MemoryClient(w.url, recall_url=w.recall_url) for w in workers]
+    wait_until_settled(clients)
+    ns = "recall-process-routing"
+    agents = [f"agent-{i}" for i in range(8)]
+    with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
+        for agent in agents:
+            pub.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
+    total = len(agents) * len(THINGS)
+    deadline = time.monotonic() + 180
+    while sum(c.count(ns) for c in clients) < total and time.monotonic() < deadline:
+        time.sleep(1.0)
+    counts = [c.count(ns) for c in clients]
+    assert sum(counts) == total and all(counts), counts
+    # each recall process knows which worker owns every partition
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = [c.recall_stats() for c in clients]
+        if all(len(s["owned_partitions"]) for s in seen):
+            break
+        time.sleep(0.5)
+    owned = [set(s["owned_partitions"]) for s in seen]
+    assert owned[0] and owned[1] and not owned[0] & owned[1], owned
+    before = [c.recall_stats() for c in clients]
+    direct = [MemoryClient(w.url) for w in workers]  # each worker's own /recall
+    for agent in agents:
+        answers = [
+            [h.memory_id for h in c.recall(ns, agent, "drinking water", k=5).hits]
+            for c in clients + direct
+        ]
+        assert all(a == answers[0] for a in answers), answers
+        assert len(answers[0]) == 5 and all(m.startswith(f"{agent}:") for m in answers[0])
+    after = [c.recall_stats() for c in clients]
+    # every recall process answered the recalls of its worker's agents, whoever was asked:
+    # 4 asks per agent (two recall processes, two workers' own /recall), the owner's own
+    # /recall answers its own, so at least 3 per agent reach the owner's recall process
+    answered = [a["answered"] - b["answered"] for a, b in zip(after, before, strict=True)]
+    assert sum(answered) >= 3 * len(agents), answered
+    routed_in = sum(a["routes"]["to_recall_process"] for a in after)
+    worker_routes = [c.stats()["recall_routes"] for c in clients]
+    print(
+        "answered per recall process:",
+        answered,
+        "routes:",
+        [a["routes"] for a in after],
+        worker_routes,
+    )
+    assert routed_in >= 1 and all(a["routes"]["to_worker"] == 0 for a in after)
+    assert all(r["to_recall_process"] >= 1 and r["to_worker"] == 0 for r in worker_routes)
+    assert all(set(r["known"].values()) <= {w.recall_url for w in workers} for r in worker_routes)
