@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -226,13 +226,20 @@ class Pipeline:
             for p in topics.get(name, ())
         }
 
-    def hot_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
-        """An agent's rows in the L2 table (one scan of the keys this worker holds)."""
+    def hot_rows(
+        self, namespace: str, agent_id: str, besides: Container[str] = ()
+    ) -> list[StoredMemory]:
+        """An agent's rows in the L2 table (one scan of the keys this worker holds), but for
+        the memory ids in ``besides`` (rows never change: a caller that holds some need not
+        have them read and decrypted again)."""
         if self.hot_table is None:
             return []
         prefix = hot_key(namespace, agent_id, "")
+        n = len(prefix)
         rows = []
         for key in [k for k in list(self.hot_table.data.keys()) if k.startswith(prefix)]:
+            if besides and key[n:].decode() in besides:
+                continue
             raw = self.state(self.hot_table, key)
             if raw is not None:
                 rows.append(StoredMemory.from_bytes(raw))

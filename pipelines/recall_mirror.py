@@ -27,16 +27,19 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from multiprocessing.connection import Connection
 from typing import Any
 
 from pipelines.milvus_server import _die_with_parent
-from pipelines.recall import RecallService, RowsOf
+from pipelines.recall import RecallService
+from pipelines.store import StoredMemory
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 10
+# (namespace, agent, memory ids the caller holds) -> the agent's other rows in the L2 table
+RowsBesides = Callable[[str, str, Collection[str]], list[StoredMemory]]
 
 
 class RecallMirror:
@@ -45,7 +48,7 @@ class RecallMirror:
     def __init__(
         self,
         service: RecallService,
-        rows_of: RowsOf,
+        rows_of: RowsBesides,
         owned: Callable[[], frozenset[int]],
         partitions: int,
         store_down: Callable[[], float | None] = lambda: None,
@@ -203,19 +206,20 @@ class RecallMirror:
 
 
 def warm_answer(
-    service: RecallService, rows_of: RowsOf, namespace: str, agent_id: str, mine: bool
+    service: RecallService, rows_of: RowsBesides, namespace: str, agent_id: str, mine: bool
 ) -> tuple[Any, ...]:
     """The answer to the recall process's request to warm an agent: its rows and memory-stage
     state, or no rows (None) when this worker does not own it. The rows are the L2 table's and
     those this worker's index holds: a row the store stage wrote through may reach the L2 table
     later (the memory stage writes it there), and the process skipped it while the agent was
-    cold there (the table's copy comes last, so it is the one kept). When the worker's index
-    holds the agent warm (all its rows, and every write since), its rows alone: no scan of the
-    L2 table's keys (~0.25 s at 100k memories)."""
+    cold there. Rows never change, so the table is read only for the rows the index lacks (one
+    scan of its keys; reading and decrypting a row costs more than finding it). When the
+    worker's index holds the agent warm (all its rows, and every write since), its rows
+    alone: no scan at all."""
     if not mine:
         return ("warm", namespace, agent_id, None, None)
     index = service.index
     with index.locked():  # no eviction between the two
         held, complete = index.agent_rows(namespace, agent_id), index.is_warm(namespace, agent_id)
-    rows = held if complete else held + rows_of(namespace, agent_id)
+    rows = held if complete else held + rows_of(namespace, agent_id, {r.memory_id for r in held})
     return ("warm", namespace, agent_id, rows, service.agent_state(namespace, agent_id))

@@ -1,7 +1,8 @@
 """Throughput of two or more checkouts of this repository, alternated on one broker.
 
 A setting can be compared within one checkout (``--variant`` in the benchmarks), a code change
-cannot: this runs the same events (hashing embedder: the pipeline's own cost) through a fresh
+cannot: this runs the same events (hashing embedder: the pipeline's own cost; ``--embedder
+onnx`` with the model) through a fresh
 worker started in each checkout in turn (the worker runs ``python -m pipelines.cli`` in its
 checkout's folder), ``--rounds`` times, so drift on a shared machine hits every arm alike.
 
@@ -49,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--events", type=int, default=6000)
     ap.add_argument("--name", default="checkout_ab")
+    ap.add_argument(
+        "--embedder",
+        default="hashing",
+        choices=["hashing", "onnx", "torch"],
+        help="hashing: the pipeline's own cost; onnx/torch: with the model",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for name, path, env in args.arm:
                     os.chdir(path)  # the worker process starts in (and imports from) this checkout
-                    r = pipeline("hashing", kafka.bootstrap_servers, events, Path(tmp), env)
+                    r = pipeline(args.embedder, kafka.bootstrap_servers, events, Path(tmp), env)
                     runs[name].append(r["events_per_s"])
                     print(f"{name}: {r['events_per_s']:.0f} events/s", flush=True)
         finally:
@@ -70,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {
         "machine": describe(),
         "events": args.events,
+        "embedder": args.embedder,
         "arms": {name: {"checkout": str(p), "env": env} for name, p, env in args.arm},
         "runs": runs,
         "means": means,

@@ -30,8 +30,11 @@ def pair() -> tuple[Any, Replica, dict[str, list[Any]], list[tuple[Any, ...]]]:
     worker = service_over(l2)
     sent: list[tuple[Any, ...]] = []
 
+    def rows_besides(ns: str, agent: str, have: Any) -> list[Any]:  # as Pipeline.hot_rows
+        return [r for r in worker.rows_of(ns, agent) if r.memory_id not in have]
+
     def answer_warm(ns: str, agent: str) -> None:  # the worker's side of a warm request
-        feed(warm_answer(worker, worker.rows_of, ns, agent, True))
+        feed(warm_answer(worker, rows_besides, ns, agent, True))
 
     replica_service = RemoteRecallService(
         load_embedder("hashing"),
@@ -88,7 +91,7 @@ def test_the_replica_answers_as_the_worker_through_writes_and_lives() -> None:
 
 def test_rows_written_while_cold_come_with_the_warm_even_before_the_l2_table_has_them() -> None:
     emb = load_embedder("hashing")
-    worker, replica, l2, _ = pair()
+    worker, replica, l2, sent = pair()
     rows = agent_rows(emb, "bob", 12)
     l2["bob"] = rows[:8]  # the memory stage has not written the last 4 to the L2 table yet
     worker.stored(rows)  # the store stage wrote all 12 through; bob is cold in the replica
@@ -97,6 +100,26 @@ def test_rows_written_while_cold_come_with_the_warm_even_before_the_l2_table_has
     got = replica.service.recall(ask)
     assert {h.memory_id for h in got.hits} == {r.memory_id for r in rows}
     assert ranked(got) == ranked(worker.recall(ask))
+    # each row once: those the worker's index holds are not read from the table again
+    warm = next(m for m in sent if m[0] == "warm")
+    assert sorted(r.memory_id for r in warm[3]) == sorted(r.memory_id for r in rows)
+
+
+def test_a_warm_reads_from_the_table_only_the_rows_the_index_lacks() -> None:
+    emb = load_embedder("hashing")
+    worker, _, l2, _ = pair()
+    rows = agent_rows(emb, "dee", 10)
+    l2["dee"] = rows  # in the table: all 10 (after a restart, say)
+    worker.stored(rows[6:])  # the worker's index holds the last 4 (written through), cold
+    asked: list[set[str]] = []
+
+    def rows_besides(ns: str, agent: str, have: Any) -> list[Any]:
+        asked.append(set(have))
+        return [r for r in l2[agent] if r.memory_id not in have]
+
+    msg = warm_answer(worker, rows_besides, NS, "dee", True)
+    assert asked == [{r.memory_id for r in rows[6:]}]
+    assert sorted(r.memory_id for r in msg[3]) == sorted(r.memory_id for r in rows)
 
 
 def test_agents_of_partitions_gone_leave_and_a_warm_without_rows_stays_cold() -> None:
