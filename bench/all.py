@@ -211,6 +211,9 @@ VARIANT_RESULTS = {
     # the recall process (ARGOS_RECALL_PORT) beside the worker's own /recall, at 100k
     "recall_http_recall_process100k": "recall_http",
     "recall_http_recall_process100k_underload": "recall_http",
+    # ... and with the stage threads at nice 10 (ARGOS_STAGE_THREAD_NICE), two runs
+    "recall_http_rp_nice100k_underload": "recall_http",
+    "recall_http_rp_nice100k_underload_b": "recall_http",
 }
 
 

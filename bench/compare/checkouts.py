@@ -10,8 +10,8 @@ checkout's folder), ``--rounds`` times, so drift on a shared machine hits every 
     python -m bench.compare.checkouts --arm before=/tmp/before --arm now=. \\
         --arm now_si5=.:ARGOS_SWITCH_INTERVAL_MS=5 [--rounds 2] [--events 6000]
 
-Writes ``bench/results/checkout_ab.json`` (``--name``): events/s per run, means, ratios to the
-first arm.
+Writes ``bench/results/checkout_ab.{json,png}`` (``--name``): events/s per run, means, ratios
+to the first arm.
 """
 
 from __future__ import annotations
@@ -42,6 +42,33 @@ def _arm(text: str) -> tuple[str, Path, dict[str, str]]:
     if not sep or not name or not path or not Path(path, "pipelines", "cli.py").exists():
         raise argparse.ArgumentTypeError(f"expected NAME=CHECKOUT[:ARGOS_X=V,...], not {text!r}")
     return name, Path(path).resolve(), env
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    """Each arm's runs (dots) and mean (bar), events/s, with the ratio to the first arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.machine import machine_title
+
+    names = list(out["runs"])
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4.2))
+    ax.bar(names, [out["means"][n] for n in names], color="#9ecae1")
+    for i, n in enumerate(names):
+        ax.plot([i] * len(out["runs"][n]), out["runs"][n], "o", color="#08519c")
+        ax.annotate(
+            f"{out['ratios_to_first'][n]:.2f}×",
+            (i, out["means"][n]),
+            ha="center",
+            va="bottom",
+        )
+    ax.set_ylabel("events/s (runs; bar: mean)")
+    ax.set_title(f"{out['events']} events, {out.get('embedder', 'hashing')} embedder, alternated")
+    fig.suptitle(machine_title(out), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, args.out / f"{args.name}.png")
     print(json.dumps(out["ratios_to_first"]))
     return 0
 
