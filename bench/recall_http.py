@@ -385,6 +385,9 @@ def measure(
     answer_latency = answering(client)["latency"]
     out["worker_recall_handler"] = answer_latency["recall"]
     out["answering_latency"] = answer_latency  # the recall process's also has its parts
+    proc = client.stats().get("recall_process")
+    if proc:  # the worker's side of the recall process's warms: reading, then sending
+        out["worker_warm_answer"] = proc.get("warm_answer")
     # 3. in this process, the same queries, once the worker is idle again
     out["settle_s"] = settle(client)
     overlap: list[float] = []

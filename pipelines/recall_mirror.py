@@ -27,12 +27,14 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection
 from multiprocessing.connection import Connection
 from typing import Any
 
 from pipelines.milvus_server import _die_with_parent
 from pipelines.recall import RecallService
+from pipelines.stats import LatencyWindow
 from pipelines.store import StoredMemory
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class RecallMirror:
         self._last: tuple[frozenset[int], float | None, dict[int, str]] | None = None
         self._served = False  # the current process said it serves
         self.starts = self.sent = self.not_sent = self.warms = 0
+        # a warm answer's parts: reading the rows and state, pickling and sending them
+        self.warm_latency = {"read": LatencyWindow(), "send": LatencyWindow()}
 
     # -- process ----------------------------------------------------------------------------
 
@@ -188,9 +192,13 @@ class RecallMirror:
 
     def _answer_warm(self, namespace: str, agent_id: str) -> None:
         with self._lock:  # read and send in one step: writes before it are before it
+            t0 = time.perf_counter()
             mine = self._partition_of(agent_id.encode(), self.partitions) in self.owned()
             msg = warm_answer(self.service, self.rows_of, namespace, agent_id, mine)
+            t1 = time.perf_counter()
             self._send_locked(msg)
+            self.warm_latency["read"].note(t1 - t0)
+            self.warm_latency["send"].note(time.perf_counter() - t1)
             self.warms += 1
 
     def stats(self) -> dict[str, Any]:
@@ -202,6 +210,7 @@ class RecallMirror:
             "sent": self.sent,
             "not_sent": self.not_sent,
             "warms": self.warms,
+            "warm_answer": {k: w.summary() for k, w in self.warm_latency.items()},
         }
 
 

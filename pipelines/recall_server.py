@@ -127,6 +127,7 @@ class Replica:
         self.owners: dict[int, str] = {}  # partition -> the worker that owns it (its URL)
         self.store_down_since: float | None = None
         self.counters = {"messages": 0, "dropped_agents": 0, "rows_skipped": 0}
+        self.warm_load = LatencyWindow()  # applying a warm answer (rows and lives indexed)
 
     def owns(self, agent_id: str) -> bool:
         return self._partition_of(agent_id.encode(), self.partitions) in self.owned
@@ -166,7 +167,9 @@ class Replica:
             members = self._tracked(msg[2], lambda m: (m[0], m[1]))
             self.service.apply_lives(lives, members, msg[3])
         elif kind == "warm":
+            t0 = time.perf_counter()
             self.service.loaded(msg[1], msg[2], msg[3], msg[4])
+            self.warm_load.note(time.perf_counter() - t0)
         elif kind == "owned":  # agents of partitions gone elsewhere leave the index
             self.partitions, self.owned = msg[1], msg[2]
             self.counters["dropped_agents"] += self.service.index.drop_agents(
@@ -219,8 +222,11 @@ class RecallServer:
             settings.switch_interval_ms / 1000.0, settings.recall_switch_interval_ms / 1000.0
         )
         # the whole handler, and its parts: applying the feed first, the recall function;
-        # and the audit record and access event, sent after the response
-        self.latency = {k: LatencyWindow() for k in ("recall", "drain", "search", "publish")}
+        # the audit record and access event, sent after the response; and an agent's warm
+        # (asking the worker until its answer is applied; "warm_load" in /stats: applying it)
+        self.latency = {
+            k: LatencyWindow() for k in ("recall", "drain", "search", "publish", "warm")
+        }
         self.counters = {
             "recalls": 0,
             "answered": 0,
@@ -323,9 +329,11 @@ class RecallServer:
         try:
             if self.service.index.warm_rows(req.namespace, req.agent_id) is None:
                 loop = asyncio.get_running_loop()
+                t1 = time.perf_counter()
                 await loop.run_in_executor(
                     self._warm_pool, self.service.warm, req.namespace, req.agent_id
                 )
+                self.latency["warm"].note(time.perf_counter() - t1)
                 if self.service.index.warm_rows(req.namespace, req.agent_id) is None:
                     # the worker no longer owns it: the worker answers or routes it
                     return await self._forward(body, auth, req.agent_id, routed)
@@ -404,7 +412,10 @@ class RecallServer:
                 "owned_partitions": sorted(self.replica.owned),
                 "routes": self.routes.stats(),
                 "recall": self.service.stats(),
-                "latency": {k: w.summary() for k, w in self.latency.items()},
+                "latency": {
+                    **{k: w.summary() for k, w in self.latency.items()},
+                    "warm_load": self.replica.warm_load.summary(),
+                },
             }
         )
 

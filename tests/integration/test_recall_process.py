@@ -101,6 +101,9 @@ def test_recall_process_answers_like_the_worker_and_survives_a_kill(
     # killed: the worker starts it again, and it answers (warmed again from the worker)
     proc = client.stats()["recall_process"]
     assert proc["up"] and proc["starts"] == 1
+    # the warm of ann was timed on both sides: the worker's answer and the process's
+    assert proc["warm_answer"]["read"]["n"] >= 1 and proc["warm_answer"]["send"]["n"] >= 1
+    assert client.recall_stats()["latency"]["warm_load"]["n"] >= 1
     os.kill(proc["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

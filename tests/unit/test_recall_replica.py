@@ -69,6 +69,7 @@ def test_the_replica_answers_as_the_worker_through_writes_and_lives() -> None:
     ask = RecallRequest(namespace=NS, agent_id="ann", query="the river crossing", k=10)
     assert ranked(replica.service.recall(ask)) == ranked(worker.recall(ask))
     assert replica.service.index.is_warm(NS, "ann")  # warmed from the worker's L2 rows
+    assert replica.warm_load.n == 1  # timed (the recall process's /stats "warm_load")
     # written after the warm: through the feed only
     worker.stored(l2["ann"][20:])
     out = MemoryOut()
