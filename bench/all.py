@@ -214,6 +214,8 @@ VARIANT_RESULTS = {
     # ... and with the stage threads at nice 10 (ARGOS_STAGE_THREAD_NICE), two runs
     "recall_http_rp_nice100k_underload": "recall_http",
     "recall_http_rp_nice100k_underload_b": "recall_http",
+    # the recall process alone, idle stages, with the warm's parts timed
+    "recall_http_rp_warm100k": "recall_http",
 }
 
 

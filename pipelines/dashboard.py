@@ -80,7 +80,7 @@ from pipelines.dashboard_gather import (
 from pipelines.errors import ForbiddenError, RejectedError
 from pipelines.hot_index import STATE_NAMES, TYPE_CODES
 from pipelines.projection import IncrementalProjection, agent_positions, project_with, world_xy
-from pipelines.web import ROUTED_HEADER
+from pipelines.recall_routes import ROUTED_HEADER
 
 if TYPE_CHECKING:
     from pipelines.app import Pipeline

@@ -30,8 +30,6 @@ from schemas import AccessEvent, RecallRequest, RecallResponse
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
 
-__all__ = ["ROUTED_HEADER", "register_routes"]
-
 
 def invalid_recall(exc: ValidationError) -> dict[str, Any]:
     """The 400 body of a recall request that is not a valid ``RecallRequest``."""
