@@ -104,6 +104,24 @@ def test_filters_and_score_parts_and_recall_right_after_storing(
     assert client.stats()["recall"]["l1_hits"] >= before + 1
 
 
+def spread_agents(
+    clients: list[MemoryClient], bootstrap: str, prefix: str, ns: str, agents: list[str]
+) -> list[int]:
+    """Publish ``THINGS`` for each agent (ids ``<agent>:<id>``) and wait until the workers'
+    stores hold them all; each worker must own some of the agents. Memories per worker."""
+    with MemoryPublisher(bootstrap, prefix + ".memory.events") as pub:
+        for agent in agents:
+            pub.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
+    total = len(agents) * len(THINGS)
+    deadline = time.monotonic() + 180
+    while sum(c.count(ns) for c in clients) < total and time.monotonic() < deadline:
+        time.sleep(1.0)
+    counts = [c.count(ns) for c in clients]
+    print("memories per worker:", counts)
+    assert sum(counts) == total and all(counts), counts  # each worker owns some agents
+    return counts
+
+
 @pytest.mark.parametrize(
     ("n_workers", "embedder", "partitions"),
     [
@@ -132,16 +150,7 @@ def test_any_worker_answers_for_any_agent(
     wait_until_settled(clients)
     ns = "recall-routing"
     agents = [f"agent-{i}" for i in range(12)]
-    with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
-        for agent in agents:
-            pub.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
-    total = len(agents) * len(THINGS)
-    deadline = time.monotonic() + 180
-    while sum(c.count(ns) for c in clients) < total and time.monotonic() < deadline:
-        time.sleep(1.0)
-    counts = [c.count(ns) for c in clients]
-    print("memories per worker:", counts)
-    assert sum(counts) == total and all(counts), counts  # each worker owns some agents
+    spread_agents(clients, first.bootstrap, prefix, ns, agents)
     for agent in agents:
         answers = [
             [h.memory_id for h in c.recall(ns, agent, "drinking water", k=5).hits] for c in clients

@@ -17,7 +17,7 @@ from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from schemas import MemoryEvent, MemoryType
 from tests.integration.kafka_utils import read_topic
-from tests.integration.test_recall import T0, THINGS, _events
+from tests.integration.test_recall import T0, THINGS, _events, spread_agents
 
 pytestmark = pytest.mark.integration
 
@@ -135,15 +135,7 @@ def test_recalls_of_another_workers_agents_go_to_its_recall_process(
     wait_until_settled(clients)
     ns = "recall-process-routing"
     agents = [f"agent-{i}" for i in range(8)]
-    with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
-        for agent in agents:
-            pub.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
-    total = len(agents) * len(THINGS)
-    deadline = time.monotonic() + 180
-    while sum(c.count(ns) for c in clients) < total and time.monotonic() < deadline:
-        time.sleep(1.0)
-    counts = [c.count(ns) for c in clients]
-    assert sum(counts) == total and all(counts), counts
+    spread_agents(clients, first.bootstrap, prefix, ns, agents)
     # each recall process knows which worker owns every partition
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
