@@ -23,6 +23,16 @@ import aiohttp
 ROUTED_HEADER = "X-Argos-Routed"
 
 
+def recall_headers(auth: str | None, routed: bool = True) -> dict[str, str]:
+    """The headers of a recall sent on: JSON, the caller's token, and (``routed``) the mark
+    that makes the receiver answer it."""
+    return {
+        "Content-Type": "application/json",
+        **({"Authorization": auth} if auth else {}),
+        **({ROUTED_HEADER: "1"} if routed else {}),
+    }
+
+
 class RecallRoutes:
     """Owner worker URL → the URL to POST its agents' recalls to (its recall process or its
     own ``/recall``), learned from the owner's ``/ready`` and cached."""
@@ -63,11 +73,7 @@ class RecallRoutes:
         ``/recall`` asked instead. Had it answered before its connection broke, the recall is
         answered twice and reinforces twice (the access events are at-least-once anyway)."""
         owner = owner.rstrip("/")
-        headers = {
-            ROUTED_HEADER: "1",
-            "Content-Type": "application/json",
-            **({"Authorization": auth} if auth else {}),
-        }
+        headers = recall_headers(auth)
         target = await self._learn(http, owner)
         if target is not None:
             try:

@@ -49,7 +49,7 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.errors import RejectedError, StoreUnavailableError
 from pipelines.recall import RecallService
-from pipelines.recall_routes import ROUTED_HEADER, RecallRoutes
+from pipelines.recall_routes import ROUTED_HEADER, RecallRoutes, recall_headers
 from pipelines.runtime import RecallSwitching, freeze_start_up, tune_process
 from pipelines.settings import Settings
 from pipelines.stats import LatencyWindow
@@ -395,11 +395,7 @@ class RecallServer:
         if owner is not None and owner != self.worker_url:
             text, status = await self.routes.post(self._http, owner, body, auth)
             return web.Response(body=text, status=status, content_type="application/json")
-        headers = {
-            "Content-Type": "application/json",
-            **({"Authorization": auth} if auth else {}),
-            **({ROUTED_HEADER: "1"} if routed else {}),
-        }
+        headers = recall_headers(auth, routed)
         async with self._http.post(f"{self.worker_url}/recall", data=body, headers=headers) as r:
             text = await r.read()
             return web.Response(body=text, status=r.status, content_type="application/json")
