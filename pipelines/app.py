@@ -76,7 +76,7 @@ from pipelines.stats import (
     StageStats,
     TimedStore,
 )
-from pipelines.store import MilvusStore, StoredMemory, VectorStore
+from pipelines.store import MilvusStore, StoredMemory, VectorStore, rows_from_bytes
 from pipelines.telemetry import Telemetry, setup_telemetry
 from pipelines.topics_admin import STATE_MAX_BYTES, TABLES
 from schemas.analytics import MetricEvent
@@ -226,24 +226,29 @@ class Pipeline:
             for p in topics.get(name, ())
         }
 
-    def hot_rows(
+    def hot_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
+        """An agent's rows in the L2 table (``hot_values``, decoded)."""
+        return rows_from_bytes(self.hot_values(namespace, agent_id))
+
+    def hot_values(
         self, namespace: str, agent_id: str, besides: Container[str] = ()
-    ) -> list[StoredMemory]:
-        """An agent's rows in the L2 table (one scan of the keys this worker holds), but for
-        the memory ids in ``besides`` (rows never change: a caller that holds some need not
-        have them read and decrypted again)."""
+    ) -> list[bytes]:
+        """An agent's rows in the L2 table as stored (``StoredMemory.to_bytes``; one scan of
+        the keys this worker holds), but for the memory ids in ``besides`` (rows never
+        change: a caller that holds some need not have them read and decrypted again). Not
+        decoded: the recall process decodes a warm answer's rows itself, off the worker."""
         if self.hot_table is None:
             return []
         prefix = hot_key(namespace, agent_id, "")
         n = len(prefix)
-        rows = []
+        values = []
         for key in [k for k in list(self.hot_table.data.keys()) if k.startswith(prefix)]:
             if besides and key[n:].decode() in besides:
                 continue
             raw = self.state(self.hot_table, key)
             if raw is not None:
-                rows.append(StoredMemory.from_bytes(raw))
-        return rows
+                values.append(raw)
+        return values
 
     def latency_of(self, namespace: str) -> LatencyWindow:
         """The publish -> stored window of one namespace (kept for the metrics topic)."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -103,6 +104,46 @@ class LexicalIndex:
         n = sum(tf.values())
         self.lengths[i] = n
         self.total += n
+
+    def extend(self, texts: Sequence[str]) -> None:
+        """Index ``texts`` as the next rows, in order: ``set`` for each, with each term's new
+        postings gathered in lists and written into its array in one step (a warm loads an
+        agent's rows at once; numpy writes one by one cost more than the words)."""
+        start = len(self.rows)
+        end = start + len(texts)
+        if end > self.lengths.size:
+            grown = np.zeros(max(16, 2 * self.lengths.size, end), dtype=np.float32)
+            grown[: self.lengths.size] = self.lengths
+            self.lengths = grown
+        new: dict[str, tuple[list[int], list[int]]] = {}
+        df = self.df
+        for i, text in enumerate(texts, start):
+            tf = Counter(terms(text))
+            entries: dict[str, int] = {}
+            for t, f in tf.items():
+                acc = new.get(t)
+                if acc is None:
+                    acc = new[t] = ([], [])
+                entries[t] = df.get(t, 0) + len(acc[0])
+                acc[0].append(i)
+                acc[1].append(f)
+            self.rows.append(entries)
+            n = sum(tf.values())
+            self.lengths[i] = n
+            self.total += n
+            self.n_postings += len(tf)
+        for t, (rows, fs) in new.items():
+            n = df.get(t, 0)
+            need = n + len(rows)
+            post = self.postings.get(t)
+            if post is None or need > post.shape[1]:
+                grown = np.empty((2, max(4, need, 2 * n)), dtype=np.int32)
+                if post is not None:
+                    grown[:, :n] = post[:, :n]
+                post = self.postings[t] = grown
+            post[0, n:need] = rows
+            post[1, n:need] = fs
+            df[t] = need
 
     def _post(self, t: str, row: int, f: int) -> int:
         """Add (row, f) to term ``t``'s postings; returns its entry."""

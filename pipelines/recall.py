@@ -191,12 +191,20 @@ class RecallService:
             self.index.upsert(rows)  # then the lives: decayed ones leave, tombstoned
             if state is not None:
                 self.index.remove(namespace, list(state["dups"]))  # near-copies never recall
-                for mid, life_raw in state["m"].items():
-                    fields = index_fields(load_life(mid, life_raw), self.params.lifecycle)
-                    self.index.update_life(namespace, agent_id, mid, *fields)
-                for c in state["clusters"]["clusters"]:
-                    for mid in c["members"]:
-                        self.index.set_cluster(namespace, agent_id, mid, c["id"])
+                lc = self.params.lifecycle
+                self.index.update_lives(
+                    namespace,
+                    agent_id,
+                    [
+                        (mid, *index_fields(load_life(mid, raw), lc))
+                        for mid, raw in state["m"].items()
+                    ],
+                )
+                self.index.set_clusters(
+                    namespace,
+                    agent_id,
+                    [(mid, c["id"]) for c in state["clusters"]["clusters"] for mid in c["members"]],
+                )
             self.index.mark_warm(namespace, agent_id)
 
     def prefetch(

@@ -6,9 +6,10 @@ restarts it if it exits, and keeps it fed:
 - each write-through of the worker's ``RecallService`` (its ``on_write`` hook), sent in the
   order the worker applied them, before the stage that wrote goes on (so before a store batch
   counts as stored);
-- each warm request answered with the agent's rows (the L2 table) and memory-stage state, read
-  and sent under the same lock as the writes, so the process applies them in order with them;
-  ``None`` when this worker does not own the agent;
+- each warm request answered with the agent's rows (the L2 table's values as stored, which
+  the process decodes) and memory-stage state, read and sent under the same lock as the
+  writes, so the process applies them in order with them; ``None`` when this worker does not
+  own the agent;
 - the partitions this worker owns, which worker owns each of the others (the process routes
   their recalls there: ``pipelines.recall_routes``), and whether Milvus is away, whenever
   they change.
@@ -35,13 +36,13 @@ from typing import Any
 from pipelines.milvus_server import _die_with_parent
 from pipelines.recall import RecallService
 from pipelines.stats import LatencyWindow
-from pipelines.store import StoredMemory
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 10
-# (namespace, agent, memory ids the caller holds) -> the agent's other rows in the L2 table
-RowsBesides = Callable[[str, str, Collection[str]], list[StoredMemory]]
+# (namespace, agent, memory ids the caller holds) -> the agent's other rows in the L2 table,
+# as stored (``StoredMemory.to_bytes``; ``Pipeline.hot_values``)
+RowsBesides = Callable[[str, str, Collection[str]], list[bytes]]
 
 
 class RecallMirror:
@@ -217,18 +218,22 @@ class RecallMirror:
 def warm_answer(
     service: RecallService, rows_of: RowsBesides, namespace: str, agent_id: str, mine: bool
 ) -> tuple[Any, ...]:
-    """The answer to the recall process's request to warm an agent: its rows and memory-stage
-    state, or no rows (None) when this worker does not own it. The rows are the L2 table's and
-    those this worker's index holds: a row the store stage wrote through may reach the L2 table
-    later (the memory stage writes it there), and the process skipped it while the agent was
-    cold there. Rows never change, so the table is read only for the rows the index lacks (one
-    scan of its keys; reading and decrypting a row costs more than finding it). When the
-    worker's index holds the agent warm (all its rows, and every write since), its rows
-    alone: no scan at all."""
+    """The answer to the recall process's request to warm an agent: its rows (as stored:
+    ``StoredMemory.to_bytes`` values, decoded by the process, ``rows_from_bytes``) and
+    memory-stage state, or no rows (None) when this worker does not own it. The rows are the
+    L2 table's and those this worker's index holds: a row the store stage wrote through may
+    reach the L2 table later (the memory stage writes it there), and the process skipped it
+    while the agent was cold there. Rows never change, so the table is read only for the rows
+    the index lacks (one scan of its keys; reading and decrypting a row costs more than
+    finding it). When the worker's index holds the agent warm (all its rows, and every write
+    since), its rows alone: no scan at all. Bytes, not objects: a list of bytes pickles and
+    unpickles as fast as copying it, where an object and an array per row cost ~20 µs."""
     if not mine:
         return ("warm", namespace, agent_id, None, None)
     index = service.index
     with index.locked():  # no eviction between the two
         held, complete = index.agent_rows(namespace, agent_id), index.is_warm(namespace, agent_id)
-    rows = held if complete else held + rows_of(namespace, agent_id, {r.memory_id for r in held})
-    return ("warm", namespace, agent_id, rows, service.agent_state(namespace, agent_id))
+    values = [r.to_bytes() for r in held]
+    if not complete:
+        values += rows_of(namespace, agent_id, {r.memory_id for r in held})
+    return ("warm", namespace, agent_id, values, service.agent_state(namespace, agent_id))

@@ -53,6 +53,7 @@ from pipelines.recall_routes import ROUTED_HEADER, RecallRoutes, recall_headers
 from pipelines.runtime import RecallSwitching, freeze_start_up, tune_process
 from pipelines.settings import Settings
 from pipelines.stats import LatencyWindow
+from pipelines.store import rows_from_bytes
 from pipelines.telemetry import inject_headers, setup_telemetry
 from schemas import RecallRequest
 from schemas.recall import RecallResponse
@@ -127,7 +128,7 @@ class Replica:
         self.owners: dict[int, str] = {}  # partition -> the worker that owns it (its URL)
         self.store_down_since: float | None = None
         self.counters = {"messages": 0, "dropped_agents": 0, "rows_skipped": 0}
-        self.warm_load = LatencyWindow()  # applying a warm answer (rows and lives indexed)
+        self.warm_load = LatencyWindow()  # applying a warm answer (rows decoded and indexed)
 
     def owns(self, agent_id: str) -> bool:
         return self._partition_of(agent_id.encode(), self.partitions) in self.owned
@@ -166,9 +167,10 @@ class Replica:
             lives = self._tracked(msg[1], lambda life: (life[0], life[1]))
             members = self._tracked(msg[2], lambda m: (m[0], m[1]))
             self.service.apply_lives(lives, members, msg[3])
-        elif kind == "warm":
+        elif kind == "warm":  # rows as stored (None: not the worker's agent)
             t0 = time.perf_counter()
-            self.service.loaded(msg[1], msg[2], msg[3], msg[4])
+            rows = None if msg[3] is None else rows_from_bytes(msg[3])
+            self.service.loaded(msg[1], msg[2], rows, msg[4])
             self.warm_load.note(time.perf_counter() - t0)
         elif kind == "owned":  # agents of partitions gone elsewhere leave the index
             self.partitions, self.owned = msg[1], msg[2]

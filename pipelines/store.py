@@ -98,6 +98,30 @@ class StoredMemory:
 _ROW_MAGIC = b"R1"
 
 
+def rows_from_bytes(values: Sequence[bytes]) -> list[StoredMemory]:
+    """Many ``StoredMemory.to_bytes`` values at once (an agent's L2 rows, a warm answer): one
+    JSON parse of all their headers and one float32 matrix of all their vectors, each row's
+    vector a view of it (a caller that keeps one row keeps the matrix). About twice as fast
+    as ``from_bytes`` one by one, which parses and allocates per row."""
+    if not values:
+        return []
+    heads, vecs = [], []
+    for data in values:
+        if not data.startswith(_ROW_MAGIC):
+            raise ValueError("not a stored-memory record")
+        n = int.from_bytes(data[2:6], "little")
+        heads.append(data[6 : 6 + n])
+        vecs.append(data[6 + n :])
+    if len({len(v) for v in vecs}) != 1:  # vectors of different sizes: no one matrix
+        return [StoredMemory.from_bytes(data) for data in values]
+    fields = json.loads(b"[" + b",".join(heads) + b"]")
+    mat = np.frombuffer(b"".join(vecs), dtype="<f4").reshape(len(values), -1).copy()
+    return [
+        StoredMemory(mid, agent, ns, kind, content, float(imp), float(ts), when, mat[i], extra)
+        for i, (mid, agent, ns, kind, content, imp, ts, when, extra) in enumerate(fields)
+    ]
+
+
 @dataclass(frozen=True)
 class Hit:
     memory: StoredMemory

@@ -56,7 +56,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
         pipe.recall_mirror = RecallMirror(
             pipe.recall,
-            pipe.hot_rows,
+            pipe.hot_values,
             pipe.owned_partitions,
             settings.topic_partitions,
             lambda: pipe.store_down_since,

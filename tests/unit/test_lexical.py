@@ -39,7 +39,12 @@ def reference(docs: list[str], query: str) -> list[float]:
 
 texts = st.lists(st.sampled_from(WORDS), max_size=8).map(" ".join)
 ops = st.lists(
-    st.tuples(st.sampled_from(["add", "add", "replace", "remove"]), st.integers(0, 80), texts),
+    st.tuples(
+        st.sampled_from(["add", "add", "extend", "replace", "remove"]),
+        st.integers(0, 80),
+        texts,
+        st.lists(texts, max_size=6),
+    ),
     max_size=120,
 )
 
@@ -47,11 +52,15 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(ops, texts)
 def test_incremental_index_scores_as_a_fresh_one(script: list, query: str) -> None:
-    """Adds, replacements and swap-with-last removals in any order: the scores equal BM25
-    computed from scratch over the rows as they are now."""
+    """Adds (one row, or several at once: ``extend``), replacements and swap-with-last
+    removals in any order: the scores equal BM25 computed from scratch over the rows as they
+    are now."""
     ix, docs = LexicalIndex(), []
-    for op, at, text in script:
-        if op == "add" or not docs:
+    for op, at, text, more in script:
+        if op == "extend":
+            ix.extend(more)
+            docs.extend(more)
+        elif op == "add" or not docs:
             ix.set(len(docs), text)
             docs.append(text)
         elif op == "replace":
@@ -77,6 +86,7 @@ def test_postings_add_no_objects_for_the_garbage_collector() -> None:
     ix = LexicalIndex()
     for i in range(200):
         ix.set(i, f"memory {i} of word{i} and word{i + 1} near the river")
+    ix.extend([f"memory {i} of word{i} by the well" for i in range(200, 400)])
     gc.collect()
     assert len(ix.postings) > 200
     assert not gc.is_tracked(ix.postings) and not gc.is_tracked(ix.df)

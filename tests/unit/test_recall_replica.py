@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipelines.app import partition_of
@@ -17,6 +18,7 @@ from pipelines.recall_mirror import warm_answer
 from pipelines.recall_server import RemoteRecallService, Replica
 from pipelines.scoring import ScoreWeights
 from pipelines.stage_batches import MemoryOut
+from pipelines.store import rows_from_bytes
 from schemas import RecallRequest
 from tests.unit.test_recall_service import NS, agent_rows, service_over
 
@@ -30,8 +32,8 @@ def pair() -> tuple[Any, Replica, dict[str, list[Any]], list[tuple[Any, ...]]]:
     worker = service_over(l2)
     sent: list[tuple[Any, ...]] = []
 
-    def rows_besides(ns: str, agent: str, have: Any) -> list[Any]:  # as Pipeline.hot_rows
-        return [r for r in worker.rows_of(ns, agent) if r.memory_id not in have]
+    def rows_besides(ns: str, agent: str, have: Any) -> list[bytes]:  # as Pipeline.hot_values
+        return [r.to_bytes() for r in worker.rows_of(ns, agent) if r.memory_id not in have]
 
     def answer_warm(ns: str, agent: str) -> None:  # the worker's side of a warm request
         feed(warm_answer(worker, rows_besides, ns, agent, True))
@@ -103,7 +105,9 @@ def test_rows_written_while_cold_come_with_the_warm_even_before_the_l2_table_has
     assert ranked(got) == ranked(worker.recall(ask))
     # each row once: those the worker's index holds are not read from the table again
     warm = next(m for m in sent if m[0] == "warm")
-    assert sorted(r.memory_id for r in warm[3]) == sorted(r.memory_id for r in rows)
+    assert sorted(r.memory_id for r in rows_from_bytes(warm[3])) == sorted(
+        r.memory_id for r in rows
+    )
 
 
 def test_a_warm_reads_from_the_table_only_the_rows_the_index_lacks() -> None:
@@ -114,13 +118,25 @@ def test_a_warm_reads_from_the_table_only_the_rows_the_index_lacks() -> None:
     worker.stored(rows[6:])  # the worker's index holds the last 4 (written through), cold
     asked: list[set[str]] = []
 
-    def rows_besides(ns: str, agent: str, have: Any) -> list[Any]:
+    def rows_besides(ns: str, agent: str, have: Any) -> list[bytes]:
         asked.append(set(have))
-        return [r for r in l2[agent] if r.memory_id not in have]
+        return [r.to_bytes() for r in l2[agent] if r.memory_id not in have]
 
     msg = warm_answer(worker, rows_besides, NS, "dee", True)
     assert asked == [{r.memory_id for r in rows[6:]}]
-    assert sorted(r.memory_id for r in msg[3]) == sorted(r.memory_id for r in rows)
+    got = rows_from_bytes(msg[3])  # as stored: the process decodes them
+    assert sorted(r.memory_id for r in got) == sorted(r.memory_id for r in rows)
+    by_id = {r.memory_id: r for r in rows}
+    for r in got:  # the same rows, vectors at unit length either way
+        want = by_id[r.memory_id]
+        assert (r.content, r.importance, r.event_ts, r.extra) == (
+            want.content,
+            want.importance,
+            want.event_ts,
+            want.extra,
+        )
+        unit = want.vector / np.linalg.norm(want.vector)
+        assert np.allclose(r.vector / np.linalg.norm(r.vector), unit, atol=1e-6)
 
 
 def test_agents_of_partitions_gone_leave_and_a_warm_without_rows_stays_cold() -> None:
