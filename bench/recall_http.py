@@ -459,6 +459,7 @@ def run_one(
     tmp: Path,
     args: argparse.Namespace,
     variant_env: dict[str, str] | None = None,
+    checkout: Path | None = None,
 ) -> dict[str, Any]:
     t_all = time.perf_counter()
     one = layout == "one_agent"
@@ -477,6 +478,7 @@ def run_one(
         app_id=f"{prefix}-app",
         embedder="hashing",
         extra_env=WORKER_ENV | (ONE_AGENT_ENV if one else {}) | (variant_env or {}),
+        checkout=checkout,
     )
     client = None
     publisher: multiprocessing.process.BaseProcess | None = None  # --under-load
@@ -574,6 +576,14 @@ def _variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
+def _checkout(text: str) -> tuple[str, Path]:
+    """'NAME=PATH' -> (NAME, PATH), PATH a copy of this repository."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not Path(path, "pipelines", "cli.py").exists():
+        raise argparse.ArgumentTypeError(f"expected NAME=CHECKOUT of this repository, not {text!r}")
+    return name, Path(path).resolve()
+
+
 def add_variant_option(ap: argparse.ArgumentParser, help: str) -> None:
     """``--variant NAME:ENV=V[,ENV=V]`` (repeatable): a worker whose environment adds these."""
     ap.add_argument(
@@ -633,8 +643,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run only the --variant workers, not the default one beside them",
     )
+    ap.add_argument(
+        "--checkout",
+        type=_checkout,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="run the --variant NAME's worker from this copy of the repository (e.g. a "
+        "`git worktree add /tmp/before HEAD~1`): a code change side by side in one run",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    args.checkout = dict(args.checkout)
+    if unknown := set(args.checkout) - {name for name, _ in args.variant}:
+        ap.error(f"--checkout names no --variant: {sorted(unknown)}")
     signal.signal(signal.SIGTERM, _raise_exit)
     # this process's numpy on one thread, like the worker's (ARGOS_BLAS_THREADS): OpenBLAS
     # threads that spin after a product take a core from the worker beside it
@@ -711,8 +733,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 save()
             for name, env in args.variant:
-                res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, env)
-                out["sizes"][str(n)][f"{layout}@{name}"] = res | {"variant_env": env}
+                where = args.checkout.get(name)
+                res = run_one(n, layout, kafka.bootstrap_servers, Path(tmp), args, env, where)
+                out["sizes"][str(n)][f"{layout}@{name}"] = res | {
+                    "variant_env": env,
+                    "checkout": str(where or Path.cwd()),
+                }
                 save()
     save()
     plot(out, args.out / "recall_http.png")

@@ -36,8 +36,13 @@ class WorkerProcess:
         port: int | None = None,
         embedder: str = "onnx",
         extra_env: dict[str, str] | None = None,
+        checkout: Path | None = None,
     ) -> None:
+        """``checkout``: run the worker from another copy of this repository (its folder is
+        the worker's working directory, so ``python -m`` imports its ``pipelines``; the
+        benchmarks compare code changes side by side so)."""
         self.bootstrap = bootstrap
+        self.checkout = checkout
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -97,6 +102,7 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=self.checkout,
         )
         log.close()
         client = MemoryClient(self.url, recall_url=self.recall_url)
