@@ -1338,7 +1338,8 @@ def register_analytics(
 
     async def prefetch() -> None:
         """Warm the agents the recall-probability model expects to be recalled soon, and rank
-        the hot index's evictions by it (``RecallService.prefetch``)."""
+        the hot index's evictions by it (``RecallService.prefetch``); with a recall process,
+        send them to it as well (``RecallMirror.prefetch``)."""
         loop = asyncio.get_running_loop()
         try:
             owned_parts[0] = {
@@ -1350,6 +1351,13 @@ def register_analytics(
             await loop.run_in_executor(
                 prefetch_pool, pipe.recall.prefetch, expected, settings.prefetch_agents
             )
+            if pipe.recall_mirror is not None:  # and into the recall process, unasked
+                await loop.run_in_executor(
+                    prefetch_pool,
+                    pipe.recall_mirror.prefetch,
+                    pipe.recall.most_expected(expected),
+                    settings.prefetch_agents,
+                )
         except Exception as exc:  # noqa: BLE001 - a cache warm-up: the next tick tries again
             log.warning("prefetch failed: %r", exc)
 

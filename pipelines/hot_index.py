@@ -39,7 +39,7 @@ import math
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final, Literal
@@ -58,7 +58,7 @@ from pipelines.scoring import (
     time_part,
 )
 from pipelines.spatial import Grid
-from pipelines.store import StoredMemory, dedupe_last
+from pipelines.store import RowFields, StoredMemory, dedupe_last, rows_from_fields
 from pipelines.time_hints import named_period
 from schemas.recall import RecallHit, RecallRequest
 
@@ -605,11 +605,15 @@ class HotIndex:
     def agent_rows(self, namespace: str, agent_id: str) -> list[StoredMemory]:
         """The rows of one agent held here (warm or not), each with its vector as the index
         holds it (unit length)."""
+        return rows_from_fields(*self.agent_fields(namespace, agent_id))
+
+    def agent_fields(self, namespace: str, agent_id: str) -> tuple[list[RowFields], np.ndarray]:
+        """``agent_rows`` as their fields and one matrix of their vectors (a copy)."""
         with self._lock:
             p = self._parts.get((namespace, agent_id))
             if p is None:
-                return []
-            return [replace(p.rows[i], vector=p.vec[i].copy()) for i in range(p.n)]
+                return [], np.empty((0, self.dim), dtype=np.float32)
+            return [r.fields() for r in p.rows[: p.n]], p.vec[: p.n].copy()
 
     def is_warm(self, namespace: str, agent_id: str) -> bool:
         with self._lock:

@@ -220,11 +220,8 @@ class RecallService:
         recall does not pay for it. Only agents this worker owns are warmed (``owns``).
         Returns the agents warmed."""
         self.index.set_priorities(expected)
-        ranked = sorted(
-            (v, key) for key, v in expected.items() if v >= min_expected and self.owns(*key)
-        )
         warmed = 0
-        for _, (ns, agent) in reversed(ranked):
+        for ns, agent in self.most_expected(expected, min_expected):
             if warmed >= limit:
                 break
             if not self.index.is_warm(ns, agent):
@@ -233,6 +230,17 @@ class RecallService:
         self.prefetched += warmed
         self.prefetch_runs += 1
         return warmed
+
+    def most_expected(
+        self, expected: Mapping[tuple[str, str], float], min_expected: float = 0.5
+    ) -> list[tuple[str, str]]:
+        """The agents this worker owns expected to get at least ``min_expected`` recalls in
+        the next window, most expected first (what ``prefetch`` warms)."""
+        ranked = sorted(
+            ((v, key) for key, v in expected.items() if v >= min_expected and self.owns(*key)),
+            reverse=True,
+        )
+        return [key for _, key in ranked]
 
     def recall(self, req: RecallRequest) -> RecallResponse:
         t0 = time.perf_counter()

@@ -6,10 +6,11 @@ restarts it if it exits, and keeps it fed:
 - each write-through of the worker's ``RecallService`` (its ``on_write`` hook), sent in the
   order the worker applied them, before the stage that wrote goes on (so before a store batch
   counts as stored);
-- each warm request answered with the agent's rows (the L2 table's values as stored, which
-  the process decodes) and memory-stage state, read and sent under the same lock as the
+- each warm request answered with the agent's rows (packed: ``warm_answer``) and
+  memory-stage state, read and sent under the same lock as the
   writes, so the process applies them in order with them; ``None`` when this worker does not
-  own the agent;
+  own the agent; the agents the analytics expect to be recalled soon are sent unasked
+  (``prefetch``), so their first recall there finds them warm;
 - the partitions this worker owns, which worker owns each of the others (the process routes
   their recalls there: ``pipelines.recall_routes``), and whether Milvus is away, whenever
   they change.
@@ -29,13 +30,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
+
+import numpy as np
 
 from pipelines.milvus_server import _die_with_parent
 from pipelines.recall import RecallService
 from pipelines.stats import LatencyWindow
+from pipelines.store import RowFields, StoredMemory, rows_from_bytes, rows_from_fields
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ SEND_TIMEOUT_S = 10
 # (namespace, agent, memory ids the caller holds) -> the agent's other rows in the L2 table,
 # as stored (``StoredMemory.to_bytes``; ``Pipeline.hot_values``)
 RowsBesides = Callable[[str, str, Collection[str]], list[bytes]]
+# a warm answer's rows: those the worker's index holds (fields, one matrix of vectors), and
+# the L2 table's others as stored
+WarmRows = tuple[list[RowFields], np.ndarray, list[bytes]]
 
 
 class RecallMirror:
@@ -70,7 +77,8 @@ class RecallMirror:
         self._stopping = threading.Event()
         self._last: tuple[frozenset[int], float | None, dict[int, str]] | None = None
         self._served = False  # the current process said it serves
-        self.starts = self.sent = self.not_sent = self.warms = 0
+        self.starts = self.sent = self.not_sent = self.warms = self.prefetched = 0
+        self._pushed: set[tuple[str, str]] = set()  # agents sent unasked to this process
         # a warm answer's parts: reading the rows and state, pickling and sending them
         self.warm_latency = {"read": LatencyWindow(), "send": LatencyWindow()}
 
@@ -98,6 +106,7 @@ class RecallMirror:
         with self._lock:
             self.conn, self._last, self._served = conn, None, False
             self._up.clear()
+            self._pushed.clear()  # a new process holds no agent
         self.starts += 1
         threading.Thread(
             target=self._serve_requests, args=(conn,), name="recall-requests", daemon=True
@@ -131,6 +140,8 @@ class RecallMirror:
         now = (self.owned(), self.store_down(), self.owners())
         if now == self._last:
             return
+        if self._last is not None and now[0] != self._last[0]:
+            self._pushed.clear()  # the process drops agents of partitions gone
         self._last = now
         self.send(("owned", self.partitions, now[0]))
         self.send(("store_down", now[1]))
@@ -202,6 +213,24 @@ class RecallMirror:
             self.warm_latency["send"].note(time.perf_counter() - t1)
             self.warms += 1
 
+    def prefetch(self, agents: Iterable[tuple[str, str]], limit: int = 8) -> int:
+        """Send the process up to ``limit`` of ``agents`` (namespace, agent; the analytics'
+        forecast, most expected first: ``RecallService.most_expected``) as warm answers it did
+        not ask for, each once per process (again after a change of the partitions owned), so
+        their first recall there does not wait for one. The process loads an agent it does not
+        hold warm yet. Returns the agents sent."""
+        sent = 0
+        for key in agents:
+            if sent >= limit or not self.is_up():
+                break
+            if key in self._pushed:
+                continue
+            self._answer_warm(*key)
+            self._pushed.add(key)
+            sent += 1
+        self.prefetched += sent
+        return sent
+
     def stats(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -211,6 +240,7 @@ class RecallMirror:
             "sent": self.sent,
             "not_sent": self.not_sent,
             "warms": self.warms,
+            "prefetched": self.prefetched,
             "warm_answer": {k: w.summary() for k, w in self.warm_latency.items()},
         }
 
@@ -218,22 +248,30 @@ class RecallMirror:
 def warm_answer(
     service: RecallService, rows_of: RowsBesides, namespace: str, agent_id: str, mine: bool
 ) -> tuple[Any, ...]:
-    """The answer to the recall process's request to warm an agent: its rows (as stored:
-    ``StoredMemory.to_bytes`` values, decoded by the process, ``rows_from_bytes``) and
-    memory-stage state, or no rows (None) when this worker does not own it. The rows are the
-    L2 table's and those this worker's index holds: a row the store stage wrote through may
+    """The answer to the recall process's request to warm an agent: its rows and memory-stage
+    state, or no rows (None) when this worker does not own it. The rows are those this
+    worker's index holds and the L2 table's others: a row the store stage wrote through may
     reach the L2 table later (the memory stage writes it there), and the process skipped it
     while the agent was cold there. Rows never change, so the table is read only for the rows
     the index lacks (one scan of its keys; reading and decrypting a row costs more than
-    finding it). When the worker's index holds the agent warm (all its rows, and every write
-    since), its rows alone: no scan at all. Bytes, not objects: a list of bytes pickles and
-    unpickles as fast as copying it, where an object and an array per row cost ~20 µs."""
+    finding it); when the index holds the agent warm (all its rows, and every write since),
+    its rows alone: no scan at all.
+
+    The rows travel as ``WarmRows``: the index's as their fields and one matrix, the
+    table's as stored (bytes, decoded by the process). Tuples, one array and bytes pickle
+    ~10x faster than an object and an array per row (``rows_of_answer`` reads them)."""
     if not mine:
         return ("warm", namespace, agent_id, None, None)
     index = service.index
     with index.locked():  # no eviction between the two
-        held, complete = index.agent_rows(namespace, agent_id), index.is_warm(namespace, agent_id)
-    values = [r.to_bytes() for r in held]
-    if not complete:
-        values += rows_of(namespace, agent_id, {r.memory_id for r in held})
-    return ("warm", namespace, agent_id, values, service.agent_state(namespace, agent_id))
+        fields, vectors = index.agent_fields(namespace, agent_id)
+        complete = index.is_warm(namespace, agent_id)
+    values = [] if complete else rows_of(namespace, agent_id, {f[0] for f in fields})
+    rows: WarmRows = (fields, vectors, values)
+    return ("warm", namespace, agent_id, rows, service.agent_state(namespace, agent_id))
+
+
+def rows_of_answer(rows: WarmRows) -> list[StoredMemory]:
+    """A warm answer's rows (``warm_answer``) as ``StoredMemory`` rows."""
+    fields, vectors, values = rows
+    return rows_from_fields(fields, vectors) + rows_from_bytes(values)

@@ -49,11 +49,11 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 from pipelines.audit import denied_record, emit, recall_record, to_kv
 from pipelines.errors import RejectedError, StoreUnavailableError
 from pipelines.recall import RecallService
+from pipelines.recall_mirror import rows_of_answer
 from pipelines.recall_routes import ROUTED_HEADER, RecallRoutes, recall_headers
 from pipelines.runtime import RecallSwitching, freeze_start_up, tune_process
 from pipelines.settings import Settings
 from pipelines.stats import LatencyWindow
-from pipelines.store import rows_from_bytes
 from pipelines.telemetry import inject_headers, setup_telemetry
 from schemas import RecallRequest
 from schemas.recall import RecallResponse
@@ -104,15 +104,18 @@ class RemoteRecallService(RecallService):
         agent_id: str,
         rows: Sequence[Any] | None,
         state: dict[str, Any] | None,
-    ) -> None:
-        """The worker's answer to a warm request: apply it, then wake whoever waits. No rows
-        (None): the worker does not own the agent (any more); it stays cold here."""
-        if rows is not None:
+    ) -> bool:
+        """The worker's answer to a warm request, or a warm it sent unasked (its prefetch):
+        apply it, then wake whoever waits. No rows (None): the worker does not own the agent
+        (any more); it stays cold here. An agent already warm here is not loaded again (every
+        write since its warm came in the feed). Returns whether someone asked for it."""
+        if rows is not None and not self.index.is_warm(namespace, agent_id):
             self.load(namespace, agent_id, rows, state)
         with self._waiting_lock:
             ev = self._waiting.pop((namespace, agent_id), None)
         if ev is not None:
             ev.set()
+        return ev is not None
 
 
 class Replica:
@@ -127,7 +130,12 @@ class Replica:
         self.owned: frozenset[int] = frozenset()
         self.owners: dict[int, str] = {}  # partition -> the worker that owns it (its URL)
         self.store_down_since: float | None = None
-        self.counters = {"messages": 0, "dropped_agents": 0, "rows_skipped": 0}
+        self.counters = {
+            "messages": 0,
+            "dropped_agents": 0,
+            "rows_skipped": 0,
+            "warms_unasked": 0,  # warm answers the worker sent before a recall asked
+        }
         self.warm_load = LatencyWindow()  # applying a warm answer (rows decoded and indexed)
 
     def owns(self, agent_id: str) -> bool:
@@ -169,8 +177,9 @@ class Replica:
             self.service.apply_lives(lives, members, msg[3])
         elif kind == "warm":  # rows as stored (None: not the worker's agent)
             t0 = time.perf_counter()
-            rows = None if msg[3] is None else rows_from_bytes(msg[3])
-            self.service.loaded(msg[1], msg[2], rows, msg[4])
+            rows = None if msg[3] is None else rows_of_answer(msg[3])
+            if not self.service.loaded(msg[1], msg[2], rows, msg[4]):
+                self.counters["warms_unasked"] += 1
             self.warm_load.note(time.perf_counter() - t0)
         elif kind == "owned":  # agents of partitions gone elsewhere leave the index
             self.partitions, self.owned = msg[1], msg[2]

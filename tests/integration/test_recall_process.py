@@ -172,3 +172,38 @@ def test_recalls_of_another_workers_agents_go_to_its_recall_process(
     assert routed_in >= 1 and all(a["routes"]["to_worker"] == 0 for a in after)
     assert all(r["to_recall_process"] >= 1 and r["to_worker"] == 0 for r in worker_routes)
     assert all(set(r["known"].values()) <= {w.recall_url for w in workers} for r in worker_routes)
+
+
+def test_agents_the_analytics_expect_to_be_recalled_are_warm_before_their_first_recall(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """The worker's prefetch sends its recall process the agents the recall-probability model
+    expects to be recalled soon (``RecallMirror.prefetch``): their first recall there waits
+    for no warm, and answers as the worker's own /recall."""
+    env = {"ARGOS_RECALL_PORT": "free", "ARGOS_PREFETCH_S": "1"}
+    worker = start_worker(embedder="hashing", extra_env=env)
+    client = MemoryClient(worker.url, recall_url=worker.recall_url)
+    direct = MemoryClient(worker.url)
+    ns = "recall-process-prefetch"
+    agents = ["ann", "bob", "cy"]
+    with MemoryPublisher(worker.bootstrap, worker.prefix + ".memory.events") as p:
+        for agent in agents:
+            p.publish_many(_events(agent, ns, id_prefix=f"{agent}:"))
+    total = len(agents) * len(THINGS)
+    assert client.wait_stored(ns, total, timeout=60) == total
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = client.recall_stats()
+        if st["warms_unasked"] >= len(agents):
+            break
+        time.sleep(0.5)
+    print("recall process:", {k: st[k] for k in ("warms_unasked", "messages")}, st["recall"])
+    assert st["warms_unasked"] >= len(agents), st
+    assert st["recall"]["l2_agents_warm"] >= len(agents)
+    assert client.stats()["recall_process"]["prefetched"] >= len(agents)
+    for agent in agents:
+        via_process = client.recall(ns, agent, "drinking water", k=10)
+        assert {h.memory_id for h in via_process.hits} == {f"{agent}:{t[0]}" for t in THINGS}
+        via_worker = direct.recall(ns, agent, "drinking water", k=10)
+        assert {h.memory_id for h in via_worker.hits} == {h.memory_id for h in via_process.hits}
+    assert client.recall_stats()["latency"]["warm"]["n"] == 0  # no recall waited for a warm

@@ -14,11 +14,10 @@ from pipelines.app import partition_of
 from pipelines.embed import load_embedder
 from pipelines.memory_state import MemoryParams
 from pipelines.recall_cache import RecallCache
-from pipelines.recall_mirror import warm_answer
+from pipelines.recall_mirror import rows_of_answer, warm_answer
 from pipelines.recall_server import RemoteRecallService, Replica
 from pipelines.scoring import ScoreWeights
 from pipelines.stage_batches import MemoryOut
-from pipelines.store import rows_from_bytes
 from schemas import RecallRequest
 from tests.unit.test_recall_service import NS, agent_rows, service_over
 
@@ -105,9 +104,7 @@ def test_rows_written_while_cold_come_with_the_warm_even_before_the_l2_table_has
     assert ranked(got) == ranked(worker.recall(ask))
     # each row once: those the worker's index holds are not read from the table again
     warm = next(m for m in sent if m[0] == "warm")
-    assert sorted(r.memory_id for r in rows_from_bytes(warm[3])) == sorted(
-        r.memory_id for r in rows
-    )
+    assert sorted(r.memory_id for r in rows_of_answer(warm[3])) == sorted(r.memory_id for r in rows)
 
 
 def test_a_warm_reads_from_the_table_only_the_rows_the_index_lacks() -> None:
@@ -124,7 +121,8 @@ def test_a_warm_reads_from_the_table_only_the_rows_the_index_lacks() -> None:
 
     msg = warm_answer(worker, rows_besides, NS, "dee", True)
     assert asked == [{r.memory_id for r in rows[6:]}]
-    got = rows_from_bytes(msg[3])  # as stored: the process decodes them
+    got = rows_of_answer(msg[3])  # 4 from the index, 6 from the table (as stored)
+    assert len(msg[3][0]) == 4 and len(msg[3][2]) == 6
     assert sorted(r.memory_id for r in got) == sorted(r.memory_id for r in rows)
     by_id = {r.memory_id: r for r in rows}
     for r in got:  # the same rows, vectors at unit length either way
@@ -178,3 +176,24 @@ def test_an_agent_warm_in_the_worker_is_sent_from_its_index_without_the_l2_scan(
     worker.rows_of = lambda ns, agent: scans.append(agent) or rows_of(ns, agent)
     l2["cy"] = []  # were the table read, the replica would miss every row
     assert ranked(replica.service.recall(ask)) == want and scans == []
+
+
+def test_a_warm_sent_unasked_makes_the_agent_warm_once_and_answers_as_the_worker() -> None:
+    """The worker's prefetch sends an agent's warm answer before any recall asks
+    (``RecallMirror.prefetch``): the replica loads it, counts it unasked, answers as the
+    worker without asking; sent again while warm, it is not loaded twice."""
+    emb = load_embedder("hashing")
+    worker, replica, l2, sent = pair()
+    l2["eve"] = agent_rows(emb, "eve", 8)
+    worker.stored(l2["eve"])  # cold in the replica: skipped
+    pushed = warm_answer(worker, lambda ns, a, have: [r.to_bytes() for r in l2[a]], NS, "eve", True)
+    replica.apply(pickle.loads(pickle.dumps(pushed)))  # noqa: S301 - our own bytes
+    assert replica.service.index.is_warm(NS, "eve")
+    assert replica.counters["warms_unasked"] == 1
+    version = replica.service.index.version(NS, "eve")
+    replica.apply(pickle.loads(pickle.dumps(pushed)))  # noqa: S301 - again: already warm
+    assert replica.counters["warms_unasked"] == 2
+    assert replica.service.index.version(NS, "eve") == version  # not loaded again
+    ask = RecallRequest(namespace=NS, agent_id="eve", query="the river crossing", k=10)
+    assert ranked(replica.service.recall(ask)) == ranked(worker.recall(ask))
+    assert [m[0] for m in sent].count("warm") == 0  # the replica never asked
