@@ -54,6 +54,7 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "heap_census": ([], None, 4),
     "recall": (["--sizes", "10000", "100000"], None, 6),
     "recall_http": ([], None, 25),
+    "recall_hop": ([], None, 8),
     "spatial": ([], None, 3),
     "population_near": ([], None, 3),
     "scaling": ([], None, 10),
@@ -158,6 +159,15 @@ def headline(name: str, d: dict[str, Any]) -> str:
                 if lat and lat.get("n"):
                     out.append(f"{int(n):,} {layout}: {_p(lat)}")
         return "HTTP uncached p50 / p95 / p99 ms: " + "; ".join(out) + " (goal p99 < 20 at 100k)"
+    if name == "recall_hop":
+        r = d["ratios_to_owner"]
+        return (
+            f"{d['events']:,} memories, HTTP p50 / p95 / p99 ms: owner's recall process "
+            f"{_p(d['latency']['owner'])}; through the other's recall process "
+            f"{_p(d['latency']['hop'])} (p50 {_fmt(r['hop']['p50_ms'])}×); through the other "
+            f"worker's /recall {_p(d['latency']['via_worker'])} "
+            f"(p50 {_fmt(r['via_worker']['p50_ms'])}×)"
+        )
     if name == "growth":
         out = [
             f"{c['memories']:,}: {_fmt(c['load']['events_per_s'], 0)} events/s, recall p99 "
@@ -216,6 +226,8 @@ VARIANT_RESULTS = {
     "recall_http_rp_nice100k_underload_b": "recall_http",
     # the recall process alone, idle stages, with the warm's parts timed
     "recall_http_rp_warm100k": "recall_http",
+    # an agent's first recall there: the warm's format before and after, and the prefetch
+    "recall_http_warm_ab": "recall_http",
 }
 
 

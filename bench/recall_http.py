@@ -98,6 +98,10 @@ WORKER_ENV = {
     # agent's pace; the ingest limits would dead-letter the excess (RateLimitedError)
     "ARGOS_RATE_INGEST_AGENT": "off",
     "ARGOS_RATE_INGEST_NAMESPACE": "off",
+    # the timed series ask one agent back to back: answered from L1 in ~1-2 ms, more than
+    # the default 200 recalls per agent per second (a 429 would end the run)
+    "ARGOS_RATE_RECALL_AGENT": "off",
+    "ARGOS_RATE_RECALL_NAMESPACE": "off",
 }
 # One agent's batch also keeps its outbox (one cluster change with a 384-d centroid per memory)
 # in that value: smaller batches keep it under the limit when every event is the same agent's.
