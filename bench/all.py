@@ -156,8 +156,10 @@ def headline(name: str, d: dict[str, Any]) -> str:
         for n, layouts in d["sizes"].items():
             for layout, r in layouts.items():
                 lat = r.get("latency", {}).get("http_uncached")
+                first = r.get("latency", {}).get("http_first_recall", {})
                 if lat and lat.get("n"):
-                    out.append(f"{int(n):,} {layout}: {_p(lat)}")
+                    warm = f" (first recall p50 {_fmt(first['p50_ms'])})" if first.get("n") else ""
+                    out.append(f"{int(n):,} {layout}: {_p(lat)}{warm}")
         return "HTTP uncached p50 / p95 / p99 ms: " + "; ".join(out) + " (goal p99 < 20 at 100k)"
     if name == "recall_hop":
         r = d["ratios_to_owner"]
@@ -228,6 +230,8 @@ VARIANT_RESULTS = {
     "recall_http_rp_warm100k": "recall_http",
     # an agent's first recall there: the warm's format before and after, and the prefetch
     "recall_http_warm_ab": "recall_http",
+    # the hop to another worker's recall process with 100k memories per worker
+    "recall_hop_200k": "recall_hop",
 }
 
 

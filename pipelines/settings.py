@@ -394,7 +394,8 @@ class Settings(BaseSettings):
         ge=0,
         description="ARGOS_PREFETCH_S: wall seconds between prefetches: the agents the "
         "recall-probability model expects to be recalled most are warmed into the hot index and "
-        "kept there first when it must evict (0: off; needs ARGOS_ANALYTICS).",
+        "kept there first when it must evict, and sent to the recall process when there is one "
+        "(0: off; needs ARGOS_ANALYTICS).",
     )
     prefetch_agents: int = Field(
         8, ge=1, description="ARGOS_PREFETCH_AGENTS: agents warmed at most per prefetch."
