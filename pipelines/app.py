@@ -1353,10 +1353,7 @@ def register_analytics(
             )
             if pipe.recall_mirror is not None:  # and into the recall process, unasked
                 await loop.run_in_executor(
-                    prefetch_pool,
-                    pipe.recall_mirror.prefetch,
-                    pipe.recall.most_expected(expected),
-                    settings.prefetch_agents,
+                    prefetch_pool, pipe.recall_mirror.prefetch, expected, settings.prefetch_agents
                 )
         except Exception as exc:  # noqa: BLE001 - a cache warm-up: the next tick tries again
             log.warning("prefetch failed: %r", exc)

@@ -9,8 +9,9 @@ restarts it if it exits, and keeps it fed:
 - each warm request answered with the agent's rows (packed: ``warm_answer``) and
   memory-stage state, read and sent under the same lock as the
   writes, so the process applies them in order with them; ``None`` when this worker does not
-  own the agent; the agents the analytics expect to be recalled soon are sent unasked
-  (``prefetch``), so their first recall there finds them warm;
+  own the agent; the agents the analytics expect to be recalled soon are sent unasked, with
+  the forecast that ranks the process's evictions (``prefetch``), so their first recall
+  there finds them warm;
 - the partitions this worker owns, which worker owns each of the others (the process routes
   their recalls there: ``pipelines.recall_routes``), and whether Milvus is away, whenever
   they change.
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -213,14 +214,19 @@ class RecallMirror:
             self.warm_latency["send"].note(time.perf_counter() - t1)
             self.warms += 1
 
-    def prefetch(self, agents: Iterable[tuple[str, str]], limit: int = 8) -> int:
-        """Send the process up to ``limit`` of ``agents`` (namespace, agent; the analytics'
-        forecast, most expected first: ``RecallService.most_expected``) as warm answers it did
+    def prefetch(self, expected: Mapping[tuple[str, str], float], limit: int = 8) -> int:
+        """Act on the analytics' forecast in the process (``expected``: each agent's expected
+        recalls soon, ``Analytics.expected_recalls``): its hot index evicts the agents
+        expected least first, as the worker's does; and up to ``limit`` of this worker's
+        agents expected most (``RecallService.most_expected``) are sent as warm answers it did
         not ask for, each once per process (again after a change of the partitions owned), so
-        their first recall there does not wait for one. The process loads an agent it does not
-        hold warm yet. Returns the agents sent."""
+        their first recall there does not wait for one. The process loads an agent it does
+        not hold warm yet. Returns the agents sent."""
+        if not self.is_up():
+            return 0
+        self.send(("priorities", dict(expected)))
         sent = 0
-        for key in agents:
+        for key in self.service.most_expected(expected):
             if sent >= limit or not self.is_up():
                 break
             if key in self._pushed:

@@ -186,6 +186,8 @@ class Replica:
             self.counters["dropped_agents"] += self.service.index.drop_agents(
                 lambda ns, agent: self.owns(agent)
             )
+        elif kind == "priorities":  # the analytics' forecast: evict the least expected first
+            self.service.index.set_priorities(msg[1])
         elif kind == "owners":
             self.owners = dict(msg[1])
         elif kind == "store_down":

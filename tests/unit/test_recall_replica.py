@@ -197,3 +197,21 @@ def test_a_warm_sent_unasked_makes_the_agent_warm_once_and_answers_as_the_worker
     ask = RecallRequest(namespace=NS, agent_id="eve", query="the river crossing", k=10)
     assert ranked(replica.service.recall(ask)) == ranked(worker.recall(ask))
     assert [m[0] for m in sent].count("warm") == 0  # the replica never asked
+
+
+def test_the_forecast_sent_by_the_worker_ranks_the_replicas_evictions() -> None:
+    """``("priorities", expected)`` (sent with each prefetch): past its memory bound the
+    replica's index drops the agents expected to be recalled least, not the least recent."""
+    emb = load_embedder("hashing")
+    worker, replica, l2, _ = pair()
+    index = replica.service.index
+    for agent in ("ann", "bob", "cy"):  # ann is the least recently used
+        l2[agent] = agent_rows(emb, agent, 20)
+        worker.stored(l2[agent])
+        replica.service.warm(NS, agent)
+    replica.apply(("priorities", {(NS, "ann"): 3.0, (NS, "bob"): 0.1, (NS, "cy"): 1.0}))
+    index.max_bytes = int(index.nbytes() * 1.2)  # room for three agents, not four
+    l2["dee"] = agent_rows(emb, "dee", 20)
+    worker.stored(l2["dee"])
+    replica.service.warm(NS, "dee")
+    assert [index.is_warm(NS, a) for a in ("ann", "bob", "cy", "dee")] == [True, False, True, True]
