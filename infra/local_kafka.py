@@ -234,6 +234,11 @@ class LocalKafka:
     certificate signed by that CA (:attr:`mtls_bootstrap_servers`, :meth:`client_tls`). With
     ``sasl_users`` as well, a SASL_SSL listener (PLAIN over TLS,
     :attr:`sasl_ssl_bootstrap_servers`).
+
+    ``acls`` turns the broker's authorizer on (``StandardAuthorizer``): a principal may do only
+    what an ACL allows (``pipelines.kafka_acls``), but ``User:ANONYMOUS`` (the PLAINTEXT
+    listener, the broker's own and the controller's traffic) is a super user, so an admin
+    client there can create the ACLs.
     """
 
     def __init__(
@@ -245,6 +250,7 @@ class LocalKafka:
         cache_dir: Path | None = None,
         sasl_users: Mapping[str, str] | None = None,
         tls: bool = False,
+        acls: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.requested_port = port
@@ -255,6 +261,7 @@ class LocalKafka:
         self.controller_port: int | None = None
         self.sasl_port: int | None = None
         self.tls = tls
+        self.acls = acls
         self.tls_port: int | None = None
         self.mtls_port: int | None = None
         self.sasl_ssl_port: int | None = None
@@ -503,6 +510,12 @@ class LocalKafka:
             props.update(self._sasl_properties(props))
         if self.tls:
             props.update(self._tls_properties(props))
+        if self.acls:
+            props |= {
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": "User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found": "false",
+            }
         lines = ["# Written by infra/local_kafka.py on every start; edits are overwritten."]
         lines += [f"{key}={value}" for key, value in props.items()]
         self.properties_file.write_text("\n".join(lines) + "\n")

@@ -209,6 +209,32 @@ def subscribe(
 
 
 @app.command()
+def acls(
+    worker: Annotated[str, typer.Option(help="The workers' Kafka user (or User:... principal).")],
+    agent: Annotated[
+        list[str] | None, typer.Option(help="A publishing agent's user (repeatable).")
+    ] = None,
+    reader: Annotated[
+        list[str] | None, typer.Option(help="An analytics subscriber's user (repeatable).")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option(help="Create them on the broker (as a principal allowed to).")
+    ] = False,
+) -> None:
+    """The Kafka ACLs of a deployment (pipelines/kafka_acls.py): print them, or create them."""
+    from pipelines.kafka_acls import acl_bindings, apply_acls, describe
+    from pipelines.worker import resolve_bootstrap
+
+    settings = Settings()
+    bindings = acl_bindings(settings, worker, agent or [], reader or [])
+    for acl in bindings:
+        print(describe(acl))
+    if apply:
+        created = apply_acls(resolve_bootstrap(settings), bindings)
+        console.print(f"created {created} ACLs")
+
+
+@app.command()
 def dashboard(
     namespace: Annotated[str | None, typer.Option(help="World / tenant to show first.")] = None,
     url: Annotated[str, typer.Option(help="A worker's base URL.")] = "http://127.0.0.1:6066",

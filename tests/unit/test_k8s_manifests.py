@@ -1125,3 +1125,28 @@ def test_dockerfile() -> None:
         if i.startswith("COPY ") and "--from=" not in i:
             for src in i.split()[1:-1]:
                 assert (ROOT / src).exists(), src
+
+
+def test_prod_kafka_users_have_the_acls_argos_acls_makes(
+    rendered: dict[str, list[Doc]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prod runs Kafka's authorizer: the worker's, an agent's and a reader's KafkaUser carry
+    exactly the ACLs ``argos acls`` makes for the worker's settings (topic prefix, app id), so
+    the worker can run and an agent can only publish (tests/integration/test_kafka_acls.py
+    proves those rules on a real broker)."""
+    from pipelines.kafka_acls import acl_bindings, strimzi_acls
+
+    docs = rendered["prod"]
+    assert one(docs, "Kafka")["spec"]["kafka"]["authorization"] == {"type": "simple"}
+    _, c = worker(docs)
+    s = settings_from(container_env(docs, c), monkeypatch)
+    users = {u["metadata"]["name"]: u["spec"]["authorization"] for u in kinds(docs, "KafkaUser")}
+    assert set(users) == {"argos-worker", "argos-agent", "argos-analytics-reader"}
+    assert all(a["type"] == "simple" for a in users.values())
+    want = {
+        "argos-worker": acl_bindings(s, "argos-worker"),
+        "argos-agent": acl_bindings(s, "w", ["argos-agent"])[3:],
+        "argos-analytics-reader": acl_bindings(s, "w", [], ["argos-analytics-reader"])[3:],
+    }
+    for name, acls in want.items():
+        assert users[name]["acls"] == strimzi_acls(acls), name
