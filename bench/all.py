@@ -230,7 +230,8 @@ VARIANT_RESULTS = {
     "recall_http_rp_warm100k": "recall_http",
     # an agent's first recall there: the warm's format before and after, and the prefetch
     "recall_http_warm_ab": "recall_http",
-    # the hop to another worker's recall process with 100k memories per worker
+    # the hop to another worker's recall process: a second run at 10k, and 100k per worker
+    "recall_hop_10k_b": "recall_hop",
     "recall_hop_200k": "recall_hop",
 }
 
