@@ -194,6 +194,11 @@ def headline(name: str, d: dict[str, Any]) -> str:
             f"({_fmt(r['ratios_objects_over_columns']['dump'], 1)}×), from_bytes "
             f"{_fmt(r['objects']['load_ms_median'], 0)} → "
             f"{_fmt(r['columns']['load_ms_median'], 0)} ms"
+            + (
+                f", longest stall of another thread {_fmt(r['columns']['stall_ms_median'], 0)} ms"
+                if "stall_ms_median" in r["columns"]
+                else ""
+            )
             for r in d["sizes"]
         )
     if name == "scaling":

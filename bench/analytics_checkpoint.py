@@ -10,8 +10,13 @@ alternating, ``--repeat`` times each:
 
 - ``objects``: checkpoint version 1, every row pickled as an object (through the slotted
   dataclass's Python ``__getstate__``);
-- ``columns``: version 2 (the default since 2026-11-27), the rows as one list per field.
+- ``columns_v2``: version 2, the rows as one list per field, pickled with the rest;
+- ``columns``: version 3 (the default since 2026-11-28), each of those lists pickled on its
+  own, so the GIL can pass between them.
 
+Besides the times, the longest stall of another thread while ``to_bytes`` runs (a thread that
+sleeps 0.5 ms in a loop, at the worker's 1 ms switch interval; its longest gap): what a recall
+on the worker's event loop may wait out.
     python -m bench.analytics_checkpoint [--sizes 10000 100000] [--repeat 3]
 
 Writes ``bench/results/analytics_checkpoint.json`` and ``.png``.
@@ -23,6 +28,8 @@ import argparse
 import pickle
 import random
 import statistics
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,7 @@ from pipelines import analytics as mod
 from pipelines.analytics import RECALL_FEATURES, Analytics, _Memory, _Pending
 
 RESULTS = Path(__file__).parent / "results"
+LAYOUTS = ("objects", "columns_v2", "columns")
 
 
 def filled(n: int, seed: int = 0) -> Analytics:
@@ -77,21 +85,65 @@ def as_objects(a: Analytics) -> bytes:
         mod._Namespace.__getstate__ = saved  # type: ignore[method-assign]
 
 
+def as_columns_v2(a: Analytics) -> bytes:
+    """A version 2 checkpoint: the columns as lists, pickled with the rest."""
+    saved = mod._dumped
+    try:
+        mod._dumped = lambda column: column  # type: ignore[assignment,return-value]
+        return pickle.dumps(
+            {"format": mod.CHECKPOINT_FORMAT, "version": 2, "analytics": a},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    finally:
+        mod._dumped = saved
+
+
 def timed(fn: Any, *args: Any) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn(*args)
     return time.perf_counter() - t0, out
 
 
+def stalled(fn: Any, *args: Any) -> tuple[float, float, Any]:
+    """``fn(*args)``'s time, the longest gap between the ticks of a thread that sleeps 0.5 ms
+    in a loop meanwhile (seconds), and its result."""
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.0005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)  # the worker's (ARGOS_SWITCH_INTERVAL_MS)
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        time.sleep(0.02)
+        gaps.clear()
+        dt, out = timed(fn, *args)
+    finally:
+        stop.set()
+        ticker.join()
+        sys.setswitchinterval(before)
+    return dt, max(gaps, default=0.0), out
+
+
 def measure(n: int, repeat: int) -> dict[str, Any]:
     a = filled(n)
     runs: dict[str, dict[str, list[float]]] = {
-        k: {"dump_s": [], "load_s": []} for k in ("objects", "columns")
+        k: {"dump_s": [], "load_s": [], "stall_s": []} for k in LAYOUTS
     }
     size: dict[str, int] = {}
+    dumps = {"objects": as_objects, "columns_v2": as_columns_v2, "columns": Analytics.to_bytes}
     for _ in range(repeat):
-        for layout, dump in (("objects", as_objects), ("columns", Analytics.to_bytes)):
-            dt, blob = timed(dump, a)
+        for layout in LAYOUTS:
+            dt, stall, blob = stalled(dumps[layout], a)
+            runs[layout]["stall_s"].append(stall)
             lt, back = timed(Analytics.from_bytes, blob)
             ns, nb = a.namespaces["bench"], back.namespaces["bench"]
             assert nb.memories == ns.memories and nb.pending == ns.pending  # noqa: S101
@@ -103,11 +155,16 @@ def measure(n: int, repeat: int) -> dict[str, Any]:
         out[layout] = {
             "dump_ms_median": 1000 * statistics.median(r["dump_s"]),
             "load_ms_median": 1000 * statistics.median(r["load_s"]),
+            "stall_ms_median": 1000 * statistics.median(r["stall_s"]),
             "bytes": size[layout],
             "dump_ms": [round(1000 * x, 2) for x in r["dump_s"]],
             "load_ms": [round(1000 * x, 2) for x in r["load_s"]],
         }
-    o, c = out["objects"], out["columns"]
+    o, c, v2 = out["objects"], out["columns"], out["columns_v2"]
+    out["ratios_v2_over_v3"] = {
+        "dump": v2["dump_ms_median"] / c["dump_ms_median"],
+        "stall": v2["stall_ms_median"] / c["stall_ms_median"],
+    }
     out["ratios_objects_over_columns"] = {
         "dump": o["dump_ms_median"] / c["dump_ms_median"],
         "load": o["load_ms_median"] / c["load_ms_median"],
@@ -122,12 +179,15 @@ def plot(out: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     sizes = [r["memories"] for r in out["sizes"]]
     for ax, key, title in zip(
-        axes, ("dump_ms_median", "load_ms_median"), ("to_bytes", "from_bytes"), strict=True
+        axes,
+        ("dump_ms_median", "load_ms_median", "stall_ms_median"),
+        ("to_bytes", "from_bytes", "longest stall of another thread (to_bytes)"),
+        strict=True,
     ):
-        for layout in ("objects", "columns"):
+        for layout in LAYOUTS:
             ax.plot(sizes, [r[layout][key] for r in out["sizes"]], "o-", label=layout)
         ax.set_xscale("log")
         ax.set_xlabel("memories remembered in the namespace")
@@ -155,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['ratios_objects_over_columns']['dump']:.1f}x); "
             f"from_bytes {r['objects']['load_ms_median']:.0f} vs "
             f"{r['columns']['load_ms_median']:.0f} ms; "
-            f"{r['objects']['bytes'] / 2**20:.1f} vs {r['columns']['bytes'] / 2**20:.1f} MiB",
+            f"{r['objects']['bytes'] / 2**20:.1f} vs {r['columns']['bytes'] / 2**20:.1f} MiB; "
+            f"longest stall v2 {r['columns_v2']['stall_ms_median']:.0f} ms, v3 "
+            f"{r['columns']['stall_ms_median']:.0f} ms",
             flush=True,
         )
     write_results(out, args.out, "analytics_checkpoint", plot)

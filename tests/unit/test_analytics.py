@@ -492,11 +492,12 @@ def test_a_restarted_process_continues_identically() -> None:
     assert out.stdout.decode().splitlines() == expected
 
 
-def test_version_1_checkpoints_still_load_and_continue_identically(
+def test_version_1_and_2_checkpoints_still_load_and_continue_identically(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Version 2 saves a namespace's memories and open samples as columns; a version 1
-    checkpoint (the objects themselves) from before still loads, to the same state."""
+    """Version 3 saves a namespace's memories and open samples as columns, each pickled on
+    its own; version 2 (the columns as lists) and version 1 (the objects themselves)
+    checkpoints from before still load, to the same state."""
     import pickle
 
     from pipelines import analytics as mod
@@ -507,21 +508,24 @@ def test_version_1_checkpoints_still_load_and_continue_identically(
     ns = next(iter(a.namespaces.values()))
     assert ns.memories and ns.pending
     ids, columns = ns.__getstate__()["memories"]
-    assert ids == list(ns.memories) and len(columns) == len(mod._MEMORY_FIELDS)
-    v2 = a.to_bytes()
+    assert pickle.loads(ids) == list(ns.memories) and len(columns) == len(mod._MEMORY_FIELDS)  # noqa: S301
+    v3 = a.to_bytes()
     with monkeypatch.context() as m:
         m.setattr(mod._Namespace, "__getstate__", lambda self: self.__dict__.copy())
         v1 = pickle.dumps({"format": "argos-analytics", "version": 1, "analytics": a})
-    assert len(v2) < len(v1)
+    with monkeypatch.context() as m:
+        m.setattr(mod, "_dumped", lambda column: column)  # version 2: the lists themselves
+        v2 = pickle.dumps({"format": "argos-analytics", "version": 2, "analytics": a})
+    assert len(v3) < len(v1)
     outs = []
-    for blob in (v1, v2):
+    for blob in (v1, v2, v3):
         b = Analytics.from_bytes(blob)
         nb = next(iter(b.namespaces.values()))
         assert nb.memories == ns.memories and nb.pending == ns.pending
         assert list(nb.memories) == list(ns.memories)  # the LRU order too
         _feed(b, stream[700:])
         outs.append(_dump(b.drain(now_event_ts=_ts(stream[-1]) + 7200)))
-    assert outs[0] == outs[1]
+    assert outs[0] == outs[1] == outs[2]
 
 
 def test_checkpoint_refuses_other_versions_and_other_bytes() -> None:
