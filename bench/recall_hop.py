@@ -20,7 +20,6 @@ process).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import signal
 import tempfile
@@ -29,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe, machine_title
+from bench.machine import describe, machine_title, write_results
 from bench.recall_http import NS, WORKER_ENV, K, _raise_exit, make_events, make_queries, pct
 from infra.local_kafka import LocalKafka
 from pipelines.app import partition_of
@@ -72,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
-    args.out.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"machine": describe(), "events": args.events, "partitions": PARTITIONS}
     events = make_events(args.events, "100_agents", args.seed)
     prefix = f"rhop-{uuid.uuid4().hex[:8]}"
@@ -148,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in workers:
                 w.stop()
     out["total_s"] = time.perf_counter() - t_all
-    (args.out / "recall_hop.json").write_text(json.dumps(out, indent=2) + "\n")
-    plot(out, args.out / "recall_hop.png")
+    write_results(out, args.out, "recall_hop", plot)
     for w in WAYS:
         q = out["latency"][w]
         print(f"{w:11s} p50 {q['p50_ms']:6.2f}  p95 {q['p95_ms']:6.2f}  p99 {q['p99_ms']:6.2f} ms")
