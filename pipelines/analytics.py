@@ -379,10 +379,10 @@ def _columns(rows: OrderedDict[str, Any], names: tuple[str, ...]) -> tuple[bytes
     """An ordered dict of slotted dataclasses as its keys and one list per field, each list
     pickled on its own: a few flat lists (fast, in C) instead of an object per row, each
     through Python's ``__getstate__`` (at 100k memories and 50k open samples 3-6x faster, 25%
-    smaller). Pickled one by one, in a Python loop, so the GIL can pass between them: the
-    checkpoint's thread holds it ~10-15 ms at a time instead of ~50 ms for the whole
-    namespace at 100k memories (``bench/analytics_checkpoint.py``, longest stall), a pause
-    every recall on the worker's event loop would wait out."""
+    smaller). Pickled one by one, in a Python loop, so the GIL can pass between them: at 100k
+    memories another thread waited ~20 ms at most instead of ~40 for the whole namespace
+    (``bench/analytics_checkpoint.py``, longest stall), a pause every recall on the worker's
+    event loop would wait out."""
     values = list(rows.values())
     return _dumped(list(rows)), [_dumped(list(map(attrgetter(n), values))) for n in names]
 

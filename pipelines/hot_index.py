@@ -474,18 +474,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _without_vector(r: StoredMemory) -> StoredMemory:
     """The row as the index keeps it (its vector lives in the partition's matrix); built
     directly, ``dataclasses.replace`` costs 5x more, which a warm of 1,000 rows notices."""
-    return StoredMemory(
-        r.memory_id,
-        r.agent_id,
-        r.namespace,
-        r.type,
-        r.content,
-        r.importance,
-        r.event_ts,
-        r.event_time,
-        _EMPTY,
-        r.extra,
-    )
+    *head, extra = r.fields()
+    return StoredMemory(*head, _EMPTY, extra)  # one shared empty vector for every row
 
 
 class HotIndex:

@@ -91,31 +91,30 @@ class StoredMemory:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoredMemory:
-        if not data.startswith(_ROW_MAGIC):
-            raise ValueError("not a stored-memory record")
-        n = int.from_bytes(data[2:6], "little")
-        mid, agent, ns, kind, content, imp, ts, when, extra = json.loads(data[6 : 6 + n])
-        vec = np.frombuffer(data[6 + n :], dtype="<f4").copy()
-        return cls(mid, agent, ns, kind, content, float(imp), float(ts), when, vec, extra)
+        head, vec = _split_row(data)
+        vector = np.frombuffer(vec, dtype="<f4").copy()
+        return rows_from_fields([json.loads(head)], vector[None, :])[0]
 
 
 _ROW_MAGIC = b"R1"
 
 
+def _split_row(data: bytes) -> tuple[bytes, bytes]:
+    """A ``StoredMemory.to_bytes`` value's JSON header and vector bytes."""
+    if not data.startswith(_ROW_MAGIC):
+        raise ValueError("not a stored-memory record")
+    n = int.from_bytes(data[2:6], "little")
+    return data[6 : 6 + n], data[6 + n :]
+
+
 def rows_from_bytes(values: Sequence[bytes]) -> list[StoredMemory]:
     """Many ``StoredMemory.to_bytes`` values at once (an agent's L2 rows, a warm answer): one
     JSON parse of all their headers and one float32 matrix of all their vectors, each row's
-    vector a view of it (a caller that keeps one row keeps the matrix). About twice as fast
-    as ``from_bytes`` one by one, which parses and allocates per row."""
+    vector a view of it (a caller that keeps one row keeps the matrix). ~1.2x faster than
+    ``from_bytes`` one by one (6.4 vs 7.9 ms per 1,000 rows, measured in process)."""
     if not values:
         return []
-    heads, vecs = [], []
-    for data in values:
-        if not data.startswith(_ROW_MAGIC):
-            raise ValueError("not a stored-memory record")
-        n = int.from_bytes(data[2:6], "little")
-        heads.append(data[6 : 6 + n])
-        vecs.append(data[6 + n :])
+    heads, vecs = zip(*map(_split_row, values), strict=True)
     if len({len(v) for v in vecs}) != 1:  # vectors of different sizes: no one matrix
         return [StoredMemory.from_bytes(data) for data in values]
     fields = json.loads(b"[" + b",".join(heads) + b"]")
