@@ -52,6 +52,7 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "gc_settings": ([], None, 10),
     "switch_interval": ([], None, 14),
     "heap_census": ([], None, 4),
+    "cluster_memory": ([], None, 1),
     "recall": (["--sizes", "10000", "100000"], None, 6),
     "recall_http": ([], None, 25),
     "recall_hop": ([], None, 8),
@@ -186,6 +187,10 @@ def headline(name: str, d: dict[str, Any]) -> str:
             for run in d["sizes"]
             for r, v in run["radii"].items()
             if float(r) <= 20
+        )
+    if name == "cluster_memory":
+        return "; ".join(
+            f"{k}: {_fmt(r['bytes_per_memory'], 0)} bytes per memory" for k, r in d["runs"].items()
         )
     if name == "analytics_checkpoint":
         return "; ".join(

@@ -9,7 +9,11 @@ bench's settings and texts: ``bench.recall_http``) in steps and, after each, ask
 by type and the time of one full collection. The slope between two steps is what each memory
 adds, without the worker's fixed start-up objects.
 
-    python -m bench.heap_census [--steps 10000 20000] [--name heap_census]
+    python -m bench.heap_census [--steps 10000 20000] [--name heap_census] [--bytes FRAMES]
+
+``--bytes N`` runs the worker under ``tracemalloc`` (N frames per allocation; it slows the
+worker) and adds, from one step to the next, the bytes each memory adds by the line (and the
+call stack) that allocated them, beside the worker's RSS per memory.
 
 Writes ``bench/results/<name>.json`` and ``.png``. To compare code versions, run it in each
 checkout on the same machine, one after the other (``--name``).
@@ -31,6 +35,7 @@ from typing import Any
 from bench.machine import describe, machine_title, write_results
 from bench.recall_http import WORKER_ENV, _raise_exit, load, make_events
 from infra.local_kafka import LocalKafka
+from pipelines.client import MemoryClient
 from pipelines.processes import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,12 +64,61 @@ def git_commit() -> str | None:
         return None
 
 
+def bytes_per_memory(folder: Path, pid: int, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The traced bytes the memories between the first and the last census added, per memory:
+    in all, by allocating line, by file and by call stack; and the worker's RSS per memory."""
+    import tracemalloc
+
+    snaps = sorted(
+        folder.glob(f"snapshot-{pid}-*.tracemalloc"), key=lambda p: int(p.stem.split("-")[-1])
+    )
+    a, b = tracemalloc.Snapshot.load(str(snaps[0])), tracemalloc.Snapshot.load(str(snaps[-1]))
+    span = steps[-1]["memories"] - steps[0]["memories"]
+
+    def top(group: str, n: int) -> list[tuple[str, float]]:
+        rows = []
+        for d in b.compare_to(a, group)[:n]:
+            where = " <- ".join(
+                f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in d.traceback
+            )
+            rows.append((where, d.size_diff / span))
+        return rows
+
+    total = sum(s.size for s in b.statistics("filename")) - sum(
+        s.size for s in a.statistics("filename")
+    )
+    rss = steps[-1]["system"]["rss_bytes"] - steps[0]["system"]["rss_bytes"]
+    return {
+        "traced_per_memory": total / span,
+        "rss_per_memory": rss / span,
+        "by_line": top("lineno", 40),
+        "by_file": top("filename", 25),
+        "by_stack": top("traceback", 25),
+    }
+
+
 def plot(out: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "bytes" in out:  # --bytes: what each memory adds, by allocating file
+        b = out["bytes"]
+        rows = [(w.split("/")[-1].split(":")[0], v) for w, v in b["by_file"][:14] if v > 0]
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        ax.barh([r[0] for r in rows][::-1], [r[1] for r in rows][::-1])
+        ax.set_xlabel("traced bytes added per memory, by allocating file")
+        ax.set_title(
+            f"{b['traced_per_memory']:,.0f} traced bytes and {b['rss_per_memory']:,.0f} RSS bytes "
+            f"per memory, {out['steps'][0]['memories']:,} -> {out['steps'][-1]['memories']:,} "
+            f"(commit {out['commit']})",
+            fontsize=9,
+        )
+        fig.suptitle(machine_title(out), fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        return
     per = out["per_memory_by_type"]
     names = [n for n, _ in sorted(per.items(), key=lambda kv: -kv[1])[:12]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -87,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--name", default="heap_census")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--bytes", type=int, default=0, metavar="FRAMES")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)
     steps = sorted(args.steps)
@@ -97,11 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir()
         path = os.pathsep.join(p for p in (str(HOOK), os.environ.get("PYTHONPATH")) if p)
         env = {**WORKER_ENV, "PYTHONPATH": path, "ARGOS_HEAP_CENSUS": str(folder)}
+        if args.bytes:
+            env["PYTHONTRACEMALLOC"] = str(args.bytes)
         worker = WorkerProcess.fresh(
             kafka.bootstrap_servers, Path(tmp), "heap", embedder="hashing", extra_env=env
         )
         prefix = worker.prefix
         client = worker.start()
+        if args.bytes:  # a traced worker answers slowly
+            client.close()
+            client = MemoryClient(worker.url, timeout=300.0)
         assert worker.proc is not None
         try:
             done, base = 0, {"stored": 0, "count": 0, "inputs": 0}
@@ -118,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{c['full_collection_s'] * 1000:.0f} ms",
                     flush=True,
                 )
+            if args.bytes:
+                out["bytes"] = bytes_per_memory(folder, worker.proc.pid, out["steps"])
         finally:
             client.close()
             worker.stop()

@@ -4,6 +4,10 @@ With ``ARGOS_HEAP_CENSUS`` set to a folder, a daemon thread waits for a file nam
 ``trigger-<pid>`` there; then it counts the objects the garbage collector tracks, by type (the
 objects a full collection visits: its pause grows with them), times one full collection, and
 writes ``census-<pid>.json`` beside the trigger. Without the variable it does nothing.
+When the worker runs under ``tracemalloc`` (``PYTHONTRACEMALLOC=N``), each census also dumps a
+snapshot of the traced allocations to ``snapshot-<pid>-<n>.tracemalloc`` (n counts the censuses),
+which ``bench.heap_census --bytes`` compares step to step: the bytes each memory adds, by the
+line that allocated them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -52,11 +57,17 @@ def census(top: int = 40) -> dict[str, object]:
 
 def _watch(folder: Path) -> None:
     trigger = folder / f"trigger-{os.getpid()}"
+    done = 0
     while True:
         time.sleep(0.5)
         if trigger.exists():
             trigger.unlink()
             out = folder / f"census-{os.getpid()}.json"
+            if tracemalloc.is_tracing():
+                gc.collect()
+                snap = folder / f"snapshot-{os.getpid()}-{done}.tracemalloc"
+                tracemalloc.take_snapshot().dump(str(snap))
+            done += 1
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(census()))
             tmp.rename(out)

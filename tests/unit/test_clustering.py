@@ -214,3 +214,24 @@ def test_clusters_delta_since_marks_rebuilds_the_members_after_any_changes(
             assert saved == {cid: c.members for cid, c in ac.clusters.items()}
             marks = cluster_marks(ac)
             assert clusters_delta(ac, marks)["put"] == []  # nothing changed since
+
+
+def test_a_members_vector_is_kept_once_as_a_row_of_its_clusters_matrix() -> None:
+    """After a near-duplicate test has built a cluster's member matrix, each member's vector
+    is a view of its row there (one copy, the same bits), also after the matrix grew, and the
+    answers are those of freshly made vectors."""
+    vecs = _vecs(5, 300, 3, dim=32, noise=0.2)
+    ac = AgentClusters("a")
+    fresh = AgentClusters("a")
+    for i, v in enumerate(vecs):
+        assert ac.nearest(v) == fresh.nearest(v)  # fresh never builds a matrix before adding
+        ac.add(f"m{i}", v, float(i))
+        fresh.add(f"m{i}", v, float(i))
+        fresh._members.clear()
+    cid, c = max(ac.clusters.items(), key=lambda kv: len(kv[1].members))
+    ids, buf = ac._members[cid]
+    assert ids == c.members and len(ids) > 50
+    for row, mid in enumerate(ids):
+        assert np.shares_memory(ac.vectors[mid], buf)
+        assert np.array_equal(ac.vectors[mid], buf[row])
+        assert np.array_equal(ac.vectors[mid], fresh.vectors[mid])
