@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             out["agents_per_owner"] = [sum(1 for a in agents if owner[a] == i) for i in (0, 1)]
             recall_only = [MemoryClient(w.url, recall_url=w.recall_url) for w in workers]
-            own = [MemoryClient(w.url) for w in workers]  # each worker's own /recall
+            # each worker's own /recall
+            own = [MemoryClient(w.url, recall_url=None) for w in workers]
 
             def ask(way: str, agent: str, text: str) -> float:
                 o = owner[agent]

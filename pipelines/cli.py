@@ -127,17 +127,20 @@ def recall(
         str | None, typer.Option(envvar="ARGOS_TOKEN", help="Bearer token of the recall API.")
     ] = None,
     recall_url: Annotated[
-        str | None,
+        str,
         typer.Option(
             envvar="ARGOS_RECALL_URL",
-            help="The worker's recall process (ARGOS_RECALL_PORT), e.g. http://127.0.0.1:6067.",
+            help="Where the recall goes: 'auto' (the recall process the worker's /ready names, "
+            "else the worker), 'worker' (the worker's own /recall) or a recall process's URL, "
+            "e.g. http://127.0.0.1:6067.",
         ),
-    ] = None,
+    ] = "auto",
 ) -> None:
     """Ask a worker what an agent remembers that is like QUERY."""
     from pipelines.client import MemoryClient
 
-    with MemoryClient(url, token=token, recall_url=recall_url) as client:
+    to = None if recall_url == "worker" else recall_url
+    with MemoryClient(url, token=token, recall_url=to) as client:
         resp = client.recall(namespace, agent, query, k=k)
     print_recall(resp)
 

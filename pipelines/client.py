@@ -12,6 +12,9 @@ import httpx
 
 from schemas import MemoryType, RecallRequest, RecallResponse
 
+REASK_S = 5.0  # recall_url="auto": how often /ready is asked again while it names no process
+UNREACHABLE_S = 60.0  # ... and how long a recall process that refused a connection is left out
+
 
 class RecallError(RuntimeError):
     """The worker refused or failed a request; ``status`` is the HTTP status."""
@@ -22,29 +25,75 @@ class RecallError(RuntimeError):
         self.body = body
 
 
+AUTO = "auto"
+
+
 class MemoryClient:
     """Talks to one worker (any worker answers any agent: requests are routed to the owner).
     ``token``: the bearer token, when the workers require one (``ARGOS_TOKENS``).
-    ``recall_url``: the worker's recall process (``ARGOS_RECALL_PORT``; its ``/ready`` names
-    it as ``recall_url``), which answers recalls without waiting for the worker's stages;
-    without it, recalls go to the worker itself."""
+    ``recall_url``: where recalls go. ``"auto"`` (the default): the worker's recall process
+    (``ARGOS_RECALL_PROCESS``), which answers recalls without waiting for the worker's
+    stages, found at the first recall in the worker's ``GET /ready`` (``recall_url``); the
+    worker's own ``/recall`` while it names none or while the process cannot be reached (a
+    ``/ready`` asked again later may name it). A URL: that recall process, always. ``None``:
+    the worker's own ``/recall``."""
 
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:6066",
         timeout: float = 30.0,
         token: str | None = None,
-        recall_url: str | None = None,
+        recall_url: str | None = AUTO,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
-        self.recall_url = recall_url.rstrip("/") if recall_url else None
+        self._timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self._headers)
+        self._auto = recall_url == AUTO
+        self._asked_at: float | None = None  # when /ready was last asked for the recall URL
+        self._unreachable: dict[str, float] = {}  # named by /ready, refused: since when
+        self.recall_url: str | None = None
+        self._recall_http = self._http
+        if recall_url and not self._auto:
+            self._use_recall_url(recall_url)
+
+    def _use_recall_url(self, url: str | None) -> None:
+        if self._recall_http is not self._http:
+            self._recall_http.close()
+        self.recall_url = url.rstrip("/") if url else None
         self._recall_http = (
-            httpx.Client(base_url=self.recall_url, timeout=timeout, headers=headers)
+            httpx.Client(
+                base_url=self.recall_url,
+                # a local process accepts at once: one that does not is not reachable from here
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 2.0)),
+                headers=self._headers,
+            )
             if self.recall_url
             else self._http
         )
+
+    def recall_url_named(self) -> str | None:
+        """The recall process's URL as the worker's ``GET /ready`` names it (None: it has
+        none, or did not answer)."""
+        try:
+            body = self._http.get("/ready").json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        url = body.get("recall_url") if isinstance(body, dict) else None
+        return str(url) if url else None
+
+    def _recall_client(self) -> httpx.Client:
+        """Where the next recall goes (``recall_url="auto"``: asks ``/ready`` at the first
+        recall, and again at most every ``REASK_S`` while it names none)."""
+        if self._auto and self.recall_url is None:
+            now = time.monotonic()
+            if self._asked_at is None or now - self._asked_at >= REASK_S:
+                self._asked_at = now
+                named = self.recall_url_named()
+                refused = self._unreachable.get(named or "")
+                shunned = refused is not None and now - refused < UNREACHABLE_S
+                self._use_recall_url(None if shunned else named)
+        return self._recall_http
 
     def _json(self, resp: httpx.Response) -> Any:
         try:
@@ -80,11 +129,20 @@ class MemoryClient:
             event_time=event_time,
             **filters,
         )
-        resp = self._recall_http.post(
-            "/recall",
-            content=req.model_dump_json(exclude_none=True, exclude_defaults=True),
-            headers={"content-type": "application/json"},
-        )
+        body = req.model_dump_json(exclude_none=True, exclude_defaults=True)
+        headers = {"content-type": "application/json"}
+        http = self._recall_client()
+        try:
+            resp = http.post("/recall", content=body, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout):  # nothing was sent
+            if not self._auto or http is self._http:
+                raise
+            # the process named is not there (restarting), or its address cannot be reached
+            # from here (as through a port-forward): the worker answers this recall, and the
+            # recall goes back to it only when /ready names it again after UNREACHABLE_S
+            self._unreachable[str(self.recall_url)] = time.monotonic()
+            self._use_recall_url(None)
+            resp = self._http.post("/recall", content=body, headers=headers)
         return RecallResponse.model_validate(self._json(resp))
 
     def stats(self) -> dict[str, Any]:
@@ -141,7 +199,9 @@ class MemoryClient:
         return _poll(lambda: int(self.stats()[name]), expected, timeout, poll)
 
     def recall_stats(self) -> dict[str, Any]:
-        """The recall process's counters and latency (``recall_url`` must be set)."""
+        """The recall process's counters and latency (the client must have found or been
+        given its ``recall_url``)."""
+        self._recall_client()
         if self.recall_url is None:
             raise ValueError("no recall_url: this client talks to the worker only")
         return dict(self._json(self._recall_http.get("/stats")))

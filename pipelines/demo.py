@@ -108,8 +108,6 @@ def run_demo(
             "ARGOS_ENCRYPTION_KEYS": secrets["keys"],
             "ARGOS_TOKENS": json.dumps(tokens),
             "ARGOS_OTEL_CONSOLE_FILE": str(DEMO_DIR / "worker" / "otel.jsonl"),
-            # recalls answered by a process of their own (pipelines/recall_server.py)
-            "ARGOS_RECALL_PORT": "free",
         },
     )
     with console.status("starting a worker (ingest → embed → store, recall API)..."):

@@ -23,8 +23,9 @@ def free_port() -> int:
 
 class WorkerProcess:
     """``argos worker`` in a child process, with its own data folder, port and log file.
-    ``ARGOS_RECALL_PORT=free`` in ``extra_env`` gives its recall process a free port
-    (``recall_url``; the client ``start`` returns sends recalls there)."""
+    Its recall process (on by default; ``ARGOS_RECALL_PROCESS=false`` in ``extra_env``: none)
+    listens on the port its ``/ready`` names (``recall_url`` once started; the client
+    ``start`` returns sends recalls there); ``ARGOS_RECALL_PORT=free`` picks one up front."""
 
     def __init__(
         self,
@@ -58,13 +59,11 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
-        # the recall process (ARGOS_RECALL_PORT, "free": any free port), when the worker has one
+        # the recall process (ARGOS_RECALL_PORT, "free": any free port, chosen now; else the
+        # worker's /ready names it once it serves)
         if self.env.get("ARGOS_RECALL_PORT") == "free":
             self.env["ARGOS_RECALL_PORT"] = str(free_port())
-        recall_port = self.env.get("ARGOS_RECALL_PORT")
-        self.recall_url = (
-            f"http://127.0.0.1:{recall_port}" if recall_port and recall_port != "0" else None
-        )
+        self.recall_url: str | None = None
 
     @classmethod
     def fresh(
@@ -105,14 +104,18 @@ class WorkerProcess:
             cwd=self.checkout,
         )
         log.close()
-        client = MemoryClient(self.url, recall_url=self.recall_url)
+        probe = MemoryClient(self.url, recall_url=None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                probe.close()
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if client.ready():
-                return client
+            if probe.ready():
+                self.recall_url = probe.recall_url_named()
+                probe.close()
+                return MemoryClient(self.url, recall_url=self.recall_url)
             time.sleep(0.25)
+        probe.close()
         self.stop()
         raise TimeoutError(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
 

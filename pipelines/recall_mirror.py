@@ -24,6 +24,7 @@ the process does not take within ``SEND_TIMEOUT_S`` (it hangs) ends it; it is st
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import struct
@@ -97,8 +98,12 @@ class RecallMirror:
         mine, theirs = socket.socketpair()
         mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT_S, 0))
         fd = theirs.fileno()
+        # a process started again listens where the first one did (ARGOS_RECALL_PORT 0: the
+        # port the OS picked for it), so the URL the worker's /ready names stays the same
+        port = {"ARGOS_RECALL_PORT": self.url.rsplit(":", 1)[1]} if self.url else {}
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "pipelines.recall_server", "--fd", str(fd)],
+            env={**os.environ, **port},
             pass_fds=(fd,),
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - a signal setting, no threads touched
         )

@@ -432,7 +432,8 @@ class RecallServer:
         return web.json_response({"ready": True, "owned_partitions": len(self.replica.owned)})
 
     async def serve(self, bind: str, port: int, host: str) -> None:
-        """Listen on ``bind``:``port`` and tell the worker it serves at ``host``:``port``."""
+        """Listen on ``bind``:``port`` (0: a port the OS picks) and tell the worker it serves
+        at ``host``:``port``."""
         for topic in (self.access_topic, self.audit_topic):  # metadata now, not at a recall
             self.producer.partitions_for(topic)
         app = web.Application()
@@ -442,6 +443,7 @@ class RecallServer:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, bind, port).start()
+        port = int(runner.addresses[0][1])  # the one the OS picked, for port 0
         threading.Thread(target=self.read_forever, name="recall-feed", daemon=True).start()
         with self._send_lock:
             self.conn.send(("up", f"http://{host}:{port}"))

@@ -526,13 +526,19 @@ class Settings(BaseSettings):
         "localhost inside it) reaches them too.",
     )
     web_port: int = Field(6066, ge=0, le=65535, description="ARGOS_WEB_PORT")
+    recall_process: bool = Field(
+        True,
+        description="ARGOS_RECALL_PROCESS: serve POST /recall from a process of its own too "
+        "(its own GIL: the stages' work does not delay a recall; pipelines.recall_server), fed "
+        "by the worker; its GET /ready names it (recall_url) and the Python client finds it "
+        "there. false: only the worker's own /recall.",
+    )
     recall_port: int = Field(
         0,
         ge=0,
         le=65535,
-        description="ARGOS_RECALL_PORT: serve POST /recall from a process of its own on this "
-        "port (its own GIL: the stages' work does not delay a recall; "
-        "pipelines.recall_server), fed by the worker; 0: only the worker's own /recall.",
+        description="ARGOS_RECALL_PORT: the recall process's port; 0: one the OS picks (kept "
+        "when the process is started again), named by the worker's GET /ready.",
     )
     session_timeout: float = Field(
         10.0, gt=0, description="ARGOS_SESSION_TIMEOUT: Kafka consumer session timeout (s)."

@@ -51,7 +51,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         milvus.on_restart = pipe.milvus_restarted
     pipe.gc_pauses = GcPauses().install()  # /stats system: gc_seconds, gc_max_pause_ms, ...
     pipe.embedder.embed_many(["warm up the model before the first event arrives"] * 8)
-    if settings.recall_port:  # recalls served by a process of their own
+    if settings.recall_process:  # recalls served by a process of their own
         from pipelines.recall_mirror import RecallMirror
 
         pipe.recall_mirror = RecallMirror(

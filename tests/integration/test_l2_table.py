@@ -1,6 +1,10 @@
 """L2 of recall is a Faust table: an agent's hot rows live in a changelog-recovered table on the
 worker that owns the agent, so a restarted worker, or the worker that takes an agent over in a
-rebalance, answers from it without its own Milvus holding the rows."""
+rebalance, answers from it without its own Milvus holding the rows.
+
+Recalls here go to the worker's own ``/recall`` (``recall_url=None``), whose counters the tests
+read; the recall process each worker also runs (the client's default route) answers alike:
+``test_recall_process.py``."""
 
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
     with MemoryPublisher(first.bootstrap, prefix + ".memory.events") as pub:
         for agent in AGENTS:
             pub.publish_many(_events(agent, NS, id_prefix=f"{agent}:"))
-    c1 = MemoryClient(first.url)
+    c1 = MemoryClient(first.url, recall_url=None)
     total = len(AGENTS) * len(THINGS)
     assert c1.wait_stored(NS, total, timeout=120) == total
     before = _answers(c1)
@@ -75,7 +79,7 @@ def test_a_worker_that_takes_agents_over_answers_from_the_recovered_table(
 
     # a second worker joins with its own, empty Milvus Lite; then the first one leaves
     second = start_worker(topic_prefix=prefix)
-    c2 = MemoryClient(second.url)
+    c2 = MemoryClient(second.url, recall_url=None)
     wait_until_settled([c1, c2])
     assert first.stop() == 0
     c2.wait_ready(timeout=120)

@@ -1,5 +1,9 @@
 """Recall on the real broker: filters and score parts, recall right after storing, and routing
-to the worker that owns the agent (two workers in one group, each with its own Milvus Lite)."""
+to the worker that owns the agent (two workers in one group, each with its own Milvus Lite).
+
+Recalls here go to the worker's own ``/recall`` (``recall_url=None``), whose counters the tests
+read; the recall process each worker also runs (the client's default route) answers alike:
+``test_recall_process.py``."""
 
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ def test_filters_and_score_parts_and_recall_right_after_storing(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     worker = start_worker()
-    client = MemoryClient(worker.url)
+    client = MemoryClient(worker.url, recall_url=None)
     ns = "recall-filters"
     with MemoryPublisher(
         worker.bootstrap, worker.env["ARGOS_TOPIC_PREFIX"] + ".memory.events"
@@ -146,7 +150,7 @@ def test_any_worker_answers_for_any_agent(
         start_worker(topic_prefix=prefix, ready_timeout=300, embedder=embedder, extra_env=env)
         for _ in range(n_workers - 1)
     ]
-    clients = [MemoryClient(w.url) for w in workers]
+    clients = [MemoryClient(w.url, recall_url=None) for w in workers]
     wait_until_settled(clients)
     ns = "recall-routing"
     agents = [f"agent-{i}" for i in range(12)]

@@ -31,7 +31,7 @@ def test_recall_process_answers_like_the_worker_and_survives_a_kill(
 ) -> None:
     worker = start_worker(embedder="hashing", extra_env={"ARGOS_RECALL_PORT": "free"})
     assert worker.recall_url is not None
-    direct = MemoryClient(worker.url)  # the worker's own /recall
+    direct = MemoryClient(worker.url, recall_url=None)  # the worker's own /recall
     client = MemoryClient(worker.url, recall_url=worker.recall_url)
     ns = "recall-process"
     topic = worker.prefix + ".memory.events"
@@ -146,7 +146,7 @@ def test_recalls_of_another_workers_agents_go_to_its_recall_process(
     owned = [set(s["owned_partitions"]) for s in seen]
     assert owned[0] and owned[1] and not owned[0] & owned[1], owned
     before = [c.recall_stats() for c in clients]
-    direct = [MemoryClient(w.url) for w in workers]  # each worker's own /recall
+    direct = [MemoryClient(w.url, recall_url=None) for w in workers]  # each worker's own /recall
     for agent in agents:
         answers = [
             [h.memory_id for h in c.recall(ns, agent, "drinking water", k=5).hits]
@@ -183,7 +183,7 @@ def test_agents_the_analytics_expect_to_be_recalled_are_warm_before_their_first_
     env = {"ARGOS_RECALL_PORT": "free", "ARGOS_PREFETCH_S": "1"}
     worker = start_worker(embedder="hashing", extra_env=env)
     client = MemoryClient(worker.url, recall_url=worker.recall_url)
-    direct = MemoryClient(worker.url)
+    direct = MemoryClient(worker.url, recall_url=None)
     ns = "recall-process-prefetch"
     agents = ["ann", "bob", "cy"]
     with MemoryPublisher(worker.bootstrap, worker.prefix + ".memory.events") as p:

@@ -1,7 +1,11 @@
 """Observable and safe, on the real broker: one trace per memory event across every Kafka hop,
 an audit record per operation (none twice), ciphertext at rest, tokens (401/403, 0 leaks across
 namespaces), rate limits (429, dead letters at ingest), and fuzzed events and requests that
-never crash a worker."""
+never crash a worker.
+
+Recalls here go to the worker's own ``/recall`` (``recall_url=None``), whose counters the tests
+read; the recall process each worker also runs (the client's default route) answers alike:
+``test_recall_process.py``."""
 
 from __future__ import annotations
 
@@ -94,7 +98,7 @@ def test_traces_audit_ciphertext_tokens_and_limits(
     with MemoryPublisher(w.bootstrap, events_topic, token="other-token") as pub:
         pub.publish_many(no_right)
 
-    admin = MemoryClient(w.url)  # /stats is open (probes and operators)
+    admin = MemoryClient(w.url, recall_url=None)  # /stats is open (probes and operators)
     admin.wait_counter("stored", len(good), timeout=180)
     admin.wait_counter("dead_lettered", len(no_token) + len(no_right), timeout=60)
     admin.wait_counter("clustered", len(good), timeout=120)
@@ -102,13 +106,13 @@ def test_traces_audit_ciphertext_tokens_and_limits(
     # -- tokens: 401 without, 403 across namespaces (and nothing leaks), 200 with the right one
     agent = good[0].agent_id
     with pytest.raises(RecallError) as e401:
-        MemoryClient(w.url).recall(NS, agent, "the river")
+        MemoryClient(w.url, recall_url=None).recall(NS, agent, "the river")
     assert e401.value.status == 401
     with pytest.raises(RecallError) as e401b:
-        MemoryClient(w.url, token="not-a-token").recall(NS, agent, "the river")
+        MemoryClient(w.url, recall_url=None, token="not-a-token").recall(NS, agent, "the river")
     assert e401b.value.status == 401
     with pytest.raises(RecallError) as e403:
-        MemoryClient(w.url, token="other-token").recall(NS, agent, "the river")
+        MemoryClient(w.url, recall_url=None, token="other-token").recall(NS, agent, "the river")
     assert e403.value.status == 403 and "hits" not in str(e403.value.body)
     raw = httpx.get(
         f"{w.url}/clusters",
@@ -116,7 +120,7 @@ def test_traces_audit_ciphertext_tokens_and_limits(
         headers={"Authorization": "Bearer other-token"},
     )
     assert raw.status_code == 403
-    reader = MemoryClient(w.url, token="reader-token")
+    reader = MemoryClient(w.url, recall_url=None, token="reader-token")
     # over the per-agent recall limit: 429 with the reason (never a silent drop)
     statuses = []
     hits = 0
@@ -272,7 +276,7 @@ def test_fuzzed_events_and_requests_never_crash_a_worker(
     fuzz_worker: WorkerProcess, batch: list[bytes]
 ) -> None:
     w = fuzz_worker
-    client = MemoryClient(w.url)
+    client = MemoryClient(w.url, recall_url=None)
     before = client.stats()
     prefix = w.env["ARGOS_TOPIC_PREFIX"]
     with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
