@@ -155,9 +155,15 @@ def test_any_worker_answers_for_any_agent(
     ns = "recall-routing"
     agents = [f"agent-{i}" for i in range(12)]
     spread_agents(clients, first.bootstrap, prefix, ns, agents)
+    # each recall reinforces what it finds (through argos.memory.access and the memory stage):
+    # once that lands, recency reorders close hits, and the next ask may be answered by
+    # another cache (the owner's recall process, for a routed one) than the first. So the
+    # answers are compared on what does not move: relevance and words.
+    steady = {"relevance": 1.0, "recency": 0.0, "importance": 0.0}
     for agent in agents:
         answers = [
-            [h.memory_id for h in c.recall(ns, agent, "drinking water", k=5).hits] for c in clients
+            [h.memory_id for h in c.recall(ns, agent, "drinking water", k=5, weights=steady).hits]
+            for c in clients
         ]
         assert all(a == answers[0] for a in answers), answers
         assert len(answers[0]) == 5 and all(m.startswith(f"{agent}:") for m in answers[0])
