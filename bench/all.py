@@ -52,7 +52,7 @@ BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "gc_settings": ([], None, 10),
     "switch_interval": ([], None, 14),
     "heap_census": ([], None, 4),
-    "cluster_memory": ([], None, 1),
+    "memory_bytes": ([], None, 1),
     "recall": (["--sizes", "10000", "100000"], None, 6),
     "recall_http": ([], None, 25),
     "recall_hop": ([], None, 8),
@@ -188,9 +188,10 @@ def headline(name: str, d: dict[str, Any]) -> str:
             for r, v in run["radii"].items()
             if float(r) <= 20
         )
-    if name == "cluster_memory":
+    if name == "memory_bytes":
         return "; ".join(
-            f"{k}: {_fmt(r['bytes_per_memory'], 0)} bytes per memory" for k, r in d["runs"].items()
+            f"{part}: " + ", ".join(f"{k} {_fmt(b, 0)}" for k, b in v.items()) + " bytes per memory"
+            for part, v in d["parts"].items()
         )
     if name == "analytics_checkpoint":
         return "; ".join(
@@ -240,6 +241,8 @@ VARIANT_RESULTS = {
     "recall_http_rp_warm100k": "recall_http",
     # an agent's first recall there: the warm's format before and after, and the prefetch
     "recall_http_warm_ab": "recall_http",
+    # the recall process on by default beside ARGOS_RECALL_PROCESS=false (the worker's own)
+    "recall_http_default100k": "recall_http",
     # the hop to another worker's recall process: a second run at 10k, and 100k per worker
     "recall_hop_10k_b": "recall_hop",
     "recall_hop_200k": "recall_hop",

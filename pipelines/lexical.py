@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Sequence
 
@@ -89,7 +90,7 @@ class LexicalIndex:
         """Index ``text`` as row ``i`` (``i`` is an existing row, replaced, or the next one)."""
         if i > len(self.rows):
             raise IndexError(f"row {i} after the last row {len(self.rows) - 1}")
-        tf = Counter(terms(text))
+        tf = Counter(map(sys.intern, terms(text)))  # one str per word, whatever rows hold it
         if i == len(self.rows):
             self.rows.append({})
             if i >= self.lengths.size:
@@ -118,7 +119,7 @@ class LexicalIndex:
         new: dict[str, tuple[list[int], list[int]]] = {}
         df = self.df
         for i, text in enumerate(texts, start):
-            tf = Counter(terms(text))
+            tf = Counter(map(sys.intern, terms(text)))
             entries: dict[str, int] = {}
             for t, f in tf.items():
                 acc = new.get(t)
