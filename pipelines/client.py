@@ -12,6 +12,7 @@ import httpx
 
 from schemas import MemoryType, RecallRequest, RecallResponse
 
+AUTO = "auto"  # recall_url: the recall process the worker's /ready names
 REASK_S = 5.0  # recall_url="auto": how often /ready is asked again while it names no process
 UNREACHABLE_S = 60.0  # ... and how long a recall process that refused a connection is left out
 
@@ -23,9 +24,6 @@ class RecallError(RuntimeError):
         super().__init__(f"HTTP {status}: {body}")
         self.status = status
         self.body = body
-
-
-AUTO = "auto"
 
 
 class MemoryClient:

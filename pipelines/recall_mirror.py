@@ -137,6 +137,8 @@ class RecallMirror:
                 )
                 if self._stopping.wait(backoff):
                     return
+                if not self._served:  # it never served: its port may be taken now, so the
+                    self.url = None  # OS picks the next one (unless ARGOS_RECALL_PORT names one)
                 self._spawn()
                 continue
             if self.is_up():

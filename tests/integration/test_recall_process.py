@@ -29,7 +29,7 @@ def _ranked(resp: object) -> list[tuple[str, float]]:
 def test_recall_process_answers_like_the_worker_and_survives_a_kill(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    worker = start_worker(embedder="hashing", extra_env={"ARGOS_RECALL_PORT": "free"})
+    worker = start_worker(embedder="hashing")  # the defaults: a process, on a port the OS picks
     assert worker.recall_url is not None
     direct = MemoryClient(worker.url, recall_url=None)  # the worker's own /recall
     client = MemoryClient(worker.url, recall_url=worker.recall_url)
@@ -112,6 +112,7 @@ def test_recall_process_answers_like_the_worker_and_survives_a_kill(
             break
         time.sleep(0.2)
     assert proc["starts"] == 2 and proc["up"], proc
+    assert client.recall_url_named() == worker.recall_url  # started again on the same port
     deadline = time.monotonic() + 30
     while not client.recall_stats()["owned_partitions"] and time.monotonic() < deadline:
         time.sleep(0.2)
