@@ -58,7 +58,8 @@ def test_store_outage_degrades_then_catches_up_with_nothing_lost(
     start_worker: Callable[..., WorkerProcess], milvus: MilvusLiteServer
 ) -> None:
     w = start_worker(extra_env={"MILVUS_URI": milvus.uri})
-    client = MemoryClient(w.url)
+    # the worker's own /recall: the worker knows the store is down, its recall process does not
+    client = MemoryClient(w.url, recall_url=None)
     prefix = w.env["ARGOS_TOPIC_PREFIX"]
     events = list(Population(6, seed=41, namespace=NS).events(600))
     first, second = events[:300], events[300:]
