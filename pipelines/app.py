@@ -203,6 +203,16 @@ class Pipeline:
                 out[(topic, part)] = max(0, int(high) - pos)
         return out
 
+    def note_store(self, down_since: float | None) -> None:
+        """The vector store went away (the wall time it was first noticed) or answers again
+        (None). The recall process hears of it at once, so its answers are marked
+        ``degraded`` from the moment the worker's own are."""
+        if (self.store_down_since is None) == (down_since is None):
+            return
+        self.store_down_since = down_since
+        if self.recall_mirror is not None:
+            self.recall_mirror.push_state()
+
     def owned_partitions(self) -> frozenset[int]:
         """The partitions whose agents this worker owns and serves now (none while it
         rebalances or recovers its tables)."""
@@ -991,7 +1001,7 @@ def create_app(
                 with attempt:
                     await loop.run_in_executor(pipe.store_pool, pipe.store.delete, ns, mids)
         if out.archive or out.forget:
-            pipe.store_down_since = None
+            pipe.note_store(None)
         if out.forget:  # and from L2 (archived rows stay there, recallable on request)
             await save_hot(
                 {
@@ -1193,7 +1203,7 @@ def create_app(
                         )
                         await loop.run_in_executor(pipe.store_pool, store_through, live)
                         if live:  # a write reached the store: it is back
-                            pipe.store_down_since = None
+                            pipe.note_store(None)
                 if settings.milvus_lite_process:
                     recent_rows.extend(live)
                 stats.skipped_decayed += len(rows) - len(live)
@@ -1390,7 +1400,7 @@ def _note_retry(pipe: Pipeline, outcome: Any) -> None:
     answers from its caches) until a store call succeeds again."""
     pipe.stats.store_retries += 1
     if pipe.store_down_since is None:
-        pipe.store_down_since = time.time()
+        pipe.note_store(time.time())
     log.warning("store unavailable, retrying: %s", outcome.exception() if outcome else "?")
 
 

@@ -76,6 +76,7 @@ class RecallMirror:
         self.url: str | None = None
         self._up = threading.Event()
         self._lock = threading.Lock()  # one sender at a time; snapshots read under it
+        self._state_lock = threading.Lock()  # push_state runs from the supervisor and stages
         self._stopping = threading.Event()
         self._last: tuple[frozenset[int], float | None, dict[int, str]] | None = None
         self._served = False  # the current process said it serves
@@ -142,18 +143,25 @@ class RecallMirror:
                 self._spawn()
                 continue
             if self.is_up():
-                self._push_state()
+                self.push_state()
 
-    def _push_state(self) -> None:
-        now = (self.owned(), self.store_down(), self.owners())
-        if now == self._last:
+    def push_state(self) -> None:
+        """Send the process what changed of the worker's state (the partitions it owns,
+        whether Milvus is away, the owners of the others). The supervisor calls it every
+        0.2 s; the worker also calls it the moment the store goes away or comes back, so
+        that a recall answered after the worker noticed is marked ``degraded``."""
+        if not self.is_up():
             return
-        if self._last is not None and now[0] != self._last[0]:
-            self._pushed.clear()  # the process drops agents of partitions gone
-        self._last = now
-        self.send(("owned", self.partitions, now[0]))
-        self.send(("store_down", now[1]))
-        self.send(("owners", now[2]))
+        with self._state_lock:
+            now = (self.owned(), self.store_down(), self.owners())
+            if now == self._last:
+                return
+            if self._last is not None and now[0] != self._last[0]:
+                self._pushed.clear()  # the process drops agents of partitions gone
+            self._last = now
+            self.send(("owned", self.partitions, now[0]))
+            self.send(("store_down", now[1]))
+            self.send(("owners", now[2]))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipelines.client import MemoryClient
@@ -58,8 +59,13 @@ def test_store_outage_degrades_then_catches_up_with_nothing_lost(
     start_worker: Callable[..., WorkerProcess], milvus: MilvusLiteServer
 ) -> None:
     w = start_worker(extra_env={"MILVUS_URI": milvus.uri})
-    # the worker's own /recall: the worker knows the store is down, its recall process does not
-    client = MemoryClient(w.url, recall_url=None)
+    client = MemoryClient(w.url)  # recalls go to the worker's recall process (the default)
+    process = client.recall_url_named()
+    assert process is not None
+
+    def answered_by_process() -> int:
+        return int(httpx.get(f"{process}/stats", timeout=10).json()["answered"])
+
     prefix = w.env["ARGOS_TOPIC_PREFIX"]
     events = list(Population(6, seed=41, namespace=NS).events(600))
     first, second = events[:300], events[300:]
@@ -79,7 +85,9 @@ def test_store_outage_degrades_then_catches_up_with_nothing_lost(
     while int(client.stats()["store_retries"]) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert int(client.stats()["store_retries"]) > 0  # the worker noticed and retries
+    answered = answered_by_process()
     during = client.recall(NS, agent, "what happened at the market", k=5)
+    assert answered_by_process() == answered + 1  # the recall process answered, marked degraded
     st = client.stats()
     assert during.degraded and during.hits, (st["store_down_s"], st["store_retries"])
     assert st["store_down_s"] is not None

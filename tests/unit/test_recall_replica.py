@@ -215,3 +215,51 @@ def test_the_forecast_sent_by_the_worker_ranks_the_replicas_evictions() -> None:
     worker.stored(l2["dee"])
     replica.service.warm(NS, "dee")
     assert [index.is_warm(NS, a) for a in ("ann", "bob", "cy", "dee")] == [True, False, True, True]
+
+
+def test_the_worker_state_reaches_the_replica_once_per_change_and_marks_the_store_away() -> None:
+    """``RecallMirror.push_state`` over a real pipe: the first push sends the partitions, the
+    store's state and the owners; an unchanged state sends nothing; the store going away (the
+    worker calls it the moment it notices) and coming back each reach the replica."""
+    from multiprocessing import Pipe
+
+    from pipelines.recall_mirror import RecallMirror
+
+    worker, replica, _, _ = pair()
+    down: list[float | None] = [None]
+    mirror = RecallMirror(
+        worker,
+        lambda ns, agent, have: [],
+        lambda: frozenset({0, 1}),
+        PARTS,
+        lambda: down[0],
+        lambda: {2: "http://other:1"},
+    )
+    mine, theirs = Pipe()
+    mirror.conn = mine
+    mirror.push_state()  # not up yet: nothing sent
+    assert not theirs.poll() and mirror.not_sent == 0
+    mirror._up.set()
+
+    def received() -> list[tuple[Any, ...]]:
+        out = []
+        while theirs.poll():
+            out.append(theirs.recv())
+            replica.apply(out[-1])
+        return out
+
+    mirror.push_state()
+    assert [m[0] for m in received()] == ["owned", "store_down", "owners"]
+    assert replica.owned == frozenset({0, 1}) and replica.owners == {2: "http://other:1"}
+    assert replica.store_down_since is None
+    mirror.push_state()
+    assert received() == []  # nothing changed, nothing sent
+    down[0] = 1234.5
+    mirror.push_state()
+    received()
+    assert replica.store_down_since == 1234.5
+    down[0] = None
+    mirror.push_state()
+    received()
+    assert replica.store_down_since is None
+    assert mirror.sent == 9
