@@ -268,7 +268,9 @@ def plot(out: dict[str, Any], path: Path) -> None:
     ax.axhline(1000, color="grey", lw=0.8, ls="--", label="goal p99 ≤ 1 s")
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(keys))], keys)
     ax.set_ylabel("publish → recallable, ms")
-    ax.set_title(f"At half the maximum rate ({machine_title(out)})")
+    fixed = out.get("config", {}).get("rate")
+    when = f"At a fixed {fixed:.0f} events/s" if fixed else "At half the maximum rate"
+    ax.set_title(f"{when} ({machine_title(out)})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
