@@ -124,6 +124,7 @@ class Pipeline:
     feed: LiveFeed = field(default_factory=LiveFeed)  # what the stages just did (dashboard)
     dashboard: Any = None  # set by pipelines.dashboard.register_dashboard
     store_down_since: float | None = None  # wall time the vector store stopped answering
+    store_error: str | None = None  # why its last call failed, while it is down (/stats)
     # called (from another thread) once a restarted Milvus Lite child answers: the store
     # stage writes its last rows again (set by create_app)
     milvus_restarted: Callable[[], None] = lambda: None
@@ -210,6 +211,8 @@ class Pipeline:
         if (self.store_down_since is None) == (down_since is None):
             return
         self.store_down_since = down_since
+        if down_since is None:
+            self.store_error = None
         if self.recall_mirror is not None:
             self.recall_mirror.push_state()
 
@@ -1399,9 +1402,11 @@ def _note_retry(pipe: Pipeline, outcome: Any) -> None:
     """A store call failed and will be retried: count it, and mark the worker degraded (recall
     answers from its caches) until a store call succeeds again."""
     pipe.stats.store_retries += 1
+    error = outcome.exception() if outcome else None
+    pipe.store_error = str(error)[:500] if error else "?"  # e.g. "... No space left on device"
     if pipe.store_down_since is None:
         pipe.note_store(time.time())
-    log.warning("store unavailable, retrying: %s", outcome.exception() if outcome else "?")
+    log.warning("store unavailable, retrying: %s", pipe.store_error)
 
 
 def _by_namespace(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -243,6 +243,7 @@ def register_routes(pipe: Pipeline) -> None:
                 "store_down_s": (
                     time.time() - pipe.store_down_since if pipe.store_down_since else None
                 ),
+                "store_error": pipe.store_error,  # the last failure's message while it is down
             }
             if request.query.get("count") in ("1", "true"):
                 loop = asyncio.get_running_loop()

@@ -1,7 +1,9 @@
 """The vector store unavailable for 30 s (issue #8's faults): the worker retries with backoff
 (tenacity), keeps answering recalls from its caches marked ``degraded``, and catches up when
 the store is back; nothing is lost. Milvus here is a ``milvus-lite server`` process (through
-``MILVUS_URI``), stopped and started again on the same port and data folder."""
+``MILVUS_URI``), stopped and started again on the same port and data folder. And its disk
+full: the same retries, the cause in ``/stats`` (``store_error``), nothing lost once space is
+freed."""
 
 from __future__ import annotations
 
@@ -150,3 +152,85 @@ def test_milvus_lite_process_killed_mid_stream_is_started_again_and_nothing_is_l
         f"written again: {client.count(NS)} in the store = {len(live)} live of {len(events)} "
         "published"
     )
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs of its own (a disk that can fill up without filling the machine's)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and the dev machines run as root)")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)  # noqa: S603, S607
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)  # noqa: S603, S607
+
+
+def _fill(disk: Path) -> Path:
+    """Write zeros to one file on ``disk`` until the disk is full; returns the file."""
+    filler = disk / "filler"
+    chunk = bytes(1 << 20)
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            assert exc.errno == 28, exc  # ENOSPC: full
+    chunk = bytes(4096)
+    with filler.open("ab", buffering=0) as f:  # the last pages too
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            assert exc.errno == 28, exc
+    return filler
+
+
+def test_store_disk_full_gives_a_clear_error_then_catches_up_with_nothing_lost(
+    start_worker: Callable[..., WorkerProcess], small_disk: Path
+) -> None:
+    """Milvus's disk fills up mid-stream: its writes fail with ENOSPC, the worker retries
+    with backoff and says why at ``/stats`` (``store_error``), recalls answer marked
+    ``degraded``; once space is freed every live memory reaches the store, once."""
+    milvus = MilvusLiteServer(small_disk / "milvus").start()
+    try:
+        w = start_worker(extra_env={"MILVUS_URI": milvus.uri})
+        client = MemoryClient(w.url)
+        prefix = w.env["ARGOS_TOPIC_PREFIX"]
+        events = list(Population(6, seed=47, namespace=NS).events(600))
+        first, second = events[:300], events[300:]
+        agent = first[0].agent_id
+        with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+            pub.publish_many(first)
+        client.wait_counter("stored", len(first), timeout=180)
+        assert client.stats()["store_error"] is None
+        filler = _fill(small_disk)
+        with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+            pub.publish_many(second)
+        deadline = time.monotonic() + 120
+        while client.stats()["store_error"] is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        st = client.stats()
+        assert "No space left on device" in str(st["store_error"]), st["store_error"]
+        assert int(st["store_retries"]) > 0 and st["store_down_s"] is not None
+        during = client.recall(NS, agent, "what happened at the market", k=5)
+        assert during.degraded and during.hits
+        stored_while_full = int(client.stats()["stored"])
+        time.sleep(10)  # still full: the stream waits, nothing is acknowledged unwritten
+        assert int(client.stats()["stored"]) == stored_while_full < len(events)
+        filler.unlink()  # space again: the worker catches up
+        book, live, published = _settled(w, client, events)
+        assert (book["created"] & published) | book["duplicates"] == published  # nothing lost
+        assert client.count(NS) == len(live)  # every live memory in the store, none twice
+        st = client.stats()
+        assert st["store_error"] is None and st["store_down_s"] is None
+        after = client.recall(NS, agent, "what happened at the market", k=5)
+        assert after.hits and not after.degraded
+        print(
+            f"disk full: {st['store_retries']} store retries, stored {stored_while_full} while "
+            f"full; {client.count(NS)} in the store = {len(live)} live of {len(events)} published"
+        )
+    finally:
+        milvus.stop()
