@@ -28,7 +28,11 @@ from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
+from kafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    SaslAuthenticationFailedError,
+)
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
@@ -204,7 +208,13 @@ class MemoryPublisher:
             carrier: dict[str, str] = {}
             inject(carrier)
             headers = self._token + [(k, v.encode()) for k, v in carrier.items()]
-            fut = self._producer.send(topic, key=key, value=value, headers=headers or None)
+            try:
+                fut = self._producer.send(topic, key=key, value=value, headers=headers or None)
+            except MessageSizeTooLargeError as exc:  # refused here, before anything is sent
+                raise InvalidEventError(
+                    f"a record of {len(value)} bytes is over the producer's max_request_size "
+                    f"({self._producer.config['max_request_size']} bytes): not sent ({exc})"
+                ) from None
         if topic == self.topic:
             self.published += 1
         return fut

@@ -16,6 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from pipelines.errors import ConfigurationError
 from pipelines.settings import Settings
 from schemas import TOPICS
+from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,14 @@ TABLES = ("memory", "population", "hot", "analytics")
 # Largest record a changelog accepts: one agent's (or namespace's) whole state is one value, and
 # Kafka's 1 MiB default is reached by an agent with a few thousand memories.
 STATE_MAX_BYTES = 32 * 1024 * 1024
+
+
+def topic_config(t: Topic) -> dict[str, str]:
+    """The Kafka topic configuration of one of the pipeline's topics."""
+    config = {"cleanup.policy": t.cleanup_policy, "retention.ms": str(t.retention_ms)}
+    if t.max_message_bytes is not None:
+        config["max.message.bytes"] = str(t.max_message_bytes)
+    return config
 
 
 def changelog_topics(settings: Settings) -> list[str]:
@@ -76,13 +85,7 @@ def _ensure_topics(settings: Settings, replication_factor: int) -> list[str]:
                 topic_configs=configs,
             )
 
-        wanted = [
-            new(
-                settings.topic(t.suffix),
-                {"cleanup.policy": t.cleanup_policy, "retention.ms": str(t.retention_ms)},
-            )
-            for t in TOPICS.values()
-        ]
+        wanted = [new(settings.topic(t.suffix), topic_config(t)) for t in TOPICS.values()]
         compacted = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}
         wanted += [new(name, compacted) for name in changelog_topics(settings)]
         wanted = [nt for nt in wanted if nt.name not in existing]

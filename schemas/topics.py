@@ -17,10 +17,18 @@ class Topic:
     cleanup_policy: str
     retention_ms: int
     description: str
+    max_message_bytes: int | None = None  # None: the broker's default (1 MiB)
 
 
 _WEEK = 7 * 24 * 3600 * 1000
 _FOREVER = -1
+# Largest record the input topics take (Kafka's default, stated so the dead-letter topic can be
+# sized from it). A refused record is dead-lettered whole, base64 (4/3 of its size) inside an
+# envelope with the reason, so the dead-letter topic takes twice as much: an oversized event
+# is refused with a reason, never lost nor stuck (a dead letter the broker refused would stop
+# the ingest stage at that record).
+EVENT_MAX_BYTES = 1024 * 1024
+DEADLETTER_MAX_BYTES = 2 * EVENT_MAX_BYTES
 
 TOPICS: dict[str, Topic] = {
     t.suffix: t
@@ -32,6 +40,7 @@ TOPICS: dict[str, Topic] = {
             "delete",
             _FOREVER,
             "Memory events as agents publish them (raw bytes; validated by ingest).",
+            EVENT_MAX_BYTES,
         ),
         Topic(
             "memory.embedded",
@@ -48,6 +57,7 @@ TOPICS: dict[str, Topic] = {
             "delete",
             _WEEK,
             "Recalls: which memories an agent recalled, at what simulation time.",
+            EVENT_MAX_BYTES,
         ),
         Topic(
             "memory.lifecycle",
@@ -99,6 +109,7 @@ TOPICS: dict[str, Topic] = {
             "delete",
             _FOREVER,
             "Refused events with the reason and the original bytes.",
+            DEADLETTER_MAX_BYTES,
         ),
     )
 }

@@ -6,6 +6,7 @@ goals live in the benchmarks, not in assertions)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -13,10 +14,13 @@ from collections.abc import Callable
 import pytest
 
 from pipelines.client import MemoryClient
+from pipelines.errors import InvalidEventError
 from pipelines.processes import WorkerProcess
 from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population, malformed_events
 from schemas import DeadLetter
+from schemas.memory_event import MAX_EVENT_BYTES
+from schemas.topics import EVENT_MAX_BYTES
 from tests.integration.kafka_utils import ledger, read_topic
 
 pytestmark = pytest.mark.integration
@@ -65,3 +69,41 @@ def test_poison_at_a_high_rate_is_all_dead_lettered_and_the_stream_keeps_going(
         f"{len(bad)} poison interleaved ({Counter(d.error for d in dead)})"
     )
     assert w.proc is not None and w.proc.poll() is None
+
+
+def test_an_oversized_event_is_dead_lettered_whole_and_the_events_after_it_are_kept(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """An event of ~1 MB (under the topic's limit, far over the schema's 64 KiB) is
+    dead-lettered whole, base64 in its envelope (the dead-letter topic takes twice the input
+    topics' largest record), and the events after it on the same partition are kept; one over
+    the producer's limit is refused by the publisher before anything is sent."""
+    w = start_worker()
+    client = MemoryClient(w.url)
+    prefix = w.env["ARGOS_TOPIC_PREFIX"]
+    ns = "oversized"
+    good = list(Population(3, seed=37, namespace=ns).events(40))
+    body = good[0].model_dump(mode="json") | {"memory_id": "too-big", "content": "x" * 1_000_000}
+    big = json.dumps(body).encode()
+    assert 1_000_000 < len(big) < EVENT_MAX_BYTES - 4096
+    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
+        with pytest.raises(InvalidEventError, match="max_request_size"):
+            pub.publish_raw(b"poison", big + b" " * EVENT_MAX_BYTES)
+        for ev in good[:20]:
+            pub.publish(ev)
+        pub.publish_raw(good[0].agent_id.encode(), big).get(timeout=30)  # the broker took it
+        for ev in good[20:]:
+            pub.publish(ev)
+    client.wait_counter("clustered", len(good), timeout=240)
+    client.wait_counter("dead_lettered", 1, timeout=60)
+    dead = [
+        DeadLetter.model_validate_json(r.value)  # type: ignore[attr-defined]
+        for r in read_topic(w.bootstrap, prefix + ".deadletter", timeout=30)
+    ]
+    assert len(dead) == 1 and dead[0].original() == big  # whole, once
+    assert f"the limit is {MAX_EVENT_BYTES}" in dead[0].reason and dead[0].stage == "ingest"
+    book = ledger(w, ns)
+    published = {e.memory_id for e in good}
+    assert (book["created"] & published) | book["duplicates"] == published  # none after it lost
+    assert w.proc is not None and w.proc.poll() is None
+    print(f"a {len(big):,}-byte event dead-lettered whole; {len(good)} good events kept")
