@@ -52,6 +52,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from infra.ports import free_ports
+
 __all__ = [
     "KAFKA_VERSION",
     "KafkaStartError",
@@ -448,7 +450,7 @@ class LocalKafka:
             if previous is not None and previous not in taken and _port_is_free(previous):
                 port = previous
             else:
-                port = _free_ports(1, exclude=taken)[0]
+                port = free_ports(1, exclude=taken)[0]
             taken.add(port)
             return port
 
@@ -466,13 +468,13 @@ class LocalKafka:
                     f"on {HOST} is already in use"
                 )
             self.port = self.requested_port
-            self.controller_port = _free_ports(1, exclude={self.port})[0]
+            self.controller_port = free_ports(1, exclude={self.port})[0]
             return
         previous = None if fresh else _ports_from_properties(self.properties_file)
         if previous is not None and all(_port_is_free(p) for p in previous):
             self.port, self.controller_port = previous
             return
-        self.port, self.controller_port = _free_ports(2)
+        self.port, self.controller_port = free_ports(2)
 
     def _write_properties(self) -> None:
         assert self.port is not None and self.controller_port is not None  # noqa: S101
@@ -851,25 +853,6 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_ports(count: int, exclude: set[int] | None = None) -> list[int]:
-    """Distinct free local ports (kept bound until all are picked so they differ)."""
-    exclude = set(exclude or ())
-    sockets: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((HOST, 0))
-            port = sock.getsockname()[1]
-            if port not in exclude:
-                ports.append(port)
-    finally:
-        for sock in sockets:
-            sock.close()
-    return ports
 
 
 def _add_listener(props: dict[str, str], name: str, protocol: str, port: int) -> dict[str, str]:

@@ -5,18 +5,12 @@ to its /recall again when the recall process refuses the connection."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from aiohttp import ClientSession, web
 
+from infra.ports import free_port
 from pipelines.recall_routes import ROUTED_HEADER, RecallRoutes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _serve(name: str, seen: list[tuple[str, Any]], ready: dict[str, Any]) -> web.AppRunner:
@@ -41,7 +35,7 @@ async def _serve(name: str, seen: list[tuple[str, Any]], ready: dict[str, Any]) 
 def test_routes_to_the_owners_recall_process_then_its_worker_when_refused() -> None:
     async def main() -> None:
         seen: list[tuple[str, Any]] = []
-        wport, rport = _free_port(), _free_port()
+        wport, rport = free_port(), free_port()
         owner, process = f"http://127.0.0.1:{wport}", f"http://127.0.0.1:{rport}"
         worker = await _serve("worker", seen, {"ready": True, "recall_url": process})
         await web.TCPSite(worker, "127.0.0.1", wport).start()
@@ -72,7 +66,7 @@ def test_routes_to_the_owners_recall_process_then_its_worker_when_refused() -> N
 def test_an_owner_without_a_recall_process_answers_itself() -> None:
     async def main() -> None:
         seen: list[tuple[str, Any]] = []
-        port = _free_port()
+        port = free_port()
         owner = f"http://127.0.0.1:{port}"
         worker = await _serve("worker", seen, {"ready": True, "recall_url": None})
         await web.TCPSite(worker, "127.0.0.1", port).start()
