@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
@@ -91,6 +91,7 @@ def _ensure_topics(settings: Settings, replication_factor: int) -> list[str]:
         wanted = [nt for nt in wanted if nt.name not in existing]
         if settings.events_topic:
             check_source_topic(admin, settings, existing)
+        _raise_record_limits(admin, settings, existing)
         created = []
         for nt in wanted:  # one by one: another worker may create the same topic concurrently
             try:
@@ -103,6 +104,40 @@ def _ensure_topics(settings: Settings, replication_factor: int) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def _raise_record_limits(admin: KafkaAdminClient, settings: Settings, existing: set[str]) -> None:
+    """A registry topic created before it had a ``max.message.bytes`` (the dead-letter topic
+    before 2026-11-29, at the broker's 1 MiB) gets it raised to the registry's, never lowered:
+    a dead letter the broker refused would stop the ingest stage at that record."""
+    limits = {
+        settings.topic(t.suffix): t.max_message_bytes
+        for t in TOPICS.values()
+        if t.max_message_bytes is not None and settings.topic(t.suffix) in existing
+    }
+    if not limits:
+        return
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in limits]
+    described = admin.describe_configs(resources, config_filter="all")
+    have = described.get("topic", {}) if isinstance(described, dict) else {}
+    low = {}
+    for name, want in limits.items():
+        entry = have.get(name, {}).get("max.message.bytes") or {}
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if value is not None and int(value) < want:
+            low[name] = (int(value), want)
+    if not low:
+        return
+    admin.alter_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": str(want)})
+            for name, (_, want) in low.items()
+        ]
+    )
+    log.warning(
+        "raised max.message.bytes of %s",
+        ", ".join(f"{n} from {v} to {w}" for n, (v, w) in sorted(low.items())),
+    )
 
 
 def check_source_topic(admin: KafkaAdminClient, settings: Settings, existing: set[str]) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from pipelines.client import MemoryClient
 from pipelines.errors import InvalidEventError
@@ -20,7 +21,8 @@ from pipelines.publisher import MemoryPublisher
 from pipelines.simulation import Population, malformed_events
 from schemas import DeadLetter
 from schemas.memory_event import MAX_EVENT_BYTES
-from schemas.topics import EVENT_MAX_BYTES
+from schemas.topics import DEADLETTER_MAX_BYTES, EVENT_MAX_BYTES
+from tests.conftest import unique
 from tests.integration.kafka_utils import ledger, read_topic
 
 pytestmark = pytest.mark.integration
@@ -71,16 +73,33 @@ def test_poison_at_a_high_rate_is_all_dead_lettered_and_the_stream_keeps_going(
     assert w.proc is not None and w.proc.poll() is None
 
 
+def _record_limit(admin: KafkaAdminClient, topic: str) -> int:
+    found = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+    )
+    return int(found["topic"][topic]["max.message.bytes"]["value"])
+
+
 def test_an_oversized_event_is_dead_lettered_whole_and_the_events_after_it_are_kept(
-    start_worker: Callable[..., WorkerProcess],
+    start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
 ) -> None:
     """An event of ~1 MB (under the topic's limit, far over the schema's 64 KiB) is
     dead-lettered whole, base64 in its envelope (the dead-letter topic takes twice the input
     topics' largest record), and the events after it on the same partition are kept; one over
-    the producer's limit is refused by the publisher before anything is sent."""
-    w = start_worker()
+    the producer's limit is refused by the publisher before anything is sent. The dead-letter
+    topic exists before the worker starts, at the broker's default limit (as one created
+    before the registry set it): the worker raises it."""
+    prefix = unique("t")
+    admin = KafkaAdminClient(bootstrap_servers=[kafka_bootstrap])
+    try:
+        admin.create_topics([NewTopic(prefix + ".deadletter", 4, 1)])
+        before = _record_limit(admin, prefix + ".deadletter")
+        assert before < DEADLETTER_MAX_BYTES  # the broker's default: too small for it below
+        w = start_worker(topic_prefix=prefix)
+        assert _record_limit(admin, prefix + ".deadletter") == DEADLETTER_MAX_BYTES
+    finally:
+        admin.close()
     client = MemoryClient(w.url)
-    prefix = w.env["ARGOS_TOPIC_PREFIX"]
     ns = "oversized"
     good = list(Population(3, seed=37, namespace=ns).events(40))
     body = good[0].model_dump(mode="json") | {"memory_id": "too-big", "content": "x" * 1_000_000}
