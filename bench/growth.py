@@ -26,6 +26,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace, out: dict[str, Any], save: Any) -> None:
                 base = {"stored": cp, "count": cp, "inputs": int(st["lifecycle_inputs"])}
         except Exception as exc:
             out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            out["traceback"] = traceback.format_exc()[-4000:]  # where it stopped
             out["worker_log_tail"] = worker.log_tail(15)
             print(f"FAILED: {out['error'][:300]}", flush=True)
         finally:

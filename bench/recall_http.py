@@ -254,7 +254,7 @@ def load(
     limit = 120 + n / 100  # far above the ~1,000 events/s the pipeline moves here
     stalls: list[float] = []  # HTTP reads the worker did not answer within the client's timeout
 
-    def read(fn: Callable[[], int]) -> int:
+    def read(fn: Callable[[], Any]) -> Any:
         while True:
             t = time.perf_counter()
             try:
@@ -283,7 +283,7 @@ def load(
     t_count = time.perf_counter() - t0
     inputs = wait("lifecycle_inputs", b["inputs"] + n)
     t_memory = time.perf_counter() - t0
-    st = client.stats()
+    st = read(client.stats)  # a 30 s stall ended a 400k growth run (2026-11-29; where: not kept)
     if count != want:
         raise RuntimeError(f"store holds {count} of {want} memories ({stored} handled):\n{st}")
     return {
