@@ -142,8 +142,7 @@ class RecallMirror:
                     self.url = None  # OS picks the next one (unless ARGOS_RECALL_PORT names one)
                 self._spawn()
                 continue
-            if self.is_up():
-                self.push_state()
+            self.push_state()
 
     def push_state(self) -> None:
         """Send the process what changed of the worker's state (the partitions it owns,

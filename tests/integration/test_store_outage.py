@@ -47,6 +47,18 @@ def _settled(
         time.sleep(2.0)
 
 
+def _first_half_stored(w: WorkerProcess, client: MemoryClient, seed: int) -> tuple[list, list, str]:
+    """Publish the first 300 of 600 simulated events and wait until the memory stage and the
+    store have them; returns all 600, the other 300, and an agent of the first ones."""
+    events = list(Population(6, seed=seed, namespace=NS).events(600))
+    first, second = events[:300], events[300:]
+    with MemoryPublisher(w.bootstrap, w.env["ARGOS_TOPIC_PREFIX"] + ".memory.events") as pub:
+        pub.publish_many(first)
+    client.wait_counter("clustered", len(first), timeout=180)
+    client.wait_counter("stored", len(first), timeout=180)
+    return events, second, first[0].agent_id
+
+
 @pytest.fixture
 def milvus(tmp_path: Path) -> Iterator[MilvusLiteServer]:
     server = MilvusLiteServer(tmp_path / "milvus")
@@ -68,14 +80,8 @@ def test_store_outage_degrades_then_catches_up_with_nothing_lost(
     def answered_by_process() -> int:
         return int(httpx.get(f"{process}/stats", timeout=10).json()["answered"])
 
+    events, second, agent = _first_half_stored(w, client, seed=41)
     prefix = w.env["ARGOS_TOPIC_PREFIX"]
-    events = list(Population(6, seed=41, namespace=NS).events(600))
-    first, second = events[:300], events[300:]
-    agent = first[0].agent_id
-    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
-        pub.publish_many(first)
-    client.wait_counter("clustered", len(first), timeout=180)
-    client.wait_counter("stored", len(first), timeout=180)
     healthy = client.recall(NS, agent, "what happened at the market", k=5)
     assert healthy.hits and not healthy.degraded
 
@@ -130,13 +136,9 @@ def test_milvus_lite_process_killed_mid_stream_is_started_again_and_nothing_is_l
     w = start_worker(extra_env={"ARGOS_MILVUS_LITE_PROCESS": "true"})
     client = MemoryClient(w.url)
     prefix = w.env["ARGOS_TOPIC_PREFIX"]
-    events = list(Population(6, seed=43, namespace=NS).events(600))
-    first, second = events[:300], events[300:]
     child = _milvus_child(w)
-    with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
-        pub.publish_many(first)
-    client.wait_counter("stored", len(first), timeout=180)
-    assert client.recall(NS, first[0].agent_id, "the market", k=5).hits
+    events, second, agent = _first_half_stored(w, client, seed=43)
+    assert client.recall(NS, agent, "the market", k=5).hits
     os.kill(child, signal.SIGKILL)
     with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
         pub.publish_many(second)
@@ -198,13 +200,8 @@ def test_store_disk_full_gives_a_clear_error_then_catches_up_with_nothing_lost(
     try:
         w = start_worker(extra_env={"MILVUS_URI": milvus.uri})
         client = MemoryClient(w.url)
+        events, second, agent = _first_half_stored(w, client, seed=47)
         prefix = w.env["ARGOS_TOPIC_PREFIX"]
-        events = list(Population(6, seed=47, namespace=NS).events(600))
-        first, second = events[:300], events[300:]
-        agent = first[0].agent_id
-        with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
-            pub.publish_many(first)
-        client.wait_counter("stored", len(first), timeout=180)
         assert client.stats()["store_error"] is None
         filler = _fill(small_disk)
         with MemoryPublisher(w.bootstrap, prefix + ".memory.events") as pub:
