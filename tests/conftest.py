@@ -44,11 +44,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def start_worker(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Factory: start a worker on fresh topics (own prefix, group, data folder) and wait ready."""
+    """Factory: start a worker on fresh topics (own prefix, group, data folder) and wait ready.
+    Its workers stop at the end of the module: kept for the whole session, a clean-clone CI
+    run's workers (each with its Milvus Lite child and recall process, ~0.8 GB) filled the
+    2-core machine's 24 GiB and the kernel killed the run."""
     started: list[WorkerProcess] = []
 
     def _start(
