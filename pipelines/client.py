@@ -149,7 +149,8 @@ class MemoryClient:
 
     def count(self, namespace: str | None = None, archive: bool = False) -> int:
         """How many memories the hot collection (or, with ``archive``, the archive) holds (of
-        ``namespace``): a query on Milvus."""
+        ``namespace``): a query on Milvus. Milvus Lite reads every row for it: ~9 us per row
+        for the whole collection, ~100 us per row with a namespace (``bench.growth``)."""
         params = {"count": "1", **({"namespace": namespace} if namespace else {})}
         body = self._json(self._http.get("/stats", params=params))
         return int(body["archive_count" if archive else "store_count"])

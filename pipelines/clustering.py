@@ -205,26 +205,29 @@ class AgentClusters:
     def nearest(self, vector: np.ndarray, clusters: int = 2) -> tuple[str, float] | None:
         """The most similar member among the ``clusters`` nearest clusters (cosine), or None.
 
-        Used to spot near-duplicates; ties go to the smaller memory id."""
+        Used to spot near-duplicates. Equal vectors can differ in the last bits of a matrix
+        product (the BLAS kernel rounds rows differently), so similarities within 1e-6 of the
+        best are a tie, which goes to the smallest memory id. Vectorised: a Python loop over
+        the members cost O(members) per new memory, the memory stage's largest cost at
+        thousands of memories per cluster (``bench.growth``)."""
         v = _unit(vector)
         cs, sims = self._similarities(v)
-        best: tuple[str, float] | None = None
+        near_ids: list[str] = []
+        near_sims: list[float] = []
         for i in np.argsort(-sims, kind="stable")[:clusters]:  # on a tie, the older cluster
-            c = cs[int(i)]
-            ids, mat = self._member_matrix(c)
+            ids, mat = self._member_matrix(cs[int(i)])
             if not ids:
                 continue
-            member_sims = (mat @ v).tolist()
-            for mid, sim in zip(ids, member_sims, strict=True):
-                # equal vectors can differ in the last bits of a matrix product (the BLAS
-                # kernel rounds rows differently): within 1e-6 is a tie
-                if (
-                    best is None
-                    or sim > best[1] + 1e-6
-                    or (abs(sim - best[1]) <= 1e-6 and mid < best[0])
-                ):
-                    best = (mid, sim)
-        return best
+            member_sims = mat @ v
+            close = np.flatnonzero(member_sims >= member_sims.max() - 1e-6)
+            near_ids.extend(ids[j] for j in close)
+            near_sims.extend(float(member_sims[j]) for j in close)
+        if not near_ids:
+            return None
+        top = max(near_sims)
+        return min(
+            (mid, sim) for mid, sim in zip(near_ids, near_sims, strict=True) if sim >= top - 1e-6
+        )
 
     def _member_matrix(self, c: MicroCluster) -> tuple[list[str], np.ndarray]:
         """The members of ``c`` whose vectors are known and their vectors as rows. Kept per

@@ -6,8 +6,9 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from faust import web
 from opentelemetry.trace import SpanKind
@@ -29,6 +30,38 @@ from schemas import AccessEvent, RecallRequest, RecallResponse
 
 if TYPE_CHECKING:
     from pipelines.app import Pipeline
+
+
+T = TypeVar("T")
+
+
+class Coalesced:
+    """Runs a blocking call in ``pool`` at most once per key at a time: a caller that asks
+    while that key's call runs gets its answer instead of queueing another. A store count in
+    Milvus Lite scans every row (~40 s at 400k memories with a namespace filter); a client
+    whose read timed out and asked again queued count after count behind the first, each
+    holding Milvus Lite's server (how a 400k ``bench.growth`` phase ended, 2026-11-29)."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self.running: dict[Hashable, asyncio.Future[Any]] = {}
+        self.joined = 0  # callers answered by a call already running
+
+    async def run(self, key: Hashable, fn: Callable[..., T], *args: Any) -> T:
+        fut = self.running.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            self.running[key] = fut
+
+            def done(_: asyncio.Future[Any], key: Hashable = key, fut: Any = fut) -> None:
+                if self.running.get(key) is fut:
+                    del self.running[key]
+
+            fut.add_done_callback(done)
+        else:
+            self.joined += 1
+        # shielded: a caller that goes away (its request cancelled) leaves the others theirs
+        return await asyncio.shield(fut)
 
 
 def invalid_recall(exc: ValidationError) -> dict[str, Any]:
@@ -54,7 +87,7 @@ def access_event(req: RecallRequest, resp: RecallResponse) -> AccessEvent:
 def register_routes(pipe: Pipeline) -> None:
     app = pipe.app
     recall_pool = ThreadPoolExecutor(1, thread_name_prefix="recall")
-    count_pool = ThreadPoolExecutor(1, thread_name_prefix="count")
+    counts = Coalesced(ThreadPoolExecutor(1, thread_name_prefix="count"))
 
     tel, policy, limits = pipe.telemetry, pipe.policy, pipe.limits
     recall_routes = pipe.recall_routes
@@ -244,15 +277,15 @@ def register_routes(pipe: Pipeline) -> None:
                     time.time() - pipe.store_down_since if pipe.store_down_since else None
                 ),
                 "store_error": pipe.store_error,  # the last failure's message while it is down
+                "counts_joined": counts.joined,  # ?count=1 asks answered by a running count
             }
             if request.query.get("count") in ("1", "true"):
-                loop = asyncio.get_running_loop()
-                try:
-                    body["store_count"] = await loop.run_in_executor(
-                        count_pool, pipe.store.count, namespace
+                try:  # one count per namespace at a time: a repeated ask joins it
+                    body["store_count"] = await counts.run(
+                        ("hot", namespace), pipe.store.count, namespace
                     )
-                    body["archive_count"] = await loop.run_in_executor(
-                        count_pool, pipe.archive.count, namespace
+                    body["archive_count"] = await counts.run(
+                        ("archive", namespace), pipe.archive.count, namespace
                     )
                 except StoreUnavailableError as exc:
                     return self.json({"error": str(exc), **body}, status=503)

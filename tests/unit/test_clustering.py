@@ -160,16 +160,11 @@ def test_nearest_member_is_the_brute_force_one_whatever_came_and_went(
             ac.clusters.values(),
             key=lambda c: (-float(c.centroid() @ unit), int(c.cluster_id.rpartition("/c")[2])),
         )
+        scanned = [(mid, float(ac.vectors[mid] @ unit)) for c in ranked[:2] for mid in c.members]
         want = None
-        for c in ranked[:2]:
-            for mid in c.members:
-                sim = float(ac.vectors[mid] @ unit)
-                if (
-                    want is None
-                    or sim > want[1] + 1e-6
-                    or (abs(sim - want[1]) <= 1e-6 and mid < want[0])
-                ):
-                    want = (mid, sim)
+        if scanned:  # the best; within 1e-6 of it a tie, to the smallest id
+            top = max(sim for _, sim in scanned)
+            want = min((mid, sim) for mid, sim in scanned if sim >= top - 1e-6)
         if want is None:
             assert got is None
         else:
