@@ -405,20 +405,28 @@ def _index_updates(
     out: MemoryOut, ns: str, am: AgentMemory, fx: Effects, params: MemoryParams
 ) -> None:
     """What the hot recall index must learn from one agent's effects: changed lives, and the
-    members of every cluster that changed (a merge or split moves many at once)."""
+    cluster of each memory whose cluster changed, as the batch left it: the one memory of a
+    join, a new cluster or a removal; every member of a merge or split (they move many at
+    once). Before, every member of every touched cluster was sent, so one join to a cluster
+    of N cost O(N) here, in the hot index and on the pipe to the recall process: the memory
+    stage's cost grew with the agent's memories (``bench.growth``)."""
     agent = am.agent_id
     for mid, life in fx.lives.items():
         out.lives.append((ns, agent, mid, *index_fields(life, params.lifecycle)))
-    touched: set[str] = set()
+    moved: set[str] = set()
+    whole: set[str] = set()  # clusters whose members may all have moved
     for ch in fx.cluster:
-        touched.add(ch.cluster_id)
-        touched.update(ch.related)
-        if ch.kind == "remove" and ch.memory_id:
-            out.members.append((ns, agent, ch.memory_id, None))
-    for cid in sorted(touched):
-        c = am.clusters.clusters.get(cid)
+        if ch.kind in ("join", "create", "remove") and ch.memory_id and not ch.related:
+            moved.add(ch.memory_id)
+        else:
+            whole.add(ch.cluster_id)
+            whole.update(ch.related)
+    clusters = am.clusters
+    for cid in whole:
+        c = clusters.clusters.get(cid)
         if c is not None:
-            out.members += [(ns, agent, mid, cid) for mid in c.members]
+            moved.update(c.members)
+    out.members += [(ns, agent, mid, clusters.where.get(mid)) for mid in sorted(moved)]
 
 
 def _send(out: MemoryOut, box: dict[str, list[Any]], agent: bytes) -> None:

@@ -306,6 +306,53 @@ def test_batch_cuts_and_sweeps_never_change_states_or_events(
     )
 
 
+CHURN = {  # on these streams: ~1 split per 10 joins; ~1 merge per 10 new clusters
+    "splits": dataclasses.replace(
+        SMALL, clusters=ClusterParams(join_threshold=-0.2, split_radius=0.35, min_split_size=3)
+    ),
+    "merges": dataclasses.replace(
+        SMALL, clusters=ClusterParams(join_threshold=0.8, merge_threshold=0.5, split_radius=0.25)
+    ),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_streams(), st.lists(st.integers(1, 21), max_size=4), st.sampled_from(sorted(CHURN)))
+def test_the_index_learns_each_memorys_cluster_as_the_clusters_hold_it(
+    stream: list[tuple[float, RawRecord]], cuts: list[int], churn: str
+) -> None:
+    """``out.members`` sends only the memories whose cluster changed (a join's one memory, a
+    merge's or split's every member); applied batch after batch, through splits, merges,
+    decay and removals, they give every memory's cluster as the agent's clusters hold it at
+    the end."""
+    params = CHURN[churn]
+    store = _store_for(stream)
+    records = [r for _, r in stream]
+    bounds = sorted({c for c in cuts if c < len(records)} | {0, len(records)})
+    batches = [records[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)] + [[]]
+    end = {"w": stream[-1][0] + 365 * 86400.0}  # the last, empty batch settles everyone
+    states: dict[bytes, bytes | None] = {}
+    cache: dict[bytes, Any] = {}
+    index: dict[tuple[str, str], str] = {}
+    for i, batch in enumerate(batches):
+        both = {**states, **{k: None for k in (b"ann", b"bob") if k not in states}}
+        sweep = end if i == len(batches) - 1 else None
+        out = memory_batch(batch, saved_from(both), params, "emb", 0.0, store, "test", sweep, cache)
+        states.update(out.states)
+        for _, agent, mid, cid in out.members:
+            if cid is None:
+                index.pop((agent, mid), None)
+            else:
+                index[(agent, mid)] = cid
+        want = {  # the live clusters (the cache holds each agent's as the batch left them)
+            (am.agent_id, mid): cid
+            for hit in cache.values()
+            for am in hit[2].values()
+            for mid, cid in am.clusters.where.items()
+        }
+        assert index == want
+
+
 def test_effects_a_crash_cut_off_are_sent_again_by_the_next_process() -> None:
     states, _, first = _run([_mem("old", T0), _mem("new", T0 + timedelta(days=60))], {})
     assert first.forget == [("w", "old")] and first.lifecycle
