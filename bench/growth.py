@@ -13,6 +13,11 @@ over HTTP and the worker's own ``took_ms``, rows per agent, RSS. The JSON is wri
 checkpoint, so a run stopped early keeps what it measured.
 
     python -m bench.growth [--checkpoints 10000 100000 250000 500000 1000000] [--queries 500]
+        [--checkout before=/tmp/before]   # also the same phases from another copy of the repo
+
+With ``--checkout NAME=PATH`` (a ``git worktree add /tmp/before REF``) the same phases run again,
+after the current code's, on the same broker with a worker from that copy: ``variants[NAME]``
+holds its checkpoints and ``ratios`` the current events/s over its, per checkpoint.
 
 Writes ``bench/results/growth.json`` and ``bench/results/growth.png``.
 """
@@ -36,6 +41,7 @@ from bench.recall_http import (
     NS,
     WORKER_ENV,
     K,
+    _checkout,
     _raise_exit,
     load,
     make_events,
@@ -98,49 +104,80 @@ def run(args: argparse.Namespace, out: dict[str, Any], save: Any) -> None:
     everyone = sorted({e.agent_id for e in events})
     agents = random.Random(args.seed).sample(everyone, min(args.query_agents, len(everyone)))
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
-        worker = WorkerProcess.fresh(
-            kafka.bootstrap_servers, Path(tmp), "growth", embedder="hashing", extra_env=WORKER_ENV
-        )
-        prefix = worker.prefix
-        client = worker.start()
-        try:
-            done = 0
-            base = {"stored": 0, "count": 0, "inputs": 0}
-            for cp in sorted(args.checkpoints):
-                phase = events[done:cp]
-                got = load(client, kafka.bootstrap_servers, prefix, phase, args.count_poll, base)
-                print(f"[{cp}] loaded {len(phase)}: {got['events_per_s']:.0f} events/s", flush=True)
-                st = client.stats()
-                lat = time_recalls(client, events[:cp], agents, args.queries, args.seed, str(cp))
-                assert worker.proc is not None
-                point = {
-                    "memories": cp,
-                    "rows_per_agent": cp // AGENTS,
-                    "load": got,
-                    "latency": lat,
-                    "rss_bytes": rss_bytes(worker.proc.pid),
-                    "worker_system": st.get("system", {}),
-                }
-                out["checkpoints"].append(point)
-                save()
-                h = lat["http_uncached"]
-                print(
-                    f"[{cp}] recall HTTP p50 {h['p50_ms']:.2f} p95 {h['p95_ms']:.2f} "
-                    f"p99 {h['p99_ms']:.2f} ms; RSS {point['rss_bytes']['total'] / 2**30:.2f} GiB",
-                    flush=True,
-                )
-                done = cp
-                st = client.stats()
-                base = {"stored": cp, "count": cp, "inputs": int(st["lifecycle_inputs"])}
-        except Exception as exc:
-            out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-            out["traceback"] = traceback.format_exc()[-4000:]  # where it stopped
-            out["worker_log_tail"] = worker.log_tail(15)
-            print(f"FAILED: {out['error'][:300]}", flush=True)
-        finally:
-            client.close()
-            worker.stop()
-            shutil.rmtree(worker.data_dir, ignore_errors=True)
+        phases(args, kafka.bootstrap_servers, Path(tmp), events, agents, out, save, None, "")
+        for name, where in args.checkout:
+            into: dict[str, Any] = {"checkout": str(where), "checkpoints": []}
+            out.setdefault("variants", {})[name] = into
+            phases(
+                args, kafka.bootstrap_servers, Path(tmp), events, agents, into, save, where, name
+            )
+            now = {p["memories"]: p["load"]["events_per_s"] for p in out["checkpoints"]}
+            out.setdefault("ratios", {})[name] = {
+                str(p["memories"]): now[p["memories"]] / p["load"]["events_per_s"]
+                for p in into["checkpoints"]
+                if p["memories"] in now
+            }
+            save()
+
+
+def phases(
+    args: argparse.Namespace,
+    bootstrap: str,
+    tmp: Path,
+    events: list[Any],
+    agents: list[str],
+    out: dict[str, Any],
+    save: Any,
+    checkout: Path | None,
+    name: str,
+) -> None:
+    """One fresh worker (from ``checkout``, or this copy) fed the phases up to each checkpoint;
+    each checkpoint is appended to ``out["checkpoints"]`` and saved as it is measured."""
+    worker = WorkerProcess.fresh(
+        bootstrap, tmp, "growth", embedder="hashing", extra_env=WORKER_ENV, checkout=checkout
+    )
+    prefix = worker.prefix
+    client = worker.start()
+    try:
+        done = 0
+        base = {"stored": 0, "count": 0, "inputs": 0}
+        for cp in sorted(args.checkpoints):
+            phase = events[done:cp]
+            got = load(client, bootstrap, prefix, phase, args.count_poll, base)
+            print(
+                f"[{name}{cp}] loaded {len(phase)}: {got['events_per_s']:.0f} events/s", flush=True
+            )
+            st = client.stats()
+            lat = time_recalls(client, events[:cp], agents, args.queries, args.seed, str(cp))
+            assert worker.proc is not None
+            point = {
+                "memories": cp,
+                "rows_per_agent": cp // AGENTS,
+                "load": got,
+                "latency": lat,
+                "rss_bytes": rss_bytes(worker.proc.pid),
+                "worker_system": st.get("system", {}),
+            }
+            out["checkpoints"].append(point)
+            save()
+            h = lat["http_uncached"]
+            print(
+                f"[{name}{cp}] recall HTTP p50 {h['p50_ms']:.2f} p95 {h['p95_ms']:.2f} "
+                f"p99 {h['p99_ms']:.2f} ms; RSS {point['rss_bytes']['total'] / 2**30:.2f} GiB",
+                flush=True,
+            )
+            done = cp
+            st = client.stats()
+            base = {"stored": cp, "count": cp, "inputs": int(st["lifecycle_inputs"])}
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        out["traceback"] = traceback.format_exc()[-4000:]  # where it stopped
+        out["worker_log_tail"] = worker.log_tail(15)
+        print(f"FAILED: {out['error'][:300]}", flush=True)
+    finally:
+        client.close()
+        worker.stop()
+        shutil.rmtree(worker.data_dir, ignore_errors=True)
 
 
 def plot(out: dict[str, Any], path: Path) -> None:
@@ -154,7 +191,14 @@ def plot(out: dict[str, Any], path: Path) -> None:
         return
     x = [p["memories"] for p in pts]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.5))
-    a.plot(x, [p["load"]["events_per_s"] for p in pts], "o-")
+    a.plot(x, [p["load"]["events_per_s"] for p in pts], "o-", label="this code")
+    for name, v in (out.get("variants") or {}).items():
+        vp = v["checkpoints"]
+        a.plot(
+            [p["memories"] for p in vp], [p["load"]["events_per_s"] for p in vp], "s--", label=name
+        )
+    if out.get("variants"):
+        a.legend(fontsize=8)
     a.set(xscale="log", xlabel="memories in the worker", ylabel="events/s (phase)")
     a.set_title("ingest rate of each phase")
     for key, style in (("p50_ms", "o-"), ("p95_ms", "s--"), ("p99_ms", "^-")):
@@ -188,6 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--query-agents", type=int, default=20)
     ap.add_argument("--count-poll", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--checkout",
+        type=_checkout,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run the phases with a worker from this copy of the repository, after the "
+        "current code's (e.g. `git worktree add /tmp/before HEAD~1`): a change side by side",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_exit)  # so the finally blocks stop worker and broker

@@ -68,9 +68,11 @@ class WorkerProcess:
         *,
         embedder: str = "onnx",
         extra_env: dict[str, str] | None = None,
+        checkout: Path | None = None,
     ) -> WorkerProcess:
         """A worker with topics, consumer group and data folder of its own, all named
-        ``<name>-<8 hex digits>`` (its ``prefix``), under ``parent``."""
+        ``<name>-<8 hex digits>`` (its ``prefix``), under ``parent``; ``checkout``: run from
+        that copy of the repository."""
         prefix = f"{name}-{uuid.uuid4().hex[:8]}"
         return cls(
             bootstrap,
@@ -79,6 +81,7 @@ class WorkerProcess:
             app_id=f"{prefix}-app",
             embedder=embedder,
             extra_env=extra_env,
+            checkout=checkout,
         )
 
     @property
