@@ -178,6 +178,11 @@ def headline(name: str, d: dict[str, Any]) -> str:
             f"{_fmt(c['rss_bytes']['total'] / 2**30)} GiB"
             for c in d["checkpoints"]
         ]
+        for variant, ratios in (d.get("ratios") or {}).items():
+            out.append(
+                f"events/s ÷ {variant}'s: "
+                + ", ".join(f"{int(n):,} {_fmt(r)}×" for n, r in ratios.items())
+            )
         return "; ".join(out) or "no checkpoint reached"
     if name == "population_near":
         return "; ".join(
@@ -246,6 +251,8 @@ VARIANT_RESULTS = {
     # the hop to another worker's recall process: a second run at 10k, and 100k per worker
     "recall_hop_10k_b": "recall_hop",
     "recall_hop_200k": "recall_hop",
+    # one worker to 500k after the near-duplicate and count fixes (before the members fix)
+    "growth_to500k": "growth",
 }
 
 

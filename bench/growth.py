@@ -14,10 +14,12 @@ checkpoint, so a run stopped early keeps what it measured.
 
     python -m bench.growth [--checkpoints 10000 100000 250000 500000 1000000] [--queries 500]
         [--checkout before=/tmp/before]   # also the same phases from another copy of the repo
+        [--variant norefreeze:ARGOS_GC_REFREEZE=0]   # ... or with other settings
 
-With ``--checkout NAME=PATH`` (a ``git worktree add /tmp/before REF``) the same phases run again,
-after the current code's, on the same broker with a worker from that copy: ``variants[NAME]``
-holds its checkpoints and ``ratios`` the current events/s over its, per checkpoint.
+With ``--checkout NAME=PATH`` (a ``git worktree add /tmp/before REF``) or ``--variant
+NAME:ARGOS_X=V`` (or both, same NAME) the same phases run again, after the current code's, on the
+same broker with a worker from that copy or with those settings: ``variants[NAME]`` holds its
+checkpoints and ``ratios`` the default worker's events/s over its, per checkpoint.
 
 Writes ``bench/results/growth.json`` and ``bench/results/growth.png``.
 """
@@ -43,6 +45,7 @@ from bench.recall_http import (
     K,
     _checkout,
     _raise_exit,
+    _variant,
     load,
     make_events,
     make_queries,
@@ -104,13 +107,14 @@ def run(args: argparse.Namespace, out: dict[str, Any], save: Any) -> None:
     everyone = sorted({e.agent_id for e in events})
     agents = random.Random(args.seed).sample(everyone, min(args.query_agents, len(everyone)))
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
-        phases(args, kafka.bootstrap_servers, Path(tmp), events, agents, out, save, None, "")
-        for name, where in args.checkout:
-            into: dict[str, Any] = {"checkout": str(where), "checkpoints": []}
+        boot = kafka.bootstrap_servers
+        phases(args, boot, Path(tmp), events, agents, out, save, None, "", {})
+        checkouts, envs = dict(args.checkout), dict(args.variant)
+        for name in dict.fromkeys([*checkouts, *envs]):  # in the order given
+            where, env = checkouts.get(name), envs.get(name, {})
+            into: dict[str, Any] = {"checkout": str(where or ""), "env": env, "checkpoints": []}
             out.setdefault("variants", {})[name] = into
-            phases(
-                args, kafka.bootstrap_servers, Path(tmp), events, agents, into, save, where, name
-            )
+            phases(args, boot, Path(tmp), events, agents, into, save, where, name, env)
             now = {p["memories"]: p["load"]["events_per_s"] for p in out["checkpoints"]}
             out.setdefault("ratios", {})[name] = {
                 str(p["memories"]): now[p["memories"]] / p["load"]["events_per_s"]
@@ -130,11 +134,12 @@ def phases(
     save: Any,
     checkout: Path | None,
     name: str,
+    env: dict[str, str],
 ) -> None:
     """One fresh worker (from ``checkout``, or this copy) fed the phases up to each checkpoint;
     each checkpoint is appended to ``out["checkpoints"]`` and saved as it is measured."""
     worker = WorkerProcess.fresh(
-        bootstrap, tmp, "growth", embedder="hashing", extra_env=WORKER_ENV, checkout=checkout
+        bootstrap, tmp, "growth", embedder="hashing", extra_env=WORKER_ENV | env, checkout=checkout
     )
     prefix = worker.prefix
     client = worker.start()
@@ -240,6 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PATH",
         help="also run the phases with a worker from this copy of the repository, after the "
         "current code's (e.g. `git worktree add /tmp/before HEAD~1`): a change side by side",
+    )
+    ap.add_argument(
+        "--variant",
+        type=_variant,
+        action="append",
+        default=[],
+        metavar="NAME:ARGOS_X=V[,ARGOS_Y=W]",
+        help="also run the phases with a worker whose environment adds these settings (with "
+        "a --checkout of the same NAME: from that copy)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)

@@ -59,6 +59,7 @@ class GcPauses:
         # (up to the young threshold) and what they hold, so they are short but frequent
         self.recent_young: deque[float] = deque(maxlen=keep)
         self.frozen = 0  # objects moved to the permanent generation at start-up
+        self.refreeze: Any = None  # pipelines.runtime.FreezeSurvivors, with ARGOS_GC_REFREEZE
         self._t0 = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -92,6 +93,8 @@ class GcPauses:
             "gc_young_pause_p50_ms": young[len(young) // 2] * 1000.0 if young else 0.0,
             "gc_young_pause_max_ms": young[-1] * 1000.0 if young else 0.0,
             "gc_frozen_objects": float(self.frozen),  # get_freeze_count walks them all: O(n)
+            "gc_refrozen": float(self.refreeze.frozen if self.refreeze else 0),
+            "gc_refreeze_sweeps": float(self.refreeze.swept if self.refreeze else 0),
         }
 
 

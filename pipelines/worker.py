@@ -30,7 +30,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     import faust
 
     from pipelines.app import create_app
-    from pipelines.runtime import freeze_start_up, tune_process
+    from pipelines.runtime import FreezeSurvivors, freeze_start_up, tune_process
     from pipelines.stats import GcPauses
     from pipelines.topics_admin import ensure_topics
 
@@ -63,6 +63,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             pipe.partition_owners,
         ).start()
     pipe.gc_pauses.frozen = freeze_start_up(settings)
+    pipe.gc_pauses.refreeze = FreezeSurvivors.installed()
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

@@ -43,11 +43,54 @@ def test_tune_process_sets_the_collector_and_freeze_moves_objects() -> None:
         assert gc.get_threshold() == (20000, 15, 12)
         assert sys.getswitchinterval() == pytest.approx(0.002)
         assert freeze_start_up(Settings(gc_freeze=False)) == 0
-        assert freeze_start_up(Settings(gc_freeze=True)) > 1000
+        assert freeze_start_up(Settings(gc_freeze=True, gc_refreeze=0)) > 1000
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
         sys.setswitchinterval(interval)
+
+
+def test_refreeze_moves_each_full_collections_survivors_and_hands_them_back_every_nth() -> None:
+    """``ARGOS_GC_REFREEZE``: the start-up freeze installs the hook; after a full collection
+    what survived it is frozen (never scanned again), a cycle that dies frozen is freed only
+    after the N-th collection hands the permanent generation back."""
+    import gc
+    import weakref
+
+    from pipelines.runtime import FreezeSurvivors, freeze_start_up
+    from pipelines.settings import Settings
+
+    class Node:
+        pass
+
+    try:
+        freeze_start_up(Settings(gc_freeze=True, gc_refreeze=3))
+        hook = next(cb for cb in gc.callbacks if isinstance(cb, FreezeSurvivors))
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+        gc.collect()  # full collection 1: the cycle survives it (still referenced) and is frozen
+        assert hook.frozen == 1 and gc.get_freeze_count() > 0
+        del cycle
+        gc.collect()  # 2: a frozen cycle is not scanned: it stays
+        assert gone() is not None and hook.frozen == 2
+        gc.collect()  # 3: the third hands everything back ...
+        assert hook.swept == 1 and gc.get_freeze_count() == 0
+        gc.collect()  # ... and the next full collection frees the cycle
+        assert gone() is None
+    finally:
+        for cb in [cb for cb in gc.callbacks if isinstance(cb, FreezeSurvivors)]:
+            cb.uninstall()
+        gc.unfreeze()
+
+
+def test_a_negative_refreeze_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from pipelines.settings import Settings
+
+    with pytest.raises(ValidationError, match="gc_refreeze"):
+        Settings(gc_refreeze=-1)
 
 
 @pytest.mark.parametrize("bad", ["700", "700,10", "a,b,c", "-1,10,10", "700;10;10"])
