@@ -253,6 +253,8 @@ VARIANT_RESULTS = {
     "recall_hop_200k": "recall_hop",
     # one worker to 500k after the near-duplicate and count fixes (before the members fix)
     "growth_to500k": "growth",
+    # ARGOS_GC_REFREEZE on (the default) beside off, one worker to 300k
+    "growth_refreeze": "growth",
 }
 
 

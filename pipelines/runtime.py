@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -69,13 +70,16 @@ class FreezeSurvivors:
     permanent generation, so the next full collection scans only what the process made since,
     not the whole heap again. A worker's heap grows with its memories (lives, clusters, hot-index
     rows), and each full collection over it stopped every thread for longer (median 1.9 s at
-    500k memories, ``bench.growth``); a frozen object is still freed when its last reference
-    goes, only a reference cycle that dies frozen waits. So after every ``sweep_every``-th full
-    collection the permanent generation is handed back instead (``gc.unfreeze``): the next full
-    collection scans everything and frees those cycles, one long pause in ``sweep_every``.
+    500k memories, ``bench.growth``). A frozen object is still freed when its last reference
+    goes; only a reference cycle that dies frozen waits. So once ``sweep_every`` full
+    collections have frozen their survivors and ``min_sweep_s`` have passed since the last
+    sweep, the permanent generation is handed back instead (``gc.unfreeze``): the next full
+    collection scans everything and frees those cycles. (Freezing keeps Python's old-generation
+    count small, so full collections come more often, each short: the time floor keeps the
+    long sweeps from coming more often than full collections did before.)
 
     >>> import gc
-    >>> hook = FreezeSurvivors(sweep_every=3).install()
+    >>> hook = FreezeSurvivors(sweep_every=2, min_sweep_s=0.0).install()
     >>> kept = [[i] for i in range(1000)]
     >>> _ = gc.collect()
     >>> hook.frozen, hook.swept, gc.get_freeze_count() >= 1000
@@ -86,26 +90,32 @@ class FreezeSurvivors:
     >>> hook.uninstall(); gc.unfreeze()
     """
 
-    def __init__(self, sweep_every: int = 8) -> None:
+    def __init__(self, sweep_every: int = 8, min_sweep_s: float = 300.0) -> None:
         if sweep_every < 1:
             raise ValueError(f"sweep_every must be at least 1, not {sweep_every}")
         self.sweep_every = sweep_every
+        self.min_sweep_s = min_sweep_s
         self.frozen = 0  # full collections whose survivors were frozen
         self.swept = 0  # full collections after which everything was handed back
+        self._since = 0  # freezes since the last sweep
+        self._last_sweep = time.monotonic()
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         import gc
 
         if phase != "stop" or info.get("generation") != 2:
             return
-        if (self.frozen + self.swept + 1) % self.sweep_every == 0:
+        now = time.monotonic()
+        if self._since >= self.sweep_every and now - self._last_sweep >= self.min_sweep_s:
             gc.unfreeze()
             self.swept += 1
+            self._since, self._last_sweep = 0, now
         else:
             # right after a full collection the young generations are empty: this freezes
             # exactly its survivors
             gc.freeze()
             self.frozen += 1
+            self._since += 1
 
     def install(self) -> FreezeSurvivors:
         import gc

@@ -495,8 +495,9 @@ class Settings(BaseSettings):
         ge=0,
         description="ARGOS_GC_REFREEZE: with ARGOS_GC_FREEZE, freeze the survivors of each "
         "full garbage collection too, so the next one scans only what is newer (their pauses "
-        "grew with the heap: median 1.9 s at 500k memories); after every Nth the frozen objects "
-        "are handed back so one full collection frees reference cycles that died frozen. "
+        "grew with the heap: median 1.9 s at 500k memories); after N of them, and at least 5 "
+        "minutes after the last time, the frozen objects are handed back so one full "
+        "collection frees reference cycles that died frozen. "
         "0: off (only the start-up freeze).",
     )
     gc_threshold: str = Field(
