@@ -43,9 +43,9 @@ from bench.recall_http import (
     NS,
     WORKER_ENV,
     K,
-    _checkout,
     _raise_exit,
     _variant,
+    add_checkout_option,
     load,
     make_events,
     make_queries,
@@ -237,13 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--query-agents", type=int, default=20)
     ap.add_argument("--count-poll", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--checkout",
-        type=_checkout,
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="also run the phases with a worker from this copy of the repository, after the "
+    add_checkout_option(
+        ap,
+        "also run the phases with a worker from this copy of the repository, after the "
         "current code's (e.g. `git worktree add /tmp/before HEAD~1`): a change side by side",
     )
     ap.add_argument(

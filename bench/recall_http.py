@@ -590,6 +590,13 @@ def _checkout(text: str) -> tuple[str, Path]:
     return name, Path(path).resolve()
 
 
+def add_checkout_option(ap: argparse.ArgumentParser, help: str) -> None:
+    """``--checkout NAME=PATH`` (repeatable): a worker run from another copy of the repo."""
+    ap.add_argument(
+        "--checkout", type=_checkout, action="append", default=[], metavar="NAME=PATH", help=help
+    )
+
+
 def add_variant_option(ap: argparse.ArgumentParser, help: str) -> None:
     """``--variant NAME:ENV=V[,ENV=V]`` (repeatable): a worker whose environment adds these."""
     ap.add_argument(
@@ -649,13 +656,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run only the --variant workers, not the default one beside them",
     )
-    ap.add_argument(
-        "--checkout",
-        type=_checkout,
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="run the --variant NAME's worker from this copy of the repository (e.g. a "
+    add_checkout_option(
+        ap,
+        "run the --variant NAME's worker from this copy of the repository (e.g. a "
         "`git worktree add /tmp/before HEAD~1`): a code change side by side in one run",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
