@@ -44,8 +44,8 @@ from bench.recall_http import (
     WORKER_ENV,
     K,
     _raise_exit,
-    _variant,
     add_checkout_option,
+    add_variant_option,
     load,
     make_events,
     make_queries,
@@ -242,13 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         "also run the phases with a worker from this copy of the repository, after the "
         "current code's (e.g. `git worktree add /tmp/before HEAD~1`): a change side by side",
     )
-    ap.add_argument(
-        "--variant",
-        type=_variant,
-        action="append",
-        default=[],
-        metavar="NAME:ARGOS_X=V[,ARGOS_Y=W]",
-        help="also run the phases with a worker whose environment adds these settings (with "
+    add_variant_option(
+        ap,
+        "also run the phases with a worker whose environment adds these settings (with "
         "a --checkout of the same NAME: from that copy)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)

@@ -65,7 +65,8 @@ def test_refreeze_moves_each_full_collections_survivors_and_hands_them_back_ever
 
     try:
         freeze_start_up(Settings(gc_freeze=True, gc_refreeze=2))
-        hook = next(cb for cb in gc.callbacks if isinstance(cb, FreezeSurvivors))
+        hook = FreezeSurvivors.installed()
+        assert hook is not None
         hook.min_sweep_s = 0.0  # (300 s in a worker)
         cycle = Node()
         cycle.me = cycle  # type: ignore[attr-defined]
@@ -80,8 +81,8 @@ def test_refreeze_moves_each_full_collections_survivors_and_hands_them_back_ever
         gc.collect()  # ... and the next full collection frees the cycle
         assert gone() is None
     finally:
-        for cb in [cb for cb in gc.callbacks if isinstance(cb, FreezeSurvivors)]:
-            cb.uninstall()
+        while (installed := FreezeSurvivors.installed()) is not None:
+            installed.uninstall()
         gc.unfreeze()
 
 
