@@ -9,7 +9,11 @@ For each embedding backend installed (ONNX int8; torch fp32 when ``.[torch]`` is
 Then the same pipeline with the hashing embedder: the pipeline's own rate when the model costs
 almost nothing (Kafka hops, validation, Milvus Lite).
 
-    python -m bench.throughput [--events 6000] [--backends onnx,torch]
+    python -m bench.throughput [--events 6000] [--backends onnx,torch] [--checkout NAME=PATH]
+
+``--checkout before=/tmp/before`` (a ``git worktree`` of an older commit) also runs each
+pipeline with that copy's worker, alternating with this one's (``--rounds`` each), and reports
+events/s ÷ that copy's per pipeline (key ``checkouts``): code changes compared side by side.
 
 Writes ``bench/results/throughput.json`` (key ``pipeline_to_ceiling_ratio`` for the default
 backend, onnx) and ``bench/results/throughput.png``.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 import uuid
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
+from bench.recall_http import add_checkout_option
 from infra.local_kafka import LocalKafka
 from pipelines.embed import load_embedder, torch_available
 from pipelines.embed_stage import text_of
@@ -65,6 +71,7 @@ def pipeline(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     after: Callable[[Any], dict[str, Any]] | None = None,
+    checkout: Path | None = None,
 ) -> dict[str, Any]:
     """All ``events`` through a fresh worker, timed from the first publish until all are stored;
     ``after(client)``, if given, runs against the still-running worker once the counts are checked
@@ -78,6 +85,7 @@ def pipeline(
         app_id=f"{prefix}-app",
         embedder=backend,
         extra_env={"ARGOS_OTEL_EXPORTER": "none", **(extra_env or {})},
+        checkout=checkout,
     )
     client = worker.start()
     try:
@@ -144,13 +152,40 @@ def alternated(
     return runs, last
 
 
+def side_by_side(
+    backend: str,
+    bootstrap: str,
+    events: list[Any],
+    workdir: Path,
+    checkouts: list[tuple[str, Path]],
+    rounds: int,
+) -> dict[str, Any]:
+    """This code's pipeline and each checkout's, alternating ``rounds`` times (so drift on a
+    shared machine falls on all alike); events/s per run and the ratio of the medians."""
+    runs: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, path in [("now", None), *checkouts]:
+            r = pipeline(backend, bootstrap, events, workdir, checkout=path)
+            runs.setdefault(name, []).append(r["events_per_s"])
+            print(f"{backend} {name}: {r['events_per_s']:.0f} events/s", flush=True)
+    med = {name: statistics.median(v) for name, v in runs.items()}
+    return {
+        "events_per_s": runs,
+        "median": med,
+        "now_to": {name: med["now"] / m for name, m in med.items() if name != "now"},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=6000)
     ap.add_argument("--backends", default="")
+    add_checkout_option(ap, "also run each pipeline from this copy of the repository")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each copy (with --checkout)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNG")
     args = ap.parse_args(argv)
     backends = (
-        args.backends.split(",")
+        [b for b in args.backends.split(",") if b != "none"]  # none: the hashing runs only
         if args.backends
         else (["onnx", "torch"] if torch_available() else ["onnx"])
     )
@@ -187,18 +222,26 @@ def main(argv: list[str] | None = None) -> int:
         over = pipeline("hashing", kafka.bootstrap_servers, events, Path(tmp))
         out["pipeline_without_model"] = over
         print(f"hashing embedder (pipeline overhead): {over['events_per_s']:.0f} events/s")
+        if args.checkout:
+            out["checkouts"] = {
+                b: side_by_side(
+                    b, kafka.bootstrap_servers, events, Path(tmp), args.checkout, args.rounds
+                )
+                for b in [*backends, "hashing"]
+            }
     default = settings.embedder
     out["default_backend"] = default
-    out["pipeline_to_ceiling_ratio"] = out["backends"][default]["ratio"]
+    if default in out["backends"]:
+        out["pipeline_to_ceiling_ratio"] = out["backends"][default]["ratio"]
     if "torch" in out["backends"] and "onnx" in out["backends"]:
         onnx, torch = out["backends"]["onnx"], out["backends"]["torch"]
         out["onnx_to_torch_ceiling"] = onnx["ceiling_mean"] / torch["ceiling_mean"]
         out["onnx_to_torch_pipeline"] = (
             onnx["pipeline"]["events_per_s"] / torch["pipeline"]["events_per_s"]
         )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(out, indent=2) + "\n")
-    plot(out, RESULTS / "throughput.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, args.out / "throughput.png")
     print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=1)[:2000])
     return 0
 
@@ -223,9 +266,14 @@ def plot(out: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("events (texts) per second")
     m = out["machine"]
     over = out["pipeline_without_model"]["events_per_s"]
+    side = "".join(
+        f"\n{b}: events/s now ÷ "
+        + ", ".join(f"{name}'s {r:.2f}×" for name, r in c["now_to"].items())
+        for b, c in out.get("checkouts", {}).items()
+    )
     ax.set_title(
         f"{out['events']} events, {m['cores']} cores, {m['cpu'][:40]}\n"
-        f"pipeline with a ~free (hashing) embedder: {over:.0f} events/s",
+        f"pipeline with a ~free (hashing) embedder: {over:.0f} events/s{side}",
         fontsize=9,
     )
     ax.legend()

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 SEP = b"\x00"
 SEQ = "_seq"
 OUTBOX = "_outbox"  # the last batch's effects (see ``stage_batches``)
@@ -38,9 +40,20 @@ DELTAS_MAX = 256  # deltas per agent before a snapshot, whatever their size
 SNAPSHOT_MIN = 32 * 1024  # deltas may add up to this much before a small snapshot is rewritten
 
 
+_STATE_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def dump_state(obj: Any) -> bytes:
+    """A state's JSON, compact and with sorted keys. orjson, not ``json.dumps``: several times
+    faster, and the memory and population stages write a state per agent or namespace per
+    batch. States hold finite numbers only (orjson would write NaN as null); a type it cannot
+    write raises, as ``json.dumps`` would. ``json.loads`` reads both writers' output."""
+    return orjson.dumps(obj, option=_STATE_JSON)
+
+
 def encode(seq: int, obj: dict[str, Any]) -> bytes:
     """A snapshot or delta value: its sequence number, then the JSON."""
-    return b"@%d\n" % seq + json.dumps(obj, sort_keys=True).encode()
+    return b"@%d\n" % seq + dump_state(obj)
 
 
 def seq_of(value: bytes) -> int:

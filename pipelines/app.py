@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
 from typing import Any, NoReturn
 
 import faust
@@ -727,14 +729,36 @@ def create_app(
         headers: list[list[tuple[str, bytes]]] | None = None,
     ) -> list[Any]:
         """Hand records to the producer (``headers[i]`` with record i: the trace context);
-        returns the delivery futures (await before acking)."""
-        send = app.producer.send
-        if headers is None:
-            return [await send(topic, key, value, None, None, None) for key, value in items]
-        return [
-            await send(topic, key, value, None, None, h or None)
-            for (key, value), h in zip(items, headers, strict=True)
-        ]
+        returns the delivery futures (await before acking).
+
+        The records go as record batches, one open batch per partition (aiokafka's
+        ``create_batch`` / ``send_batch``), each key to the partition ``send`` gives it (the
+        producer's own partitioner); in order within a partition, as ``send`` keeps them.
+        A future per batch instead of a ``send`` per record: about half the producer's CPU
+        per record, at ~7 records produced per event (``bench.throughput``)."""
+        producer = app.producer._ensure_producer()  # aiokafka's (Faust's wraps its send)
+        hs = headers if headers is not None else repeat(None)
+        batches: dict[int, Any] = {}
+        futures: list[Any] = []
+        route = None
+        for (key, value), h in zip(items, hs, strict=headers is not None):
+            if route is None:  # the topic's partitions, once per call (send looks them up)
+                await producer.client._wait_on_metadata(topic)
+                meta = producer._metadata
+                every = sorted(meta.partitions_for_topic(topic))
+                up = list(meta.available_partitions_for_topic(topic))
+                route = partial(producer._partitioner, all_partitions=every, available=up)
+            part = route(key)
+            batch = batches.get(part)
+            if batch is None:
+                batch = batches[part] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=h or None) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=part))
+                batch = batches[part] = producer.create_batch()  # full: a new one, which
+                batch.append(key=key, value=value, timestamp=None, headers=h or None)  # takes it
+        for part, batch in batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+        return futures
 
     def admit(rec: RawRecord, ev: Any) -> None:
         """Ingest's policy: the event's token may publish to its namespace (401/403), and the

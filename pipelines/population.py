@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import ValidationError
 
+from pipelines.agent_log import dump_state
 from pipelines.clustering import SumDirection
 from pipelines.errors import InvalidEventError
 from pipelines.spatial import Places
@@ -514,7 +515,7 @@ def population_batch(
         counts["events"] = counts.get("events", 0) + 1
         for ch in changes:
             counts[ch.kind] = counts.get(ch.kind, 0) + 1
-    new_states = {k: json.dumps(to_state(nc)).encode() for k, nc in loaded.items()}
+    new_states = {k: dump_state(to_state(nc)) for k, nc in loaded.items()}
     if cache is not None:
         for k, nc in loaded.items():
             cache[k] = (new_states[k], nc)
