@@ -406,7 +406,7 @@ class Pipeline:
 
     def state(self, table: Any, key: bytes) -> bytes | None:
         """A table value in plaintext. Values recovered from a changelog are encrypted (see
-        ``_save_states``); each is decrypted once and kept so in the worker's memory."""
+        ``_state_records``); each is decrypted once and kept so in the worker's memory."""
         if table is None:
             return None
         raw = table.get(key)
@@ -458,47 +458,85 @@ def _state_aad(table: Any, key: bytes) -> bytes:
     return table.name.encode() + b"|" + key
 
 
-def _save_states(
+Record = tuple[int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+async def send_records(producer: Any, topic: str, records: Iterable[Record]) -> list[Any]:
+    """Hand ``(partition or None, key, value, headers or None)`` records to aiokafka's
+    ``producer`` as record batches, one open batch per partition (``create_batch`` /
+    ``send_batch``); a None partition is the one ``send`` would give the key (the producer's
+    own partitioner). Order within a partition is kept. Returns the delivery futures, one per
+    batch (await them before acking what the records came from).
+
+    A future per batch instead of a ``send`` per record (or Faust's ``send_soon`` and its
+    buffer, for changelogs): about half the producer's CPU per record, at ~7 records out per
+    event (``bench.throughput --checkout``)."""
+    batches: dict[int, Any] = {}
+    futures: list[Any] = []
+    route = None
+    for part, key, value, headers in records:
+        if part is None:
+            if route is None:  # the topic's partitions, once per call (send looks them up)
+                await producer.client._wait_on_metadata(topic)
+                meta = producer._metadata
+                every = sorted(meta.partitions_for_topic(topic))
+                up = list(meta.available_partitions_for_topic(topic))
+                route = partial(producer._partitioner, all_partitions=every, available=up)
+            part = route(key)
+        batch = batches.get(part)
+        if batch is None:
+            batch = batches[part] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+            batch = batches[part] = producer.create_batch()  # full: a new one, which takes
+            batch.append(key=key, value=value, timestamp=None, headers=headers)  # any record
+    for part, batch in batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=part))
+    return futures
+
+
+def _state_records(
     table: Any,
     states: dict[bytes, bytes | None],
     keyring: Keyring | None,
     partition: int | None = None,
-) -> list[Any]:
-    """Write table keys and return their changelog deliveries. ``table[k] = v`` only buffers
-    the changelog record, so a crash could keep effects already applied (store deletes, sent
-    records) while losing the state that made them: await these before any effect. With a
-    keyring the changelog (the state at rest) is encrypted; the worker's memory keeps the
-    plaintext. ``partition`` overrides the key's: the L2 table's keys (one per memory) live in
-    their agent's partition, so they are recovered by the worker that owns the agent. A None
-    value deletes the key (a tombstone in the changelog)."""
-    futs = []
+) -> list[Record]:
+    """Write table keys; returns their changelog records (send them with ``send_records``).
+    Writing ``table.data`` does not reach the changelog, so a crash could keep effects already
+    applied (store deletes, sent records) while losing the state that made them: await the
+    deliveries before any effect. With a keyring the changelog (the state at rest) is
+    encrypted; the worker's memory keeps the plaintext. ``partition`` overrides the key's: the
+    L2 table's keys (one per memory) live in their agent's partition, so they are recovered by
+    the worker that owns the agent. A None value deletes the key (a tombstone)."""
+    out: list[Record] = []
     for key, value in states.items():
         part = table.partition_for_key(key) if partition is None else partition
         if value is None:
-            futs.append(table.send_changelog(part, key, None, value_serializer="raw"))
+            out.append((part, key, None, None))
             table.data.pop(key, None)
             continue
         sealed = keyring.encrypt_bytes(value, _state_aad(table, key)) if keyring else value
-        futs.append(table.send_changelog(part, key, sealed))
+        out.append((part, key, sealed, None))
         table.data[key] = value
-    return futs
+    return out
 
 
-def _save_in_agent_partitions(
+def _agent_partition_records(
     table: Any,
     writes: Iterable[tuple[bytes, bytes, bytes | None]],
     keyring: Keyring | None,
     partitions: int,
-) -> list[Any]:
-    """``_save_states`` for keys that live in their agent's partition, not their own (the L2
-    rows and the memory table's deltas): ``writes`` are (agent key, table key, value or None)."""
+) -> list[Record]:
+    """``_state_records`` for keys that live in their agent's partition, not their own (the
+    L2 rows and the memory table's deltas): ``writes`` are (agent key, table key, value or
+    None)."""
     by_part: dict[int, dict[bytes, bytes | None]] = {}
     for agent, key, value in writes:
         by_part.setdefault(partition_of(agent, partitions), {})[key] = value
-    futs: list[Any] = []
+    out: list[Record] = []
     for part, batch in by_part.items():
-        futs += _save_states(table, batch, keyring, part)
-    return futs
+        out += _state_records(table, batch, keyring, part)
+    return out
 
 
 def stall_report(probe: dict[str, Any]) -> str:
@@ -687,18 +725,19 @@ def create_app(
             (agent.encode(), hot_key(ns, agent, mid), value)
             for (ns, agent, mid), value in items.items()
         )
+        records = _agent_partition_records(hot_table, writes, pipe.keyring, parts)
         with pipe.ops.timed("l2.write"):  # until the changelog has every row
-            await _all(_save_in_agent_partitions(hot_table, writes, pipe.keyring, parts))
+            await save_states(hot_table, records)
 
     async def save_agents(writes: dict[bytes, bytes | None]) -> None:
         """The memory stage's table writes (each agent's delta or snapshot and tombstones),
         each in its agent's partition, durably; then the index knows them."""
-        futs = _save_in_agent_partitions(
+        records = _agent_partition_records(
             memory_table, ((agent_of(k), k, v) for k, v in writes.items()), pipe.keyring, parts
         )
         agents.note(writes)
         with pipe.ops.timed("state.write"):  # until the changelog has every value
-            await _all(futs)
+            await save_states(memory_table, records)
 
     access_name, lifecycle_name = settings.topic(ACCESS), settings.topic(LIFECYCLE)
     pipe.access_topic = access_name
@@ -723,42 +762,27 @@ def create_app(
             reraise=True,
         )
 
+    def producer() -> Any:
+        return app.producer._ensure_producer()  # aiokafka's (Faust's wraps its send)
+
     async def produce(
         topic: str,
         items: Iterable[tuple[bytes | None, bytes]],
         headers: list[list[tuple[str, bytes]]] | None = None,
     ) -> list[Any]:
-        """Hand records to the producer (``headers[i]`` with record i: the trace context);
-        returns the delivery futures (await before acking).
-
-        The records go as record batches, one open batch per partition (aiokafka's
-        ``create_batch`` / ``send_batch``), each key to the partition ``send`` gives it (the
-        producer's own partitioner); in order within a partition, as ``send`` keeps them.
-        A future per batch instead of a ``send`` per record: about half the producer's CPU
-        per record, at ~7 records produced per event (``bench.throughput``)."""
-        producer = app.producer._ensure_producer()  # aiokafka's (Faust's wraps its send)
+        """Hand records to the producer (``headers[i]`` with record i: the trace context),
+        batched per partition (``send_records``); returns the delivery futures (await before
+        acking)."""
         hs = headers if headers is not None else repeat(None)
-        batches: dict[int, Any] = {}
-        futures: list[Any] = []
-        route = None
-        for (key, value), h in zip(items, hs, strict=headers is not None):
-            if route is None:  # the topic's partitions, once per call (send looks them up)
-                await producer.client._wait_on_metadata(topic)
-                meta = producer._metadata
-                every = sorted(meta.partitions_for_topic(topic))
-                up = list(meta.available_partitions_for_topic(topic))
-                route = partial(producer._partitioner, all_partitions=every, available=up)
-            part = route(key)
-            batch = batches.get(part)
-            if batch is None:
-                batch = batches[part] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=h or None) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=part))
-                batch = batches[part] = producer.create_batch()  # full: a new one, which
-                batch.append(key=key, value=value, timestamp=None, headers=h or None)  # takes it
-        for part, batch in batches.items():
-            futures.append(await producer.send_batch(batch, topic, partition=part))
-        return futures
+        return await send_records(
+            producer(),
+            topic,
+            ((None, k, v, h or None) for (k, v), h in zip(items, hs, strict=headers is not None)),
+        )
+
+    async def save_states(table: Any, records: list[Record]) -> None:
+        """Table changelog records (``_state_records``), delivered."""
+        await _all(await send_records(producer(), table.changelog_topic.get_topic_name(), records))
 
     def admit(rec: RawRecord, ev: Any) -> None:
         """Ingest's policy: the event's token may publish to its namespace (401/403), and the
@@ -1069,7 +1093,9 @@ def create_app(
                     time.time(),
                     population_cache,
                 )
-                await _all(_save_states(population_table, new_states, pipe.keyring))
+                await save_states(
+                    population_table, _state_records(population_table, new_states, pipe.keyring)
+                )
                 await _all(await produce(dlq_name, dead))
             except Exception as exc:
                 exit_unacked("population", exc)
@@ -1080,7 +1106,9 @@ def create_app(
 
     if settings.analytics:
         pipe.analytics_table = state_table(TABLES[3])
-        register_analytics(pipe, embedded_name, access_name, lifecycle_name, clusters_name, produce)
+        register_analytics(
+            pipe, embedded_name, access_name, lifecycle_name, clusters_name, produce, save_states
+        )
 
     metrics_name = settings.topic(METRICS)
 
@@ -1272,8 +1300,10 @@ def register_analytics(
     lifecycle_name: str,
     clusters_name: str,
     produce: Any,
+    save_states: Any,
 ) -> None:
-    """The ``argos.analytics`` agent (``ARGOS_ANALYTICS=false`` leaves it out)."""
+    """The ``argos.analytics`` agent (``ARGOS_ANALYTICS=false`` leaves it out); ``produce``
+    and ``save_states`` send records and table changelog records (``create_app``'s)."""
     settings, app, stats = pipe.settings, pipe.app, pipe.stats
     raw = {
         "key_type": bytes,
@@ -1363,7 +1393,7 @@ def register_analytics(
         blob = await asyncio.get_running_loop().run_in_executor(
             pipe.analytics_pool, pipe.analytics.to_bytes
         )
-        await _all(_save_states(table, {key[0]: blob}, pipe.keyring, key[1]))
+        await save_states(table, _state_records(table, {key[0]: blob}, pipe.keyring, key[1]))
 
     prefetch_pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
     owned_parts: list[set[int]] = [set()]
