@@ -41,6 +41,12 @@ def _has_peers() -> str | None:
     )
 
 
+def _has_pyspy() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    ok = beside.exists() or shutil.which("py-spy") is not None
+    return None if ok else "needs py-spy (the bench extra)"
+
+
 def _has_locomo() -> str | None:
     return None if LOCOMO.exists() else f"needs the LoCoMo data in {LOCOMO}"
 
@@ -48,6 +54,7 @@ def _has_locomo() -> str | None:
 #: name -> (arguments after ``python -m bench.<name>``, prerequisite check, rough minutes here)
 BENCHES: dict[str, tuple[list[str], Callable[[], str | None] | None, int]] = {
     "throughput": ([], None, 6),
+    "profile_worker": ([], _has_pyspy, 2),
     "freshness": ([], None, 8),
     "gc_settings": ([], None, 10),
     "switch_interval": ([], None, 14),
@@ -86,9 +93,21 @@ def headline(name: str, d: dict[str, Any]) -> str:
     """One line of the figures each benchmark exists for (its goal beside it)."""
     if name == "throughput":
         own = d["pipeline_without_model"]["events_per_s"]
+        side = "".join(
+            f"; {b} events/s now ÷ "
+            + ", ".join(f"{name}'s {_fmt(r)}×" for name, r in c["now_to"].items())
+            for b, c in d.get("checkouts", {}).items()
+        )
+        ratio = d.get("pipeline_to_ceiling_ratio")  # absent in a hashing-only run
+        head = "" if ratio is None else f"pipeline ÷ model ceiling **{_fmt(ratio)}** (goal ≥ 0.9); "
+        return f"{head}hashing embedder {_fmt(own, 0)} events/s (goal ≥ 10,000){side}"
+    if name == "profile_worker":
+        parts = ", ".join(
+            f"{k} {_fmt(v)}" for k, v in list(d["gil_ms_per_event_by_part"].items())[:5]
+        )
         return (
-            f"pipeline ÷ model ceiling **{_fmt(d['pipeline_to_ceiling_ratio'])}** (goal ≥ 0.9); "
-            f"hashing embedder {_fmt(own, 0)} events/s (goal ≥ 10,000)"
+            f"{_fmt(d['gil_ms_per_event'])} ms of GIL per event ({d['embedder']} embedder, "
+            f"GIL held {_fmt(100 * d['gil_held_share'], 0)}% of the time): {parts}"
         )
     if name == "freshness":
         parts = []
@@ -255,6 +274,8 @@ VARIANT_RESULTS = {
     "growth_to500k": "growth",
     # ARGOS_GC_REFREEZE on (the default) beside off, one worker to 300k
     "growth_refreeze": "growth",
+    # the record batches (2026-11-29) beside 06f2f3b, hashing only, 10,000 events, 4 rounds
+    "throughput_hashing10k_ab": "throughput",
 }
 
 

@@ -19,10 +19,11 @@ local broker, with a fresh worker each:
 Default settings otherwise (rate limits, batches); tracing export off, as in the throughput bench.
 
     python -m bench.freshness [--burst 3000] [--seconds 90] [--backends onnx,hashing]
-        [--variant take100ms:ARGOS_TAKE_WITHIN=0.1 ...] [--rounds 2]
+        [--variant take100ms:ARGOS_TAKE_WITHIN=0.1 ...] [--checkout before=PATH] [--rounds 2]
 
 With ``--variant``, each backend also runs with a worker whose environment adds those settings
-(side by side on the same broker, in turn with the default worker, ``--rounds`` times).
+(side by side on the same broker, in turn with the default worker, ``--rounds`` times);
+``--checkout NAME=PATH`` likewise with a worker run from another copy of the repository.
 ``--rate R`` runs every steady phase at R events/s instead of half the run's own maximum (the
 JSON keeps the key ``half_rate``; its ``target_rate`` is R): settings compared at the same load.
 
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe, machine_title
-from bench.recall_http import _raise_exit, add_variant_option, pct, words
+from bench.recall_http import _raise_exit, add_checkout_option, add_variant_option, pct, words
 from infra.local_kafka import LocalKafka
 from pipelines.client import MemoryClient, RecallError
 from pipelines.processes import WorkerProcess
@@ -205,6 +206,7 @@ def run_backend(
     tmp: Path,
     args: argparse.Namespace,
     variant: tuple[str, dict[str, str]] = ("default", {}),
+    checkout: Path | None = None,
 ) -> dict:
     prefix = f"fresh-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(
@@ -214,8 +216,11 @@ def run_backend(
         app_id=f"{prefix}-app",
         embedder=backend,
         extra_env=ENV | variant[1],
+        checkout=checkout,
     )
     out: dict[str, Any] = {"backend": backend, "variant": variant[0], "variant_env": variant[1]}
+    if checkout is not None:
+        out["checkout"] = str(checkout)
     backend = f"{backend}@{variant[0]}"
     client = worker.start()
     try:
@@ -291,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         "also run each backend with a worker whose environment adds these settings, on the "
         "same broker, alternating with the default (e.g. 'take100ms:ARGOS_TAKE_WITHIN=0.1')",
     )
+    add_checkout_option(
+        ap, "also run each backend with a worker from this copy of the repository (as a variant)"
+    )
     ap.add_argument(
         "--of",
         choices=("all_stages", "store"),
@@ -317,14 +325,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
-        variants = [("default", {}), *args.variant]
+        variants: list[tuple[str, dict[str, str], Path | None]] = [
+            ("default", {}, None),
+            *((name, env, None) for name, env in args.variant),
+            *((name, {}, path) for name, path in args.checkout),
+        ]
         for rnd in range(args.rounds):
             for backend in args.backends.split(","):
-                for variant in variants:
-                    run = run_backend(backend, kafka.bootstrap_servers, Path(tmp), args, variant)
+                for name, env, path in variants:
+                    run = run_backend(
+                        backend, kafka.bootstrap_servers, Path(tmp), args, (name, env), path
+                    )
                     out["runs"].append(run | {"round": rnd})
                     out["total_s"] = time.perf_counter() - t0
-                    (args.out / "freshness.json").write_text(json.dumps(out, indent=2) + "\n")
+                    (args.out / "freshness.json").write_text(
+                        json.dumps(out, indent=2, default=str) + "\n"
+                    )
     plot(out, args.out / "freshness.png")
     return 0 if all("error" not in r for r in out["runs"]) else 1
 

@@ -1,0 +1,256 @@
+"""Where one worker's time goes: py-spy on a fresh worker taking a burst of events.
+
+A fresh worker (the hashing embedder by default: the pipeline's own cost) on a local broker
+takes ``--events`` simulated events published at once. py-spy (in the ``bench`` extra) samples
+the worker with ``--gil`` for the whole run: only the thread holding the GIL, which is what
+serialises one worker's stages. Reported per event:
+
+- GIL time by part: the event loop (Faust's deliveries, the producer, the stages' own code on
+  the loop, the HTTP server, the rest) and each stage's thread (ingest+embed, memory, store,
+  population, analytics);
+- CPU of every process that used any over the run (worker, its recall process and Milvus Lite
+  server, the broker, this harness): whether the worker or the machine is the bound;
+- records per event in each of the worker's topics (what the producer and Faust handle).
+
+    python -m bench.profile_worker [--events 20000] [--embedder hashing] [--rate 50]
+
+Writes ``bench/results/profile_worker.json`` and ``profile_worker.png``. Needs ptrace rights
+over the worker (root, or ``kernel.yama.ptrace_scope`` 0, as on the machines here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.machine import describe
+from bench.recall_http import _raise_exit
+from bench.throughput import _wait_all_stored
+from infra.local_kafka import LocalKafka
+from pipelines.processes import WorkerProcess
+from pipelines.publisher import MemoryPublisher
+from pipelines.simulation import Population
+
+RESULTS = Path(__file__).parent / "results"
+
+#: (part, pattern in a frame): a sample belongs to the first part whose pattern is in its stack
+#: (stage threads by the function each stage runs on its pool); the rest of the main thread is
+#: the event loop, split by ``LOOP_PARTS``
+STAGE_PARTS = [
+    ("memory stage", "create_app.<locals>.memory_work"),
+    ("analytics", "analytics_batch"),
+    ("store", "create_app.<locals>.store_through"),
+    ("population", "population_batch"),
+    ("ingest+embed", "create_app.<locals>.timed"),
+]
+LOOP_PARTS = [
+    ("loop: producer", ("send_records", "aiokafka/producer", "faust/transport/producer")),
+    ("loop: HTTP (/stats polls)", ("aiohttp/",)),
+    ("loop: stages' code", ("Agent._execute_actor",)),
+    (
+        "loop: Faust deliveries",
+        ("faust/transport/consumer", "faust/streams.py", "conductor.py", "aiokafka/consumer"),
+    ),
+]
+
+
+def py_spy() -> str:
+    """The py-spy executable (the ``bench`` extra installs it beside this interpreter)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy is not installed: pip install -e '.[bench]'")
+    return found
+
+
+def classify(stack: list[str]) -> str:
+    """The part one sampled stack (root first) belongs to."""
+    for part, pattern in STAGE_PARTS:
+        if any(pattern in f for f in stack):
+            return part
+    if stack and stack[0].startswith("Thread._bootstrap"):
+        return "other threads"
+    for part, patterns in LOOP_PARTS:
+        if any(p in f for f in stack for p in patterns):
+            return part
+    return "loop: the rest (asyncio, aiokafka I/O, timers)"
+
+
+def parts_of(raw: str) -> tuple[Counter[str], Counter[str]]:
+    """Samples per part, and per leaf function, from py-spy's raw (collapsed) output."""
+    parts: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = stack.split(";")
+        parts[classify(frames)] += int(n)
+        leaves[re.sub(r" \(.*", "", frames[-1])] += int(n)
+    return parts, leaves
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """pid -> (command, user + system CPU seconds) of every process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            st = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2 :].split()
+        out[int(d.name)] = (cmd.strip()[:120], (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def label(pid: int, cmd: str, worker: int, kids: set[int]) -> str:
+    if pid == worker:
+        return "worker"
+    if pid == os.getpid():
+        return "this harness"
+    if "milvus_lite" in cmd:
+        return "Milvus Lite server"
+    if "recall_server" in cmd:
+        return "recall process"
+    if "kafka.Kafka" in cmd or "java" in cmd.split(" ")[0]:
+        return "Kafka broker"
+    return "worker's other children" if pid in kids else "other"
+
+
+def records_per_topic(bootstrap: str, prefix: str) -> dict[str, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    kc = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        out = {}
+        for t in sorted(kc.topics()):
+            if t.startswith(prefix):
+                tps = [TopicPartition(t, p) for p in kc.partitions_for_topic(t) or ()]
+                out[t[len(prefix) :].lstrip(".-")] = sum(kc.end_offsets(tps).values())
+        return out
+    finally:
+        kc.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--embedder", default="hashing")
+    ap.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_exit)
+    spy = py_spy()
+    events = list(Population(50, seed=1, namespace="bench").events(args.events))
+    with tempfile.TemporaryDirectory() as tmp, LocalKafka(Path(tmp) / "kafka") as kafka:
+        prefix = f"prof-{uuid.uuid4().hex[:8]}"
+        worker = WorkerProcess(
+            kafka.bootstrap_servers,
+            Path(tmp) / prefix,
+            topic_prefix=prefix,
+            app_id=f"{prefix}-app",
+            embedder=args.embedder,
+            extra_env={"ARGOS_OTEL_EXPORTER": "none"},
+        )
+        client = worker.start()
+        assert worker.proc is not None  # noqa: S101 - started just above
+        pid = worker.proc.pid
+        raw_path = Path(tmp) / "spy.txt"
+        rec = subprocess.Popen(  # noqa: S603 - py-spy on our own child
+            [spy, "record", "-p", str(pid), "-o", str(raw_path), "-f", "raw"]
+            + ["-r", str(args.rate), "--gil", "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.0)  # py-spy attached
+        before = cpu_seconds()
+        try:
+            with MemoryPublisher(kafka.bootstrap_servers, f"{prefix}.memory.events") as pub:
+                t0 = time.perf_counter()
+                pub.publish_many(events)
+                pub.flush()
+                _wait_all_stored(client, len(events))
+                wall = time.perf_counter() - t0
+            after = cpu_seconds()
+        finally:
+            rec.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            _, err = rec.communicate(timeout=60)
+        kids = set(after) - set(before)
+        topics = records_per_topic(kafka.bootstrap_servers, prefix)
+        worker.stop()
+    if not raw_path.exists():
+        raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+    parts, leaves = parts_of(raw_path.read_text())
+    sample_s = 1.0 / args.rate
+    per_event_ms = {k: v * sample_s / len(events) * 1e3 for k, v in parts.most_common()}
+    cpu: dict[str, float] = {}
+    for p, (cmd, s) in after.items():
+        used = s - before.get(p, (cmd, 0.0))[1]
+        if used > 0.05:
+            name = label(p, cmd, pid, kids)
+            cpu[name] = cpu.get(name, 0.0) + used
+    out: dict[str, Any] = {
+        "machine": describe(),
+        "events": len(events),
+        "embedder": args.embedder,
+        "wall_s": wall,
+        "events_per_s": len(events) / wall,
+        "gil_held_share": sum(parts.values()) * sample_s / wall,
+        "gil_ms_per_event": sum(per_event_ms.values()),
+        "gil_ms_per_event_by_part": per_event_ms,
+        "top_leaf_functions": dict(leaves.most_common(25)),
+        "cpu_s_by_process": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+        "records_per_event": {t: n / len(events) for t, n in topics.items() if n},
+        "note": "py-spy --gil: samples of the thread holding the GIL; a loaded run's rate is "
+        "below the unprofiled one",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "profile_worker.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(out, args.out / "profile_worker.png")
+    print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=1))
+    return 0
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = out["gil_ms_per_event_by_part"]
+    names = list(parts)[::-1]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.barh(names, [parts[n] for n in names])
+    for y, n in enumerate(names):
+        ax.text(parts[n], y, f" {parts[n]:.3f}", va="center", fontsize=8)
+    ax.set_xlabel("ms of GIL per event")
+    m = out["machine"]
+    ax.set_title(
+        f"one worker, {out['events']:,} events ({out['embedder']} embedder), "
+        f"{out['events_per_s']:.0f} events/s under py-spy\n"
+        f"GIL held {out['gil_held_share']:.0%} of the time, "
+        f"{out['gil_ms_per_event']:.2f} ms per event; {m['cores']} cores, {m['cpu'][:30]}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
