@@ -142,7 +142,10 @@ def records_per_topic(bootstrap: str, prefix: str) -> dict[str, int]:
         for t in sorted(kc.topics()):
             if t.startswith(prefix):
                 tps = [TopicPartition(t, p) for p in kc.partitions_for_topic(t) or ()]
-                out[t[len(prefix) :].lstrip(".-")] = sum(kc.end_offsets(tps).values())
+                name = t[len(prefix) :].lstrip(".-")
+                if name.endswith("-changelog"):  # <app id>-<prefix>-<table>-changelog
+                    name = "changelog: " + name.removesuffix("-changelog").rsplit("-", 1)[-1]
+                out[name] = sum(kc.end_offsets(tps).values())
         return out
     finally:
         kc.close()
@@ -194,17 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         kids = set(after) - set(before)
         topics = records_per_topic(kafka.bootstrap_servers, prefix)
         worker.stop()
-    if not raw_path.exists():
-        raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
-    parts, leaves = parts_of(raw_path.read_text())
+        if not raw_path.exists():
+            raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+        raw = raw_path.read_text()  # before the folder goes
+    parts, leaves = parts_of(raw)
     sample_s = 1.0 / args.rate
-    per_event_ms = {k: v * sample_s / len(events) * 1e3 for k, v in parts.most_common()}
+    per_event_ms = {k: round(v * sample_s / len(events) * 1e3, 4) for k, v in parts.most_common()}
     cpu: dict[str, float] = {}
     for p, (cmd, s) in after.items():
         used = s - before.get(p, (cmd, 0.0))[1]
         if used > 0.05:
             name = label(p, cmd, pid, kids)
-            cpu[name] = cpu.get(name, 0.0) + used
+            cpu[name] = round(cpu.get(name, 0.0) + used, 2)
     out: dict[str, Any] = {
         "machine": describe(),
         "events": len(events),
@@ -212,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": wall,
         "events_per_s": len(events) / wall,
         "gil_held_share": sum(parts.values()) * sample_s / wall,
-        "gil_ms_per_event": sum(per_event_ms.values()),
+        "gil_ms_per_event": round(sum(per_event_ms.values()), 4),
         "gil_ms_per_event_by_part": per_event_ms,
         "top_leaf_functions": dict(leaves.most_common(25)),
         "cpu_s_by_process": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
-        "records_per_event": {t: n / len(events) for t, n in topics.items() if n},
+        "records_per_event": {t: round(n / len(events), 4) for t, n in topics.items() if n},
         "note": "py-spy --gil: samples of the thread holding the GIL; a loaded run's rate is "
         "below the unprofiled one",
     }

@@ -102,6 +102,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 Fetch = Callable[[list[str]], dict[str, np.ndarray]]
+#: a vector's ``AgentClusters.scan``: the unit vector, the live clusters, their cosines to it
+Scan = tuple[np.ndarray, list["MicroCluster"], np.ndarray]
 
 
 class AgentClusters:
@@ -146,14 +148,23 @@ class AgentClusters:
             c.centroid().copy(),
         )
 
-    def add(self, memory_id: str, vector: np.ndarray, ts: float) -> list[ClusterChange]:
-        """Place one memory; returns the changes it caused (none for a memory already placed)."""
+    def scan(self, vector: np.ndarray) -> Scan:
+        """``vector`` as a unit vector, and every live cluster with its centroid's cosine to
+        it: what ``nearest`` and then ``add`` of the same memory would each compute, to pass
+        to both (valid until the clusters change)."""
+        v = _unit(vector)
+        return (v, *self._similarities(v))
+
+    def add(
+        self, memory_id: str, vector: np.ndarray, ts: float, scan: Scan | None = None
+    ) -> list[ClusterChange]:
+        """Place one memory; returns the changes it caused (none for a memory already placed).
+        ``scan``: this vector's ``scan()``, taken since the clusters last changed."""
         if memory_id in self.where:
             return []
-        v = _unit(vector)
+        v, cs, sims = scan if scan is not None else self.scan(vector)
         self.vectors[memory_id] = v
         best, best_sim = None, -2.0
-        cs, sims = self._similarities(v)
         if cs:
             i = int(np.argmax(sims))  # the first of equals: the oldest
             best, best_sim = cs[i], float(sims[i])
@@ -202,7 +213,9 @@ class AgentClusters:
             c.total = (c.total - gone).astype(np.float32)
         return [self._change("remove", c, memory_id, ts)]
 
-    def nearest(self, vector: np.ndarray, clusters: int = 2) -> tuple[str, float] | None:
+    def nearest(
+        self, vector: np.ndarray, clusters: int = 2, scan: Scan | None = None
+    ) -> tuple[str, float] | None:
         """The most similar member among the ``clusters`` nearest clusters (cosine), or None.
 
         Used to spot near-duplicates. Equal vectors can differ in the last bits of a matrix
@@ -210,24 +223,18 @@ class AgentClusters:
         best are a tie, which goes to the smallest memory id. Vectorised: a Python loop over
         the members cost O(members) per new memory, the memory stage's largest cost at
         thousands of memories per cluster (``bench.growth``)."""
-        v = _unit(vector)
-        cs, sims = self._similarities(v)
-        near_ids: list[str] = []
-        near_sims: list[float] = []
+        v, cs, sims = scan if scan is not None else self.scan(vector)
+        scans: list[tuple[list[str], np.ndarray]] = []
         for i in np.argsort(-sims, kind="stable")[:clusters]:  # on a tie, the older cluster
             ids, mat = self._member_matrix(cs[int(i)])
-            if not ids:
-                continue
-            member_sims = mat @ v
-            close = np.flatnonzero(member_sims >= member_sims.max() - 1e-6)
-            near_ids.extend(ids[j] for j in close)
-            near_sims.extend(float(member_sims[j]) for j in close)
-        if not near_ids:
+            if ids:
+                scans.append((ids, mat @ v))
+        if not scans:
             return None
-        top = max(near_sims)
-        return min(
-            (mid, sim) for mid, sim in zip(near_ids, near_sims, strict=True) if sim >= top - 1e-6
-        )
+        # the members within 1e-6 of the best of all (compared in float64: a Python float
+        # against float32 would compare in float32); of those, the smallest id
+        floor = np.float64(max(float(ms.max()) for _, ms in scans) - 1e-6)
+        return min((ids[j], float(ms[j])) for ids, ms in scans for j in np.flatnonzero(ms >= floor))
 
     def _member_matrix(self, c: MicroCluster) -> tuple[list[str], np.ndarray]:
         """The members of ``c`` whose vectors are known and their vectors as rows. Kept per

@@ -137,8 +137,10 @@ class AgentMemory:
         if mid in self.lives or mid in self.dups:
             return
         self.settle(t, fx)
+        scan = None  # computed once for the near-duplicate test and the placement
         if ev.derived_from is None and self.clusters.clusters:
-            near = self.clusters.nearest(vector)
+            scan = self.clusters.scan(vector)
+            near = self.clusters.nearest(vector, scan=scan)
             orig = self.lives.get(near[0]) if near else None
             if (
                 near
@@ -158,7 +160,7 @@ class AgentMemory:
         if ev.derived_from is None:
             if ev.position is not None:
                 fx.positions[mid] = ev.position
-            fx.cluster += self.clusters.add(mid, vector, t)
+            fx.cluster += self.clusters.add(mid, vector, t, scan)  # no cluster changed since
             self._consolidate_cluster(self.clusters.where.get(mid), t, fx)
 
     def on_access(self, memory_ids: list[str], ts: float, success: bool, fx: Effects) -> None:
