@@ -9,7 +9,8 @@ serialises one worker's stages. Reported per event:
   the loop, the HTTP server, the rest) and each stage's thread (ingest+embed, memory, store,
   population, analytics);
 - CPU of every process that used any over the run (worker, its recall process and Milvus Lite
-  server, the broker, this harness): whether the worker or the machine is the bound;
+  server, the broker, this harness): whether the worker or the machine is the bound; and of
+  each of the worker's threads, by its Python name (a ``py-spy dump`` at the end);
 - records per event in each of the worker's topics (what the producer and Faust handle).
 
     python -m bench.profile_worker [--events 20000] [--embedder hashing] [--rate 50]
@@ -119,6 +120,39 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
     return out
 
 
+def task_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """Thread id -> (user, system) CPU seconds of each thread of ``pid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            st = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2 :].split()
+        out[int(d.name)] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
+
+
+def thread_cpu(spy: str, pid: int, before: dict[int, tuple[float, float]]) -> dict[str, Any]:
+    """CPU of each of the worker's threads since ``before``, named as Python names them (a
+    ``py-spy dump``): set beside the GIL samples, it shows the CPU a thread spends without the
+    GIL (system calls, numpy, waiting to get it back)."""
+    dump = subprocess.run(  # noqa: S603 - py-spy on our own child
+        [spy, "dump", "-p", str(pid)], capture_output=True, text=True, timeout=60
+    ).stdout
+    names = {}
+    for m in re.finditer(r'^Thread (\d+|0x[0-9a-f]+) \([^)]*\): "([^"]*)"', dump, re.M):
+        names[int(m.group(1), 0)] = m.group(2)
+    out: dict[str, Any] = {}
+    for tid, (user, system) in task_cpu(pid).items():
+        u0, s0 = before.get(tid, (0.0, 0.0))
+        if user - u0 + system - s0 >= 0.05:
+            name = names.get(tid, f"native {tid}")
+            out[name] = {"user_s": round(user - u0, 2), "system_s": round(system - s0, 2)}
+    return dict(sorted(out.items(), key=lambda kv: -(kv[1]["user_s"] + kv[1]["system_s"])))
+
+
 def label(pid: int, cmd: str, worker: int, kids: set[int]) -> str:
     if pid == worker:
         return "worker"
@@ -182,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.PIPE,
         )
         time.sleep(1.0)  # py-spy attached
-        before = cpu_seconds()
+        before, thread_before = cpu_seconds(), task_cpu(pid)
         try:
             with MemoryPublisher(kafka.bootstrap_servers, f"{prefix}.memory.events") as pub:
                 t0 = time.perf_counter()
@@ -195,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             rec.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             _, err = rec.communicate(timeout=60)
         kids = set(after) - set(before)
+        threads = thread_cpu(spy, pid, thread_before)
         topics = records_per_topic(kafka.bootstrap_servers, prefix)
         worker.stop()
         if not raw_path.exists():
@@ -220,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "gil_ms_per_event_by_part": per_event_ms,
         "top_leaf_functions": dict(leaves.most_common(25)),
         "cpu_s_by_process": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+        "worker_cpu_s_by_thread": threads,
         "records_per_event": {t: round(n / len(events), 4) for t, n in topics.items() if n},
         "note": "py-spy --gil: samples of the thread holding the GIL; a loaded run's rate is "
         "below the unprofiled one",
