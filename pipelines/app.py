@@ -725,9 +725,10 @@ def create_app(
             (agent.encode(), hot_key(ns, agent, mid), value)
             for (ns, agent, mid), value in items.items()
         )
-        records = _agent_partition_records(hot_table, writes, pipe.keyring, parts)
         with pipe.ops.timed("l2.write"):  # until the changelog has every row
-            await save_states(hot_table, records)
+            await save_states(
+                hot_table, _agent_partition_records(hot_table, writes, pipe.keyring, parts)
+            )
 
     async def save_agents(writes: dict[bytes, bytes | None]) -> None:
         """The memory stage's table writes (each agent's delta or snapshot and tombstones),
