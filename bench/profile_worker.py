@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,59 @@ def records_per_topic(bootstrap: str, prefix: str) -> dict[str, int]:
         kc.close()
 
 
+@dataclass
+class Run:
+    """What one profiled burst gave (see ``_profile``)."""
+
+    raw: str  # py-spy's samples, collapsed
+    wall: float  # s from the first publish until every event was stored
+    pid: int  # the worker's
+    before: dict[int, tuple[str, float]]  # CPU per process, before and after
+    after: dict[int, tuple[str, float]]
+    threads: dict[str, Any]  # CPU per worker thread
+    topics: dict[str, int]  # records per topic
+
+
+def _profile(
+    spy: str,
+    worker: WorkerProcess,
+    client: Any,
+    bootstrap: str,
+    prefix: str,
+    events: list[Any],
+    rate: int,
+    tmp: str,
+) -> Run:
+    """py-spy on the running ``worker`` while it takes ``events``."""
+    assert worker.proc is not None  # noqa: S101 - started by the caller
+    pid = worker.proc.pid
+    raw_path = Path(tmp) / "spy.txt"
+    rec = subprocess.Popen(  # noqa: S603 - py-spy on our own child
+        [spy, "record", "-p", str(pid), "-o", str(raw_path), "-f", "raw"]
+        + ["-r", str(rate), "--gil", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # py-spy attached
+    before, thread_before = cpu_seconds(), task_cpu(pid)
+    try:
+        with MemoryPublisher(bootstrap, f"{prefix}.memory.events") as pub:
+            t0 = time.perf_counter()
+            pub.publish_many(events)
+            pub.flush()
+            _wait_all_stored(client, len(events))
+            wall = time.perf_counter() - t0
+        after = cpu_seconds()
+    finally:
+        rec.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        _, err = rec.communicate(timeout=60)
+    threads = thread_cpu(spy, pid, thread_before)
+    topics = records_per_topic(bootstrap, prefix)
+    if not raw_path.exists():
+        raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+    return Run(raw_path.read_text(), wall, pid, before, after, threads, topics)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20000)
@@ -206,35 +260,14 @@ def main(argv: list[str] | None = None) -> int:
             extra_env={"ARGOS_OTEL_EXPORTER": "none"},
         )
         client = worker.start()
-        assert worker.proc is not None  # noqa: S101 - started just above
-        pid = worker.proc.pid
-        raw_path = Path(tmp) / "spy.txt"
-        rec = subprocess.Popen(  # noqa: S603 - py-spy on our own child
-            [spy, "record", "-p", str(pid), "-o", str(raw_path), "-f", "raw"]
-            + ["-r", str(args.rate), "--gil", "--nonblocking"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(1.0)  # py-spy attached
-        before, thread_before = cpu_seconds(), task_cpu(pid)
         try:
-            with MemoryPublisher(kafka.bootstrap_servers, f"{prefix}.memory.events") as pub:
-                t0 = time.perf_counter()
-                pub.publish_many(events)
-                pub.flush()
-                _wait_all_stored(client, len(events))
-                wall = time.perf_counter() - t0
-            after = cpu_seconds()
+            run = _profile(
+                spy, worker, client, kafka.bootstrap_servers, prefix, events, args.rate, tmp
+            )
         finally:
-            rec.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-            _, err = rec.communicate(timeout=60)
-        kids = set(after) - set(before)
-        threads = thread_cpu(spy, pid, thread_before)
-        topics = records_per_topic(kafka.bootstrap_servers, prefix)
-        worker.stop()
-        if not raw_path.exists():
-            raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
-        raw = raw_path.read_text()  # before the folder goes
+            worker.stop()
+    raw, wall, pid, before, after = run.raw, run.wall, run.pid, run.before, run.after
+    kids = set(after) - set(before)
     parts, leaves = parts_of(raw)
     sample_s = 1.0 / args.rate
     per_event_ms = {k: round(v * sample_s / len(events) * 1e3, 4) for k, v in parts.most_common()}
@@ -255,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         "gil_ms_per_event_by_part": per_event_ms,
         "top_leaf_functions": dict(leaves.most_common(25)),
         "cpu_s_by_process": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
-        "worker_cpu_s_by_thread": threads,
-        "records_per_event": {t: round(n / len(events), 4) for t, n in topics.items() if n},
+        "worker_cpu_s_by_thread": run.threads,
+        "records_per_event": {t: round(n / len(events), 4) for t, n in run.topics.items() if n},
         "note": "py-spy --gil: samples of the thread holding the GIL; a loaded run's rate is "
         "below the unprofiled one",
     }
