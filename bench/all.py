@@ -42,9 +42,9 @@ def _has_peers() -> str | None:
 
 
 def _has_pyspy() -> str | None:
-    beside = Path(sys.executable).with_name("py-spy")
-    ok = beside.exists() or shutil.which("py-spy") is not None
-    return None if ok else "needs py-spy (the bench extra)"
+    from bench.profile_worker import find_py_spy
+
+    return None if find_py_spy() else "needs py-spy (the bench extra)"
 
 
 def _has_locomo() -> str | None:

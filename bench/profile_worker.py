@@ -68,10 +68,15 @@ LOOP_PARTS = [
 ]
 
 
-def py_spy() -> str:
-    """The py-spy executable (the ``bench`` extra installs it beside this interpreter)."""
+def find_py_spy() -> str | None:
+    """The py-spy executable (the ``bench`` extra installs it beside this interpreter), or
+    None."""
     beside = Path(sys.executable).with_name("py-spy")
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def py_spy() -> str:
+    found = find_py_spy()
     if found is None:
         raise SystemExit("py-spy is not installed: pip install -e '.[bench]'")
     return found

@@ -139,14 +139,17 @@ def alternated(
     workdir: Path,
     variants: dict[str, dict[str, str]],
     rounds: int = 2,
+    checkouts: dict[str, Path] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
-    """Each variant (worker environment) through ``pipeline``, ``rounds`` times, alternating,
-    so drift on a shared machine shows; returns events/s per variant and each one's last run."""
+    """Each variant (worker environment; its worker run from ``checkouts[name]`` when named
+    there) through ``pipeline``, ``rounds`` times, alternating, so drift on a shared machine
+    shows; returns events/s per variant and each one's last run."""
     runs: dict[str, list[float]] = {}
     last: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
         for name, env in variants.items():
-            r = last[name] = pipeline(backend, bootstrap, events, workdir, env)
+            path = (checkouts or {}).get(name)
+            r = last[name] = pipeline(backend, bootstrap, events, workdir, env, checkout=path)
             runs.setdefault(name, []).append(r["events_per_s"])
             print(f"{backend} {name}: {r['events_per_s']:.0f} events/s", flush=True)
     return runs, last
@@ -162,12 +165,8 @@ def side_by_side(
 ) -> dict[str, Any]:
     """This code's pipeline and each checkout's, alternating ``rounds`` times (so drift on a
     shared machine falls on all alike); events/s per run and the ratio of the medians."""
-    runs: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for name, path in [("now", None), *checkouts]:
-            r = pipeline(backend, bootstrap, events, workdir, checkout=path)
-            runs.setdefault(name, []).append(r["events_per_s"])
-            print(f"{backend} {name}: {r['events_per_s']:.0f} events/s", flush=True)
+    variants: dict[str, dict[str, str]] = {"now": {}, **{name: {} for name, _ in checkouts}}
+    runs, _ = alternated(backend, bootstrap, events, workdir, variants, rounds, dict(checkouts))
     med = {name: statistics.median(v) for name, v in runs.items()}
     return {
         "events_per_s": runs,
